@@ -1,0 +1,413 @@
+//! The storage seam: one trait, its error type, and the closed set of backends.
+//!
+//! # Error policy
+//! Backends convert driver errors at the call site into [`Error`]: a unique-constraint
+//! hit becomes [`Error::AlreadyExists`], a failed version check [`Error::Conflict`]
+//! carrying the stored entity, and anything the caller cannot fix [`Error::Unavailable`]
+//! with the driver error as its source. Nothing driver-specific crosses the trait, and
+//! the GraphQL layer logs the source of `Unavailable` but never sends it to clients.
+//!
+//! # What a backend must guarantee
+//! Backends store and fetch; validation, timestamps and referential checks live in
+//! [`crate::service`]. A backend enforces atomically only what cannot be checked from
+//! above without a race: uniqueness of sku and slugs (on create and update) and the
+//! `updated_at` version check of updates. The generic contract suite in `tests/it/contract.rs`
+//! is the definition of the rest.
+
+pub mod instrumented;
+pub mod memory;
+pub mod model;
+
+use std::future::Future;
+
+pub use instrumented::Instrumented;
+pub use memory::MemoryStore;
+pub use model::*;
+
+/// Result of a datastore call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The stored state of an entity whose version check failed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Current {
+    /// A product.
+    Product(Box<Product>),
+    /// A category.
+    Category(Box<Category>),
+    /// A collection.
+    Collection(Box<Collection>),
+}
+
+/// Everything a datastore call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No entity with that key.
+    #[error("{entity} {key:?} not found")]
+    NotFound {
+        /// Entity name, e.g. `product`.
+        entity: &'static str,
+        /// The id or key looked up.
+        key: String,
+    },
+    /// A unique field already holds that value.
+    #[error("{entity} {field} {value:?} already exists")]
+    AlreadyExists {
+        /// Entity name, e.g. `product`.
+        entity: &'static str,
+        /// Field name, e.g. `sku`.
+        field: &'static str,
+        /// The duplicate value.
+        value: String,
+    },
+    /// The version given does not match the stored one; nothing was written.
+    #[error("version conflict: the stored entity has changed")]
+    Conflict(Current),
+    /// The request breaks a rule (validation, integrity).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The request conflicts with the state of other entities (e.g. deleting a parent).
+    #[error("{0}")]
+    FailedPrecondition(String),
+    /// The backend could not answer.
+    #[error("datastore unavailable: {message}")]
+    Unavailable {
+        /// What was being attempted, safe to show.
+        message: String,
+        /// The driver error, for logs only.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// Shorthand for [`Error::NotFound`].
+    pub fn not_found(entity: &'static str, key: impl Into<String>) -> Self {
+        Self::NotFound {
+            entity,
+            key: key.into(),
+        }
+    }
+
+    /// Shorthand for [`Error::AlreadyExists`].
+    pub fn already_exists(entity: &'static str, field: &'static str, value: impl Into<String>) -> Self {
+        Self::AlreadyExists {
+            entity,
+            field,
+            value: value.into(),
+        }
+    }
+
+    /// Wraps a driver error as [`Error::Unavailable`].
+    pub fn unavailable(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Unavailable {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+
+    /// A short, stable label for metrics (`kind` of the error counter).
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Self::NotFound { .. } => "not_found",
+            Self::AlreadyExists { .. } => "already_exists",
+            Self::Conflict(_) => "conflict",
+            Self::InvalidArgument(_) => "invalid_argument",
+            Self::FailedPrecondition(_) => "failed_precondition",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// The storage operations every backend implements.
+///
+/// Every method is a plain `async fn` in the impls; the `Send` bound is spelled out here
+/// so the futures can run on the multi-threaded runtime.
+pub trait Datastore: Send + Sync + 'static {
+    /// Short backend name for metrics and logs: `memdb`, `sqlite`, `scylla`.
+    fn backend(&self) -> &'static str;
+
+    /// Stores a new product and its collection memberships.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] for a taken id or sku.
+    fn create_product(&self, product: &Product) -> impl Future<Output = Result<()>> + Send;
+    /// Reads one product.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn get_product(&self, id: &ProductId) -> impl Future<Output = Result<Product>> + Send;
+    /// Reads one product by sku.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn get_product_by_sku(&self, sku: &str) -> impl Future<Output = Result<Product>> + Send;
+    /// Reads many products; absent ids are left out, order is unspecified.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn get_products(&self, ids: &[ProductId]) -> impl Future<Output = Result<Vec<Product>>> + Send;
+    /// Replaces a product's fields if its stored `updated_at` is `expected`; with
+    /// `collection_ids`, also replaces its memberships (`product.collection_ids` is ignored,
+    /// so a product write never undoes a concurrent collection write).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Conflict`] with the stored product, or
+    /// [`Error::AlreadyExists`] when the new sku is taken.
+    fn update_product(
+        &self,
+        product: &Product,
+        expected: Timestamp,
+        collection_ids: Option<&[CollectionId]>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes a product and its memberships.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn delete_product(&self, id: &ProductId) -> impl Future<Output = Result<()>> + Send;
+    /// One keyset page of products matching `filter` (see [`Page`]).
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn list_products(
+        &self,
+        filter: &ProductFilter,
+        page: &Page,
+    ) -> impl Future<Output = Result<Vec<Product>>> + Send;
+    /// Number of products matching `filter`.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn count_products(&self, filter: &ProductFilter) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Stores a new category.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] for a taken id or slug.
+    fn create_category(&self, category: &Category) -> impl Future<Output = Result<()>> + Send;
+    /// Reads one category.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn get_category(&self, id: &CategoryId) -> impl Future<Output = Result<Category>> + Send;
+    /// Reads one category by slug.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn get_category_by_slug(&self, slug: &str) -> impl Future<Output = Result<Category>> + Send;
+    /// Reads many categories; absent ids are left out.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn get_categories(
+        &self,
+        ids: &[CategoryId],
+    ) -> impl Future<Output = Result<Vec<Category>>> + Send;
+    /// Every category, in no particular order.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn list_categories(&self) -> impl Future<Output = Result<Vec<Category>>> + Send;
+    /// Replaces a category if its stored `updated_at` is `expected`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Conflict`], or [`Error::AlreadyExists`] for a taken slug.
+    fn update_category(
+        &self,
+        category: &Category,
+        expected: Timestamp,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes a category (the service has checked it has no children or products).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn delete_category(&self, id: &CategoryId) -> impl Future<Output = Result<()>> + Send;
+
+    /// Stores a new collection with its member products.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] for a taken id or slug.
+    fn create_collection(
+        &self,
+        collection: &Collection,
+        product_ids: &[ProductId],
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Reads one collection.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn get_collection(&self, id: &CollectionId) -> impl Future<Output = Result<Collection>> + Send;
+    /// Reads one collection by slug.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn get_collection_by_slug(
+        &self,
+        slug: &str,
+    ) -> impl Future<Output = Result<Collection>> + Send;
+    /// Reads many collections; absent ids are left out.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn get_collections(
+        &self,
+        ids: &[CollectionId],
+    ) -> impl Future<Output = Result<Vec<Collection>>> + Send;
+    /// Every collection, in no particular order.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn list_collections(&self) -> impl Future<Output = Result<Vec<Collection>>> + Send;
+    /// Replaces a collection if its stored `updated_at` is `expected`; with `product_ids`,
+    /// also replaces its members.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Conflict`], or [`Error::AlreadyExists`] for a taken slug.
+    fn update_collection(
+        &self,
+        collection: &Collection,
+        expected: Timestamp,
+        product_ids: Option<&[ProductId]>,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes a collection and its memberships.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn delete_collection(&self, id: &CollectionId) -> impl Future<Output = Result<()>> + Send;
+
+    /// Records a published catalogue version.
+    ///
+    /// # Errors
+    /// [`Error::AlreadyExists`] when the tag is taken.
+    fn create_catalog_version(
+        &self,
+        version: &CatalogVersion,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// The most recently published version, if any.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn latest_catalog_version(&self) -> impl Future<Output = Result<Option<CatalogVersion>>> + Send;
+
+    /// Checks that the backend answers.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when it does not.
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+    /// Releases connections; later calls may fail.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// The backend chosen at startup.
+///
+/// Backends are a closed set, so an enum dispatches without boxing and keeps every
+/// future `Send` and statically known.
+pub enum AnyDatastore {
+    /// In-memory DashMap store.
+    Memory(MemoryStore),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $store:ident => $call:expr) => {
+        match $self {
+            AnyDatastore::Memory($store) => $call,
+        }
+    };
+}
+
+impl Datastore for AnyDatastore {
+    fn backend(&self) -> &'static str {
+        dispatch!(self, s => s.backend())
+    }
+    async fn create_product(&self, product: &Product) -> Result<()> {
+        dispatch!(self, s => s.create_product(product).await)
+    }
+    async fn get_product(&self, id: &ProductId) -> Result<Product> {
+        dispatch!(self, s => s.get_product(id).await)
+    }
+    async fn get_product_by_sku(&self, sku: &str) -> Result<Product> {
+        dispatch!(self, s => s.get_product_by_sku(sku).await)
+    }
+    async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
+        dispatch!(self, s => s.get_products(ids).await)
+    }
+    async fn update_product(
+        &self,
+        product: &Product,
+        expected: Timestamp,
+        collection_ids: Option<&[CollectionId]>,
+    ) -> Result<()> {
+        dispatch!(self, s => s.update_product(product, expected, collection_ids).await)
+    }
+    async fn delete_product(&self, id: &ProductId) -> Result<()> {
+        dispatch!(self, s => s.delete_product(id).await)
+    }
+    async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
+        dispatch!(self, s => s.list_products(filter, page).await)
+    }
+    async fn count_products(&self, filter: &ProductFilter) -> Result<u64> {
+        dispatch!(self, s => s.count_products(filter).await)
+    }
+    async fn create_category(&self, category: &Category) -> Result<()> {
+        dispatch!(self, s => s.create_category(category).await)
+    }
+    async fn get_category(&self, id: &CategoryId) -> Result<Category> {
+        dispatch!(self, s => s.get_category(id).await)
+    }
+    async fn get_category_by_slug(&self, slug: &str) -> Result<Category> {
+        dispatch!(self, s => s.get_category_by_slug(slug).await)
+    }
+    async fn get_categories(&self, ids: &[CategoryId]) -> Result<Vec<Category>> {
+        dispatch!(self, s => s.get_categories(ids).await)
+    }
+    async fn list_categories(&self) -> Result<Vec<Category>> {
+        dispatch!(self, s => s.list_categories().await)
+    }
+    async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
+        dispatch!(self, s => s.update_category(category, expected).await)
+    }
+    async fn delete_category(&self, id: &CategoryId) -> Result<()> {
+        dispatch!(self, s => s.delete_category(id).await)
+    }
+    async fn create_collection(&self, collection: &Collection, product_ids: &[ProductId]) -> Result<()> {
+        dispatch!(self, s => s.create_collection(collection, product_ids).await)
+    }
+    async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
+        dispatch!(self, s => s.get_collection(id).await)
+    }
+    async fn get_collection_by_slug(&self, slug: &str) -> Result<Collection> {
+        dispatch!(self, s => s.get_collection_by_slug(slug).await)
+    }
+    async fn get_collections(&self, ids: &[CollectionId]) -> Result<Vec<Collection>> {
+        dispatch!(self, s => s.get_collections(ids).await)
+    }
+    async fn list_collections(&self) -> Result<Vec<Collection>> {
+        dispatch!(self, s => s.list_collections().await)
+    }
+    async fn update_collection(
+        &self,
+        collection: &Collection,
+        expected: Timestamp,
+        product_ids: Option<&[ProductId]>,
+    ) -> Result<()> {
+        dispatch!(self, s => s.update_collection(collection, expected, product_ids).await)
+    }
+    async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
+        dispatch!(self, s => s.delete_collection(id).await)
+    }
+    async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
+        dispatch!(self, s => s.create_catalog_version(version).await)
+    }
+    async fn latest_catalog_version(&self) -> Result<Option<CatalogVersion>> {
+        dispatch!(self, s => s.latest_catalog_version().await)
+    }
+    async fn ping(&self) -> Result<()> {
+        dispatch!(self, s => s.ping().await)
+    }
+    async fn close(&self) {
+        dispatch!(self, s => s.close().await);
+    }
+}

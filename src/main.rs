@@ -1,0 +1,2 @@
+//! The `gitstore-api` binary.
+fn main() {}
