@@ -17,12 +17,14 @@
 pub mod instrumented;
 pub mod memory;
 pub mod model;
+pub mod scylla;
 
 use std::future::Future;
 
 pub use instrumented::Instrumented;
 pub use memory::MemoryStore;
 pub use model::*;
+pub use scylla::ScyllaStore;
 
 /// Result of a datastore call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -305,15 +307,22 @@ pub trait Datastore: Send + Sync + 'static {
 ///
 /// Backends are a closed set, so an enum dispatches without boxing and keeps every
 /// future `Send` and statically known.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one long-lived value per process: boxing a variant would save nothing"
+)]
 pub enum AnyDatastore {
     /// In-memory DashMap store.
     Memory(MemoryStore),
+    /// ScyllaDB / Cassandra store.
+    Scylla(ScyllaStore),
 }
 
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyDatastore::Memory($store) => $call,
+            AnyDatastore::Scylla($store) => $call,
         }
     };
 }

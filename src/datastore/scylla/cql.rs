@@ -1,0 +1,205 @@
+//! A thin layer over the driver's caching session: every statement is prepared once and
+//! reused, every driver error becomes [`Error::Unavailable`] naming what was attempted,
+//! multi-row reads always go through driver paging, and lightweight transactions report
+//! only the `[applied]` column.
+
+use futures_util::stream::BoxStream;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+use scylla::client::caching_session::CachingSession;
+use scylla::deserialize::row::{ColumnIterator, DeserializeRow};
+use scylla::deserialize::value::DeserializeValue;
+use scylla::errors::ExecutionError;
+use scylla::response::query_result::QueryResult;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::Consistency;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::unprepared::Statement;
+
+use super::rows::Values;
+use crate::datastore::{Error, Result};
+
+/// Rows per page for scans whose consumer may stop early (listing pages).
+pub(super) const LISTING_PAGE_SIZE: i32 = 100;
+/// Rows per page for scans that read everything (counts, small tables).
+pub(super) const SCAN_PAGE_SIZE: i32 = 1000;
+
+/// The outcome of a lightweight transaction.
+pub(super) enum Cas {
+    /// The condition held and the write landed.
+    Applied,
+    /// The condition did not hold; nothing was written.
+    NotApplied,
+    /// The request failed (timeout, lost connection): the write may or may not have landed,
+    /// so the caller must read the row back at serial consistency to find out.
+    Unknown(Box<ExecutionError>),
+}
+
+/// The shared session plus the consistency used for linearizable reads.
+pub(super) struct Cql {
+    session: CachingSession,
+    serial_read: Consistency,
+}
+
+/// Maps a driver error to [`Error::Unavailable`], keeping it as the source for logs.
+pub(super) fn unavailable<E>(what: &str) -> impl FnOnce(E) -> Error + '_
+where
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    move |err| Error::unavailable(what, err)
+}
+
+impl Cql {
+    /// Wraps a session; `serial_read` is `SERIAL` or `LOCAL_SERIAL`.
+    pub(super) const fn new(session: CachingSession, serial_read: Consistency) -> Self {
+        Self {
+            session,
+            serial_read,
+        }
+    }
+
+    /// The driver session, for DDL and schema agreement.
+    pub(super) fn session(&self) -> &scylla::client::session::Session {
+        self.session.get_session()
+    }
+
+    /// A statement that reads at serial consistency: it sees every committed lightweight
+    /// transaction and completes any that is in flight.
+    pub(super) fn serial(&self, text: &str) -> Statement {
+        let mut statement = Statement::new(text);
+        statement.set_consistency(self.serial_read);
+        statement
+    }
+
+    /// Runs one prepared statement and returns its raw result.
+    pub(super) async fn execute(
+        &self,
+        statement: impl Into<Statement>,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> Result<QueryResult> {
+        self.session
+            .execute_unpaged(statement, values)
+            .await
+            .map_err(unavailable(what))
+    }
+
+    /// Reads at most one row (the statement restricts a full primary key or has `LIMIT 1`).
+    pub(super) async fn one<R>(
+        &self,
+        statement: impl Into<Statement>,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> Result<Option<R>>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm>,
+    {
+        let rows = self
+            .execute(statement, values, what)
+            .await?
+            .into_rows_result()
+            .map_err(unavailable(what))?;
+        rows.maybe_first_row::<R>().map_err(unavailable(what))
+    }
+
+    /// Streams every row of a query, fetched page by page by the driver; dropping the
+    /// stream stops fetching.
+    pub(super) async fn stream<R>(
+        &self,
+        text: &str,
+        page_size: i32,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> Result<BoxStream<'static, Result<R>>>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
+    {
+        let statement = Statement::new(text).with_page_size(page_size);
+        let pager = self
+            .session
+            .execute_iter(statement, values)
+            .await
+            .map_err(unavailable(what))?;
+        let rows = pager.rows_stream::<R>().map_err(unavailable(what))?;
+        let what = what.to_owned();
+        Ok(rows
+            .map_err(move |e| Error::unavailable(what.clone(), e))
+            .boxed())
+    }
+
+    /// Collects every row of a query through driver paging.
+    pub(super) async fn all<R>(
+        &self,
+        text: &str,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> Result<Vec<R>>
+    where
+        R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
+    {
+        self.stream(text, SCAN_PAGE_SIZE, values, what)
+            .await?
+            .try_collect()
+            .await
+    }
+
+    /// Runs a conditional statement and reads only its `[applied]` column: Cassandra
+    /// returns just that column while Scylla adds the old row, so nothing else is
+    /// portable.
+    pub(super) async fn cas(
+        &self,
+        statement: impl Into<Statement>,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> Result<Cas> {
+        match self.session.execute_unpaged(statement, values).await {
+            Ok(result) => match applied(result) {
+                Ok(true) => Ok(Cas::Applied),
+                Ok(false) => Ok(Cas::NotApplied),
+                Err(err) => Err(Error::unavailable(what, err)),
+            },
+            Err(err) => Ok(Cas::Unknown(Box::new(err))),
+        }
+    }
+
+    /// Runs statements as one logged batch: either all of them eventually apply or none
+    /// does (the batch log replays a batch interrupted half-way).
+    pub(super) async fn logged_batch(
+        &self,
+        statements: Vec<(&'static str, Values)>,
+        what: &str,
+    ) -> Result<()> {
+        if statements.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new(BatchType::Logged);
+        let mut values = Vec::with_capacity(statements.len());
+        for (text, bound) in statements {
+            batch.append_statement(text);
+            values.push(bound);
+        }
+        self.session
+            .batch(&batch, values)
+            .await
+            .map(drop)
+            .map_err(unavailable(what))
+    }
+}
+
+/// The `[applied]` flag of a lightweight transaction's result.
+fn applied(result: QueryResult) -> std::result::Result<bool, String> {
+    let rows = result.into_rows_result().map_err(|e| e.to_string())?;
+    let mut iter = rows.rows::<ColumnIterator>().map_err(|e| e.to_string())?;
+    let row = iter
+        .next()
+        .ok_or("conditional statement returned no row")?
+        .map_err(|e| e.to_string())?;
+    for column in row {
+        let column = column.map_err(|e| e.to_string())?;
+        if column.spec.name() == "[applied]" {
+            <bool as DeserializeValue>::type_check(column.spec.typ()).map_err(|e| e.to_string())?;
+            return <bool as DeserializeValue>::deserialize(column.spec.typ(), column.slice)
+                .map_err(|e| e.to_string());
+        }
+    }
+    Err("conditional statement returned no [applied] column".to_owned())
+}
