@@ -1,4 +1,6 @@
 //! The single integration-test binary: every suite links once.
 
 mod contract;
+mod graphql;
 mod memdb;
+mod support;
