@@ -91,7 +91,11 @@ impl Error {
     }
 
     /// Shorthand for [`Error::AlreadyExists`].
-    pub fn already_exists(entity: &'static str, field: &'static str, value: impl Into<String>) -> Self {
+    pub fn already_exists(
+        entity: &'static str,
+        field: &'static str,
+        value: impl Into<String>,
+    ) -> Self {
         Self::AlreadyExists {
             entity,
             field,
@@ -246,10 +250,8 @@ pub trait Datastore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`Error::NotFound`] when absent.
-    fn get_collection_by_slug(
-        &self,
-        slug: &str,
-    ) -> impl Future<Output = Result<Collection>> + Send;
+    fn get_collection_by_slug(&self, slug: &str)
+    -> impl Future<Output = Result<Collection>> + Send;
     /// Reads many collections; absent ids are left out.
     ///
     /// # Errors
@@ -292,7 +294,8 @@ pub trait Datastore: Send + Sync + 'static {
     ///
     /// # Errors
     /// Only [`Error::Unavailable`].
-    fn latest_catalog_version(&self) -> impl Future<Output = Result<Option<CatalogVersion>>> + Send;
+    fn latest_catalog_version(&self)
+    -> impl Future<Output = Result<Option<CatalogVersion>>> + Send;
 
     /// Checks that the backend answers.
     ///
@@ -381,7 +384,11 @@ impl Datastore for AnyDatastore {
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
         dispatch!(self, s => s.delete_category(id).await)
     }
-    async fn create_collection(&self, collection: &Collection, product_ids: &[ProductId]) -> Result<()> {
+    async fn create_collection(
+        &self,
+        collection: &Collection,
+        product_ids: &[ProductId],
+    ) -> Result<()> {
         dispatch!(self, s => s.create_collection(collection, product_ids).await)
     }
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {

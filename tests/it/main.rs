@@ -1,1 +1,6 @@
-fn main(){}
+//! The single integration-test binary: every suite links once.
+
+mod contract;
+mod graphql;
+mod memdb;
+mod support;
