@@ -16,6 +16,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::config::{Backend, Config, DatastoreConfig};
+use crate::datastore::scylla::{ScyllaConfig, ScyllaStore};
 use crate::datastore::{AnyDatastore, Datastore, Instrumented, MemoryStore};
 use crate::graphql::{self, GraphqlApi, Limits};
 use crate::service::Catalog;
@@ -48,11 +49,38 @@ impl AppState {
 pub async fn open_datastore(config: &DatastoreConfig) -> anyhow::Result<AnyDatastore> {
     match config.backend {
         Backend::Memdb => Ok(AnyDatastore::Memory(MemoryStore::new())),
-        Backend::Sqlite | Backend::Scylla => anyhow::bail!(
+        Backend::Scylla => Ok(AnyDatastore::Scylla(
+            ScyllaStore::connect(&scylla_config(config)?).await?,
+        )),
+        Backend::Sqlite => anyhow::bail!(
             "datastore backend {:?} is not built into this binary yet",
             config.backend
         ),
     }
+}
+
+/// The scylla backend's settings from the datastore configuration.
+///
+/// # Errors
+/// A consistency name that is not a CQL consistency level.
+pub fn scylla_config(config: &DatastoreConfig) -> anyhow::Result<ScyllaConfig> {
+    Ok(ScyllaConfig {
+        hosts: config.scylla_hosts.clone(),
+        keyspace: config.scylla_keyspace.clone(),
+        username: config.scylla_username.clone(),
+        password: config.scylla_password.clone(),
+        consistency: config
+            .scylla_consistency
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        serial_consistency: config
+            .scylla_serial_consistency
+            .parse()
+            .map_err(anyhow::Error::msg)?,
+        request_timeout: config.scylla_request_timeout,
+        migration_lock_ttl: config.scylla_migration_lock_ttl,
+        migration_wait_timeout: config.scylla_migration_wait_timeout,
+    })
 }
 
 /// Applies the backend's pending migrations (nothing to do for memdb).
@@ -62,6 +90,11 @@ pub async fn open_datastore(config: &DatastoreConfig) -> anyhow::Result<AnyDatas
 pub async fn migrate_datastore(store: &AnyDatastore) -> anyhow::Result<()> {
     match store {
         AnyDatastore::Memory(_) => Ok(()),
+        AnyDatastore::Scylla(scylla) => {
+            let report = scylla.migrate().await?;
+            tracing::info!(keyspace = scylla.keyspace(), %report, "scylla migrations done");
+            Ok(())
+        }
     }
 }
 

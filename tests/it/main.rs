@@ -3,4 +3,5 @@
 mod contract;
 mod graphql;
 mod memdb;
+mod scylla;
 mod support;

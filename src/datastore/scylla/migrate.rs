@@ -100,7 +100,7 @@ const SELECT_HOLDER: &str = "SELECT holder FROM schema_migration_lock WHERE name
 /// How the runner waits for and holds the lock.
 #[derive(Clone, Copy, Debug)]
 pub struct LockSettings {
-    /// Lifetime of the lock row without a heartbeat (whole seconds, at least one).
+    /// Lifetime of the lock row without a heartbeat (whole seconds, at least three).
     pub ttl: Duration,
     /// How long an instance waits for another holder before giving up.
     pub wait_timeout: Duration,
@@ -146,7 +146,10 @@ pub enum MigrateError {
         holder: String,
     },
     /// The heartbeat found the lock taken by someone else while migrating.
-    #[error("lost the migration lock before applying {path}; another instance has taken over")]
+    #[error(
+        "lost the migration lock before applying {path}: it expired or another instance took it \
+         over"
+    )]
     LockLost {
         /// The migration that was about to run.
         path: String,
@@ -227,14 +230,72 @@ pub(super) async fn run(
             already_applied: MIGRATIONS.len(),
         });
     }
-
-    let holder = holder_id();
-    acquire(cql, &holder, settings).await?;
-    let heartbeat = Heartbeat::start(Arc::clone(cql), holder.clone(), settings.ttl);
-    let outcome = apply_pending(cql, &holder, &heartbeat.lost).await;
-    heartbeat.stop().await;
-    release(cql, &holder).await;
+    let lock = MigrationLock::acquire(cql, keyspace, settings).await?;
+    let outcome = apply_pending(cql, &lock.holder, &lock.lost).await;
+    lock.release().await;
     outcome
+}
+
+/// The migration lock, held: a heartbeat renews it until [`MigrationLock::release`].
+///
+/// Migrations take it by themselves; an operator task that must not overlap a migration
+/// (a manual data fix, a backfill) can take it through
+/// [`ScyllaStore::hold_migration_lock`](super::ScyllaStore::hold_migration_lock).
+/// Dropping it without releasing stops the heartbeat and lets the row expire by its TTL,
+/// exactly as a crash would.
+pub struct MigrationLock {
+    cql: Arc<Cql>,
+    holder: String,
+    lost: Arc<AtomicBool>,
+    heartbeat: Option<Heartbeat>,
+}
+
+impl MigrationLock {
+    /// Waits for the lock (see the module docs) and starts renewing it.
+    pub(super) async fn acquire(
+        cql: &Arc<Cql>,
+        keyspace: &str,
+        settings: LockSettings,
+    ) -> Result<Self, MigrateError> {
+        ensure_bookkeeping(cql, keyspace).await?;
+        let holder = holder_id();
+        acquire(cql, &holder, settings).await?;
+        let heartbeat = Heartbeat::start(Arc::clone(cql), holder.clone(), settings.ttl);
+        Ok(Self {
+            cql: Arc::clone(cql),
+            holder,
+            lost: Arc::clone(&heartbeat.lost),
+            heartbeat: Some(heartbeat),
+        })
+    }
+
+    /// This instance's name in the lock row.
+    #[must_use]
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Whether the heartbeat found the lock expired or taken by another instance.
+    #[must_use]
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    /// Stops the heartbeat and deletes the lock row if this instance still holds it.
+    pub async fn release(mut self) {
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.stop().await;
+        }
+        release(&self.cql, &self.holder).await;
+    }
+}
+
+impl Drop for MigrationLock {
+    fn drop(&mut self) {
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.task.abort();
+        }
+    }
 }
 
 /// Creates the two bookkeeping tables when they are missing.
@@ -364,7 +425,12 @@ async fn apply_pending(
 
 /// A name for this instance in the lock row, unique per run.
 fn holder_id() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "unknown-host".to_owned());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown-host".to_owned());
     format!(
         "{host}/pid-{}/{}",
         std::process::id(),
@@ -372,8 +438,19 @@ fn holder_id() -> String {
     )
 }
 
+/// The shortest lock TTL used. CQL TTLs count whole seconds from the second the write
+/// lands in, so a row may expire up to a second early: a shorter TTL would leave the
+/// heartbeat no margin.
+const MIN_LOCK_TTL_SECONDS: u64 = 3;
+
 fn ttl_seconds(ttl: Duration) -> i32 {
-    i32::try_from(ttl.as_secs().max(1)).unwrap_or(i32::MAX)
+    i32::try_from(ttl.as_secs().max(MIN_LOCK_TTL_SECONDS)).unwrap_or(i32::MAX)
+}
+
+/// How often the heartbeat renews: three times per TTL, minus the second a TTL can lose.
+fn heartbeat_period(ttl: Duration) -> Duration {
+    let seconds = ttl.as_secs().max(MIN_LOCK_TTL_SECONDS);
+    Duration::from_secs(seconds - 1) / 3
 }
 
 /// Reads the current holder at serial consistency (sees in-flight lock transactions).
@@ -496,7 +573,7 @@ impl Heartbeat {
         let lost = Arc::new(AtomicBool::new(false));
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let flag = Arc::clone(&lost);
-        let every = (ttl / 3).max(Duration::from_millis(100));
+        let every = heartbeat_period(ttl);
         let task = tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -516,7 +593,10 @@ impl Heartbeat {
                 {
                     Ok(Cas::Applied) => tracing::debug!("renewed the migration lock"),
                     Ok(Cas::NotApplied) => {
-                        tracing::error!(holder, "the migration lock was taken over; stopping");
+                        tracing::error!(
+                            holder,
+                            "the migration lock expired or was taken over; stopping"
+                        );
                         flag.store(true, Ordering::Release);
                         return;
                     }

@@ -464,6 +464,17 @@ impl ScyllaStore {
         migrate::run(&self.cql, &self.keyspace, self.lock).await
     }
 
+    /// Takes the migration lock and holds it, renewed by a heartbeat, until the returned
+    /// guard is released: for operator tasks that must not overlap a migration. Waits for
+    /// another holder like a migrator does.
+    ///
+    /// # Errors
+    /// [`MigrateError::LockTimeout`] when another holder keeps it past the wait timeout,
+    /// or [`MigrateError::Datastore`] when the lock table cannot be reached.
+    pub async fn hold_migration_lock(&self) -> Result<migrate::MigrationLock, MigrateError> {
+        migrate::MigrationLock::acquire(&self.cql, &self.keyspace, self.lock).await
+    }
+
     /// The keyspace this store works in.
     #[must_use]
     pub fn keyspace(&self) -> &str {
@@ -1071,51 +1082,66 @@ impl ScyllaStore {
     }
 }
 
+// Every call is boxed: the state machines of these calls are large (several nested LWT
+// round trips), and `AnyDatastore` futures are as large as their largest variant, which
+// would make every GraphQL resolver future large for every backend.
 impl Datastore for ScyllaStore {
     fn backend(&self) -> &'static str {
         "scylla"
     }
 
     async fn create_product(&self, product: &Product) -> Result<()> {
-        let mut rows = self.product_index_rows(product);
-        let mut collections: Vec<&CollectionId> = product.collection_ids.iter().collect();
-        collections.sort();
-        collections.dedup();
-        for cid in collections {
-            rows.extend(Self::membership_insert(
-                product.id.as_str(),
-                product.created_at,
-                cid.as_str(),
-            ));
-        }
-        let mut stored = product.clone();
-        stored.collection_ids.clear();
-        self.create_keyed(&stored, rows).await?;
-        self.known_months
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(month_of(product.created_at));
-        Ok(())
+        Box::pin(async move {
+            let mut rows = self.product_index_rows(product);
+            let mut collections: Vec<&CollectionId> = product.collection_ids.iter().collect();
+            collections.sort();
+            collections.dedup();
+            for cid in collections {
+                rows.extend(Self::membership_insert(
+                    product.id.as_str(),
+                    product.created_at,
+                    cid.as_str(),
+                ));
+            }
+            let mut stored = product.clone();
+            stored.collection_ids.clear();
+            self.create_keyed(&stored, rows).await?;
+            self.known_months
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(month_of(product.created_at));
+            Ok(())
+        })
+        .await
     }
 
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
-        self.full_product(id)
-            .await?
-            .ok_or_else(|| Error::not_found(ProductId::ENTITY, id.as_str()))
+        Box::pin(async move {
+            self.full_product(id)
+                .await?
+                .ok_or_else(|| Error::not_found(ProductId::ENTITY, id.as_str()))
+        })
+        .await
     }
 
     async fn get_product_by_sku(&self, sku: &str) -> Result<Product> {
-        let product = self.by_key::<Product>(sku).await?;
-        self.with_collections(product).await
+        Box::pin(async move {
+            let product = self.by_key::<Product>(sku).await?;
+            self.with_collections(product).await
+        })
+        .await
     }
 
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
-        futures_util::stream::iter(ids.to_vec())
-            .map(|id| async move { self.full_product(&id).await })
-            .buffer_unordered(FETCH_CONCURRENCY)
-            .try_filter_map(|p| async move { Ok(p) })
-            .try_collect()
-            .await
+        Box::pin(async move {
+            futures_util::stream::iter(ids.to_vec())
+                .map(|id| async move { self.full_product(&id).await })
+                .buffer_unordered(FETCH_CONCURRENCY)
+                .try_filter_map(|p| async move { Ok(p) })
+                .try_collect()
+                .await
+        })
+        .await
     }
 
     async fn update_product(
@@ -1124,179 +1150,203 @@ impl Datastore for ScyllaStore {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
     ) -> Result<()> {
-        let Some(stored) = self.read::<Product>(product.id.as_str()).await? else {
-            return Err(Error::not_found(ProductId::ENTITY, product.id.as_str()));
-        };
-        if stored.updated_at != expected {
-            return Err(self.product_conflict(stored).await);
-        }
-        let mut next = product.clone();
-        next.collection_ids.clear();
-        // created_at is immutable: the index rows are keyed by the stored one.
-        next.created_at = stored.created_at;
-        let moved = next.category_id != stored.category_id;
-        let pid = product.id.as_str();
-        if moved {
-            let row = (next.category_id.as_str(), ts(stored.created_at), pid);
-            self.cql
-                .execute(
-                    INSERT_CATEGORY_ROW,
-                    row,
-                    &format!("indexing product {pid:?}"),
-                )
-                .await?;
-        }
-        let outcome = self.update_keyed(&stored, &next, expected).await;
-        let (stale_category, result) = match outcome? {
-            Write::Done => (&stored.category_id, Ok(())),
-            Write::Stale(current) => (&next.category_id, Err(self.product_conflict(current).await)),
-            Write::Missing => (
-                &next.category_id,
-                Err(Error::not_found(ProductId::ENTITY, pid)),
-            ),
-        };
-        if moved {
-            let row = (stale_category.as_str(), ts(stored.created_at), pid);
-            if let Err(err) = self
-                .cql
-                .execute(DELETE_CATEGORY_ROW, row, "unindexing a product")
-                .await
-            {
-                // Harmless: reads check the entity's category.
-                tracing::warn!(product = pid, error = %err, "could not remove a stale category index row");
+        Box::pin(async move {
+            let Some(stored) = self.read::<Product>(product.id.as_str()).await? else {
+                return Err(Error::not_found(ProductId::ENTITY, product.id.as_str()));
+            };
+            if stored.updated_at != expected {
+                return Err(self.product_conflict(stored).await);
             }
-        }
-        result?;
-        if let Some(ids) = collection_ids {
-            self.set_product_collections(&product.id, stored.created_at, ids)
-                .await?;
-        }
-        Ok(())
+            let mut next = product.clone();
+            next.collection_ids.clear();
+            // created_at is immutable: the index rows are keyed by the stored one.
+            next.created_at = stored.created_at;
+            let moved = next.category_id != stored.category_id;
+            let pid = product.id.as_str();
+            if moved {
+                let row = (next.category_id.as_str(), ts(stored.created_at), pid);
+                self.cql
+                    .execute(
+                        INSERT_CATEGORY_ROW,
+                        row,
+                        &format!("indexing product {pid:?}"),
+                    )
+                    .await?;
+            }
+            let outcome = self.update_keyed(&stored, &next, expected).await;
+            let (stale_category, result) = match outcome? {
+                Write::Done => (&stored.category_id, Ok(())),
+                Write::Stale(current) => (&next.category_id, Err(self.product_conflict(current).await)),
+                Write::Missing => (
+                    &next.category_id,
+                    Err(Error::not_found(ProductId::ENTITY, pid)),
+                ),
+            };
+            if moved {
+                let row = (stale_category.as_str(), ts(stored.created_at), pid);
+                if let Err(err) = self
+                    .cql
+                    .execute(DELETE_CATEGORY_ROW, row, "unindexing a product")
+                    .await
+                {
+                    // Harmless: reads check the entity's category.
+                    tracing::warn!(product = pid, error = %err, "could not remove a stale category index row");
+                }
+            }
+            result?;
+            if let Some(ids) = collection_ids {
+                self.set_product_collections(&product.id, stored.created_at, ids)
+                    .await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        let stored = self.remove::<Product>(id.as_str()).await?;
-        self.release::<Product>(&stored.sku, id.as_str(), None)
-            .await;
-        let mut statements = vec![
-            (
-                DELETE_MONTH_ROW,
-                boxed((
-                    month_of(stored.created_at),
-                    ts(stored.created_at),
-                    id.as_str().to_owned(),
-                )),
-            ),
-            (
-                DELETE_CATEGORY_ROW,
-                boxed((
-                    stored.category_id.as_str().to_owned(),
-                    ts(stored.created_at),
-                    id.as_str().to_owned(),
-                )),
-            ),
-        ];
-        let cleanup = async {
-            for cid in self.collections_of(id).await? {
-                statements.extend(Self::membership_delete(
-                    id.as_str(),
-                    stored.created_at,
-                    cid.as_str(),
-                ));
+        Box::pin(async move {
+            let stored = self.remove::<Product>(id.as_str()).await?;
+            self.release::<Product>(&stored.sku, id.as_str(), None)
+                .await;
+            let mut statements = vec![
+                (
+                    DELETE_MONTH_ROW,
+                    boxed((
+                        month_of(stored.created_at),
+                        ts(stored.created_at),
+                        id.as_str().to_owned(),
+                    )),
+                ),
+                (
+                    DELETE_CATEGORY_ROW,
+                    boxed((
+                        stored.category_id.as_str().to_owned(),
+                        ts(stored.created_at),
+                        id.as_str().to_owned(),
+                    )),
+                ),
+            ];
+            let cleanup = async {
+                for cid in self.collections_of(id).await? {
+                    statements.extend(Self::membership_delete(
+                        id.as_str(),
+                        stored.created_at,
+                        cid.as_str(),
+                    ));
+                }
+                statements.push((DELETE_ALL_PRODUCT_SIDE, boxed((id.as_str().to_owned(),))));
+                self.write_batches(statements, &format!("unindexing product {id:?}"))
+                    .await
+            };
+            if let Err(err) = cleanup.await {
+                // The product is gone; its leftover index rows are skipped by every read.
+                tracing::warn!(product = id.as_str(), error = %err, "could not remove the index rows of a deleted product");
             }
-            statements.push((DELETE_ALL_PRODUCT_SIDE, boxed((id.as_str().to_owned(),))));
-            self.write_batches(statements, &format!("unindexing product {id:?}"))
-                .await
-        };
-        if let Err(err) = cleanup.await {
-            // The product is gone; its leftover index rows are skipped by every read.
-            tracing::warn!(product = id.as_str(), error = %err, "could not remove the index rows of a deleted product");
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
-        if page.limit == 0 {
-            return Ok(Vec::new());
-        }
-        let mut found = Vec::with_capacity(page.limit);
-        let limit = page.limit;
-        self.scan(filter, page, LISTING_PAGE_SIZE, |p| {
-            found.push(p);
-            found.len() < limit
+        Box::pin(async move {
+            if page.limit == 0 {
+                return Ok(Vec::new());
+            }
+            let mut found = Vec::with_capacity(page.limit);
+            let limit = page.limit;
+            self.scan(filter, page, LISTING_PAGE_SIZE, |p| {
+                found.push(p);
+                found.len() < limit
+            })
+            .await?;
+            if page.from_end {
+                found.reverse();
+            }
+            futures_util::stream::iter(found)
+                .map(|p| self.with_collections(p))
+                .buffered(FETCH_CONCURRENCY)
+                .try_collect()
+                .await
         })
-        .await?;
-        if page.from_end {
-            found.reverse();
-        }
-        futures_util::stream::iter(found)
-            .map(|p| self.with_collections(p))
-            .buffered(FETCH_CONCURRENCY)
-            .try_collect()
-            .await
+        .await
     }
 
     async fn count_products(&self, filter: &ProductFilter) -> Result<u64> {
-        let mut count = 0_u64;
-        let everything = Page {
-            limit: usize::MAX,
-            ..Page::default()
-        };
-        self.scan(filter, &everything, SCAN_PAGE_SIZE, |_| {
-            count += 1;
-            true
+        Box::pin(async move {
+            let mut count = 0_u64;
+            let everything = Page {
+                limit: usize::MAX,
+                ..Page::default()
+            };
+            self.scan(filter, &everything, SCAN_PAGE_SIZE, |_| {
+                count += 1;
+                true
+            })
+            .await?;
+            Ok(count)
         })
-        .await?;
-        Ok(count)
+        .await
     }
 
     async fn create_category(&self, category: &Category) -> Result<()> {
-        self.create_keyed(category, Vec::new()).await
+        Box::pin(async move { self.create_keyed(category, Vec::new()).await }).await
     }
 
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
-        self.read::<Category>(id.as_str())
-            .await?
-            .ok_or_else(|| Error::not_found(CategoryId::ENTITY, id.as_str()))
+        Box::pin(async move {
+            self.read::<Category>(id.as_str())
+                .await?
+                .ok_or_else(|| Error::not_found(CategoryId::ENTITY, id.as_str()))
+        })
+        .await
     }
 
     async fn get_category_by_slug(&self, slug: &str) -> Result<Category> {
-        self.by_key::<Category>(slug).await
+        Box::pin(async move { self.by_key::<Category>(slug).await }).await
     }
 
     async fn get_categories(&self, ids: &[CategoryId]) -> Result<Vec<Category>> {
-        self.read_many(ids.iter().map(CategoryId::as_str)).await
+        Box::pin(async move { self.read_many(ids.iter().map(CategoryId::as_str)).await }).await
     }
 
     async fn list_categories(&self) -> Result<Vec<Category>> {
-        let rows: Vec<rows::CategoryRow> = self
-            .cql
-            .all(SELECT_ALL_CATEGORIES, (), "listing categories")
-            .await?;
-        rows.into_iter().map(Category::from_row).collect()
+        Box::pin(async move {
+            let rows: Vec<rows::CategoryRow> = self
+                .cql
+                .all(SELECT_ALL_CATEGORIES, (), "listing categories")
+                .await?;
+            rows.into_iter().map(Category::from_row).collect()
+        })
+        .await
     }
 
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        let Some(stored) = self.read::<Category>(category.id.as_str()).await? else {
-            return Err(Error::not_found(CategoryId::ENTITY, category.id.as_str()));
-        };
-        if stored.updated_at != expected {
-            return Err(Error::Conflict(stored.into_current()));
-        }
-        let mut next = category.clone();
-        next.created_at = stored.created_at;
-        match self.update_keyed(&stored, &next, expected).await? {
-            Write::Done => Ok(()),
-            Write::Stale(current) => Err(Error::Conflict(current.into_current())),
-            Write::Missing => Err(Error::not_found(CategoryId::ENTITY, category.id.as_str())),
-        }
+        Box::pin(async move {
+            let Some(stored) = self.read::<Category>(category.id.as_str()).await? else {
+                return Err(Error::not_found(CategoryId::ENTITY, category.id.as_str()));
+            };
+            if stored.updated_at != expected {
+                return Err(Error::Conflict(stored.into_current()));
+            }
+            let mut next = category.clone();
+            next.created_at = stored.created_at;
+            match self.update_keyed(&stored, &next, expected).await? {
+                Write::Done => Ok(()),
+                Write::Stale(current) => Err(Error::Conflict(current.into_current())),
+                Write::Missing => Err(Error::not_found(CategoryId::ENTITY, category.id.as_str())),
+            }
+        })
+        .await
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        let stored = self.remove::<Category>(id.as_str()).await?;
-        self.release::<Category>(&stored.slug, id.as_str(), None)
-            .await;
-        Ok(())
+        Box::pin(async move {
+            let stored = self.remove::<Category>(id.as_str()).await?;
+            self.release::<Category>(&stored.slug, id.as_str(), None)
+                .await;
+            Ok(())
+        })
+        .await
     }
 
     async fn create_collection(
@@ -1304,31 +1354,40 @@ impl Datastore for ScyllaStore {
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
-        self.create_keyed(collection, Vec::new()).await?;
-        self.set_collection_members(&collection.id, product_ids)
-            .await
+        Box::pin(async move {
+            self.create_keyed(collection, Vec::new()).await?;
+            self.set_collection_members(&collection.id, product_ids)
+                .await
+        })
+        .await
     }
 
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
-        self.read::<Collection>(id.as_str())
-            .await?
-            .ok_or_else(|| Error::not_found(CollectionId::ENTITY, id.as_str()))
+        Box::pin(async move {
+            self.read::<Collection>(id.as_str())
+                .await?
+                .ok_or_else(|| Error::not_found(CollectionId::ENTITY, id.as_str()))
+        })
+        .await
     }
 
     async fn get_collection_by_slug(&self, slug: &str) -> Result<Collection> {
-        self.by_key::<Collection>(slug).await
+        Box::pin(async move { self.by_key::<Collection>(slug).await }).await
     }
 
     async fn get_collections(&self, ids: &[CollectionId]) -> Result<Vec<Collection>> {
-        self.read_many(ids.iter().map(CollectionId::as_str)).await
+        Box::pin(async move { self.read_many(ids.iter().map(CollectionId::as_str)).await }).await
     }
 
     async fn list_collections(&self) -> Result<Vec<Collection>> {
-        let rows: Vec<rows::CollectionRow> = self
-            .cql
-            .all(SELECT_ALL_COLLECTIONS, (), "listing collections")
-            .await?;
-        rows.into_iter().map(Collection::from_row).collect()
+        Box::pin(async move {
+            let rows: Vec<rows::CollectionRow> = self
+                .cql
+                .all(SELECT_ALL_COLLECTIONS, (), "listing collections")
+                .await?;
+            rows.into_iter().map(Collection::from_row).collect()
+        })
+        .await
     }
 
     async fn update_collection(
@@ -1337,132 +1396,144 @@ impl Datastore for ScyllaStore {
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
     ) -> Result<()> {
-        let Some(stored) = self.read::<Collection>(collection.id.as_str()).await? else {
-            return Err(Error::not_found(
-                CollectionId::ENTITY,
-                collection.id.as_str(),
-            ));
-        };
-        if stored.updated_at != expected {
-            return Err(Error::Conflict(stored.into_current()));
-        }
-        let mut next = collection.clone();
-        next.created_at = stored.created_at;
-        match self.update_keyed(&stored, &next, expected).await? {
-            Write::Done => {}
-            Write::Stale(current) => {
-                return Err(Error::Conflict(current.into_current()));
-            }
-            Write::Missing => {
+        Box::pin(async move {
+            let Some(stored) = self.read::<Collection>(collection.id.as_str()).await? else {
                 return Err(Error::not_found(
                     CollectionId::ENTITY,
                     collection.id.as_str(),
                 ));
+            };
+            if stored.updated_at != expected {
+                return Err(Error::Conflict(stored.into_current()));
             }
-        }
-        if let Some(ids) = product_ids {
-            self.set_collection_members(&collection.id, ids).await?;
-        }
-        Ok(())
+            let mut next = collection.clone();
+            next.created_at = stored.created_at;
+            match self.update_keyed(&stored, &next, expected).await? {
+                Write::Done => {}
+                Write::Stale(current) => {
+                    return Err(Error::Conflict(current.into_current()));
+                }
+                Write::Missing => {
+                    return Err(Error::not_found(
+                        CollectionId::ENTITY,
+                        collection.id.as_str(),
+                    ));
+                }
+            }
+            if let Some(ids) = product_ids {
+                self.set_collection_members(&collection.id, ids).await?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        if self.read::<Collection>(id.as_str()).await?.is_none() {
-            return Err(Error::not_found(CollectionId::ENTITY, id.as_str()));
-        }
-        // Memberships first: if the entity delete then fails, a retry finishes the job,
-        // whereas the other order could leave products listing a deleted collection.
-        let mut statements = Vec::new();
-        for (created_at, pid) in self.members_of(id).await? {
-            statements.extend(Self::membership_delete(&pid, created_at, id.as_str()));
-        }
-        statements.push((DELETE_ALL_COLLECTION_SIDE, boxed((id.as_str().to_owned(),))));
-        self.write_batches(
-            statements,
-            &format!("removing the products of collection {id:?}"),
-        )
-        .await?;
-        let stored = self.remove::<Collection>(id.as_str()).await?;
-        self.release::<Collection>(&stored.slug, id.as_str(), None)
-            .await;
-        Ok(())
+        Box::pin(async move {
+            if self.read::<Collection>(id.as_str()).await?.is_none() {
+                return Err(Error::not_found(CollectionId::ENTITY, id.as_str()));
+            }
+            // Memberships first: if the entity delete then fails, a retry finishes the job,
+            // whereas the other order could leave products listing a deleted collection.
+            let mut statements = Vec::new();
+            for (created_at, pid) in self.members_of(id).await? {
+                statements.extend(Self::membership_delete(&pid, created_at, id.as_str()));
+            }
+            statements.push((DELETE_ALL_COLLECTION_SIDE, boxed((id.as_str().to_owned(),))));
+            self.write_batches(
+                statements,
+                &format!("removing the products of collection {id:?}"),
+            )
+            .await?;
+            let stored = self.remove::<Collection>(id.as_str()).await?;
+            self.release::<Collection>(&stored.slug, id.as_str(), None)
+                .await;
+            Ok(())
+        })
+        .await
     }
 
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        let what = format!("recording catalog version {:?}", version.tag);
-        let mut uncertain = false;
-        let mut done = false;
-        for _ in 0..CAS_ATTEMPTS {
-            match self
-                .cql
-                .cas(INSERT_VERSION, version_values(version), &what)
-                .await?
-            {
-                Cas::Applied => {
-                    done = true;
-                    break;
-                }
-                Cas::NotApplied if !uncertain => {
-                    return Err(Error::already_exists(
-                        "catalog version",
-                        "tag",
-                        &version.tag,
-                    ));
-                }
-                Cas::NotApplied | Cas::Unknown(_) => {
-                    uncertain = true;
-                    let row: Option<VersionRow> = self
-                        .cql
-                        .one(
-                            self.cql.serial(SELECT_VERSION),
-                            (version.tag.as_str(),),
-                            &what,
-                        )
-                        .await?;
-                    match row.map(VersionRow::into_version) {
-                        Some(stored) if stored == *version => {
-                            done = true;
-                            break;
+        Box::pin(async move {
+            let what = format!("recording catalog version {:?}", version.tag);
+            let mut uncertain = false;
+            let mut done = false;
+            for _ in 0..CAS_ATTEMPTS {
+                match self
+                    .cql
+                    .cas(INSERT_VERSION, version_values(version), &what)
+                    .await?
+                {
+                    Cas::Applied => {
+                        done = true;
+                        break;
+                    }
+                    Cas::NotApplied if !uncertain => {
+                        return Err(Error::already_exists(
+                            "catalog version",
+                            "tag",
+                            &version.tag,
+                        ));
+                    }
+                    Cas::NotApplied | Cas::Unknown(_) => {
+                        uncertain = true;
+                        let row: Option<VersionRow> = self
+                            .cql
+                            .one(
+                                self.cql.serial(SELECT_VERSION),
+                                (version.tag.as_str(),),
+                                &what,
+                            )
+                            .await?;
+                        match row.map(VersionRow::into_version) {
+                            Some(stored) if stored == *version => {
+                                done = true;
+                                break;
+                            }
+                            Some(_) => {
+                                return Err(Error::already_exists(
+                                    "catalog version",
+                                    "tag",
+                                    &version.tag,
+                                ));
+                            }
+                            None => {}
                         }
-                        Some(_) => {
-                            return Err(Error::already_exists(
-                                "catalog version",
-                                "tag",
-                                &version.tag,
-                            ));
-                        }
-                        None => {}
                     }
                 }
             }
-        }
-        if !done {
-            return Err(Error::unavailable(
-                what,
-                "no answer from the lightweight transaction",
-            ));
-        }
-        if let Err(err) = self
-            .cql
-            .execute(INSERT_VERSION_BY_TIME, version_values(version), &what)
-            .await
-        {
-            // Without its by-time row the version would never be the latest: undo it.
-            let undo = (version.tag.as_str(), ts(version.published_at));
-            if let Err(undo_err) = self.cql.cas(DELETE_VERSION, undo, &what).await {
-                tracing::warn!(tag = %version.tag, error = %undo_err, "could not undo a half-recorded catalog version");
+            if !done {
+                return Err(Error::unavailable(
+                    what,
+                    "no answer from the lightweight transaction",
+                ));
             }
-            return Err(err);
-        }
-        Ok(())
+            if let Err(err) = self
+                .cql
+                .execute(INSERT_VERSION_BY_TIME, version_values(version), &what)
+                .await
+            {
+                // Without its by-time row the version would never be the latest: undo it.
+                let undo = (version.tag.as_str(), ts(version.published_at));
+                if let Err(undo_err) = self.cql.cas(DELETE_VERSION, undo, &what).await {
+                    tracing::warn!(tag = %version.tag, error = %undo_err, "could not undo a half-recorded catalog version");
+                }
+                return Err(err);
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn latest_catalog_version(&self) -> Result<Option<CatalogVersion>> {
-        let row: Option<VersionRow> = self
-            .cql
-            .one(LATEST_VERSION, (), "reading the latest catalog version")
-            .await?;
-        Ok(row.map(VersionRow::into_version))
+        Box::pin(async move {
+            let row: Option<VersionRow> = self
+                .cql
+                .one(LATEST_VERSION, (), "reading the latest catalog version")
+                .await?;
+            Ok(row.map(VersionRow::into_version))
+        })
+        .await
     }
 
     async fn ping(&self) -> Result<()> {

@@ -1,0 +1,607 @@
+//! The scylla backend against a real CQL node: ScyllaDB, or Apache Cassandra 5 started by
+//! `scripts/cql-node start` (same protocol, real lightweight transactions).
+//!
+//! The node's address comes from `GITSTORE_TEST_SCYLLA_HOSTS` (`host:port`, comma
+//! separated). Without it every test here prints one loud SKIP line and passes, except
+//! under `CI=true`, where a missing node is a failure: CI always provides one.
+//!
+//! Keyspaces are created by the tests themselves (`gitstore_it_<purpose>_<ulid>`, with
+//! replication factor 1), as the operator would: the backend never creates its keyspace.
+//! The contract suite shares one keyspace (its cases only look at data they wrote) and
+//! each of its tests connects its own session and migrates, so they race the migration
+//! lock on a fresh keyspace; every GraphQL case and every migration proof gets a keyspace
+//! of its own. Keyspaces older than six hours with that prefix are dropped on the way.
+
+use std::io::Write as _;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use gitstore_api::app::App;
+use gitstore_api::config::Config;
+use gitstore_api::datastore::scylla::migrate::{MIGRATIONS, MigrateError};
+use gitstore_api::datastore::scylla::{ScyllaConfig, ScyllaStore};
+use gitstore_api::datastore::{AnyDatastore, Datastore, Error, Instrumented};
+use gitstore_api::graphql::GraphqlApi;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+
+const HOSTS_VAR: &str = "GITSTORE_TEST_SCYLLA_HOSTS";
+const KEYSPACE_PREFIX: &str = "gitstore_it_";
+
+/// The CQL node to test against, or `None` (after saying so) when there is none.
+///
+/// # Panics
+/// When the variable is unset under `CI=true`.
+fn hosts() -> Option<Vec<String>> {
+    let raw = std::env::var(HOSTS_VAR).unwrap_or_default();
+    let hosts: Vec<String> = raw
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if !hosts.is_empty() {
+        return Some(hosts);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{HOSTS_VAR} is not set, but CI=true: CI must run the scylla tests against a CQL node \
+         (start one with scripts/cql-node start and export {HOSTS_VAR}=<the address it prints>)"
+    );
+    // Straight to the process's stderr, past the test harness's capture, so the skip is
+    // seen even when the tests "pass".
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIP: scylla tests need {HOSTS_VAR} (start one with scripts/cql-node start)"
+    );
+    None
+}
+
+/// Backend settings for the tests: generous timeouts (the node shares two cores with
+/// the compiler), a short lock TTL so that the heartbeat has to work during migrations.
+fn config(hosts: &[String], keyspace: &str) -> ScyllaConfig {
+    ScyllaConfig {
+        hosts: hosts.to_vec(),
+        keyspace: keyspace.to_owned(),
+        request_timeout: Duration::from_secs(30),
+        migration_lock_ttl: Duration::from_secs(3),
+        migration_wait_timeout: Duration::from_secs(180),
+        ..ScyllaConfig::default()
+    }
+}
+
+fn keyspace_name(purpose: &str) -> String {
+    format!(
+        "{KEYSPACE_PREFIX}{purpose}_{}",
+        ulid::Ulid::new().to_string().to_lowercase()
+    )
+}
+
+/// A driver session for what the tests do by hand (keyspaces, tampering).
+async fn admin(hosts: &[String]) -> Session {
+    Box::pin(
+        SessionBuilder::new()
+            .known_nodes(hosts)
+            .connection_timeout(Duration::from_secs(30))
+            .build(),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("cannot connect to the CQL node at {hosts:?}: {e}"))
+}
+
+/// Runs one statement; the tests' own CQL is unprepared on purpose (DDL, one-offs).
+async fn cql(session: &Session, statement: &str) {
+    session
+        .query_unpaged(statement, ())
+        .await
+        .unwrap_or_else(|e| panic!("{statement}: {e}"));
+}
+
+/// Creates a keyspace as the operator would (replication factor 1). On ScyllaDB, whose
+/// newer releases default to tablets, tablets are switched off because lightweight
+/// transactions need vnodes there; Cassandra rejects that option, so it is only tried.
+async fn create_keyspace(session: &Session, name: &str) {
+    let base = format!(
+        "CREATE KEYSPACE IF NOT EXISTS {name} WITH replication = \
+         {{'class': 'NetworkTopologyStrategy', 'replication_factor': 1}}"
+    );
+    let scylla = format!("{base} AND tablets = {{'enabled': false}}");
+    if session.query_unpaged(scylla, ()).await.is_err() {
+        cql(session, &base).await;
+    }
+    session
+        .await_schema_agreement()
+        .await
+        .expect("schema agreement after creating a keyspace");
+}
+
+/// Drops test keyspaces left by runs more than six hours old (once per process).
+async fn drop_stale_keyspaces(session: &Session) {
+    static DONE: AtomicBool = AtomicBool::new(false);
+    if DONE.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let Ok(result) = session
+        .query_unpaged("SELECT keyspace_name FROM system_schema.keyspaces", ())
+        .await
+    else {
+        return;
+    };
+    let Ok(rows) = result.into_rows_result() else {
+        return;
+    };
+    let Ok(names) = rows.rows::<(String,)>() else {
+        return;
+    };
+    let cutoff = std::time::SystemTime::now() - Duration::from_secs(6 * 3600);
+    for (name,) in names.flatten() {
+        let Some(rest) = name.strip_prefix(KEYSPACE_PREFIX) else {
+            continue;
+        };
+        let Some((_, id)) = rest.rsplit_once('_') else {
+            continue;
+        };
+        if let Ok(id) = ulid::Ulid::from_string(&id.to_uppercase()) {
+            if id.datetime() < cutoff {
+                let _ = session
+                    .query_unpaged(format!("DROP KEYSPACE IF EXISTS {name}"), ())
+                    .await;
+            }
+        }
+    }
+}
+
+/// A new, empty keyspace.
+async fn fresh_keyspace(hosts: &[String], purpose: &str) -> String {
+    let session = admin(hosts).await;
+    drop_stale_keyspaces(&session).await;
+    let name = keyspace_name(purpose);
+    create_keyspace(&session, &name).await;
+    name
+}
+
+async fn connect(cfg: &ScyllaConfig) -> ScyllaStore {
+    Box::pin(ScyllaStore::connect(cfg))
+        .await
+        .unwrap_or_else(|e| panic!("connect to {:?}: {e:?}", cfg.hosts))
+}
+
+/// A migrated store on a keyspace of its own.
+async fn fresh_store(purpose: &str) -> Option<ScyllaStore> {
+    let hosts = hosts()?;
+    let keyspace = fresh_keyspace(&hosts, purpose).await;
+    let store = connect(&config(&hosts, &keyspace)).await;
+    store.migrate().await.expect("migrate a fresh keyspace");
+    Some(store)
+}
+
+/// The contract suite's store: one shared keyspace, a session per test, and a migration
+/// per test (they race for the lock while the keyspace is new).
+async fn contract_store() -> Option<Instrumented<ScyllaStore>> {
+    static KEYSPACE: OnceLock<String> = OnceLock::new();
+    let hosts = hosts()?;
+    let keyspace = KEYSPACE.get_or_init(|| keyspace_name("contract"));
+    let cfg = config(&hosts, keyspace);
+    let store = match Box::pin(ScyllaStore::connect(&cfg)).await {
+        Ok(store) => store,
+        Err(Error::FailedPrecondition(_)) => {
+            create_keyspace(&admin(&hosts).await, keyspace).await;
+            connect(&cfg).await
+        }
+        Err(err) => panic!("connect to {hosts:?}: {err:?}"),
+    };
+    store
+        .migrate()
+        .await
+        .expect("migrate the contract keyspace");
+    Some(Instrumented::new(store))
+}
+
+async fn graphql_api() -> Option<GraphqlApi> {
+    let store = fresh_store("graphql").await?;
+    Some(crate::support::api_over(AnyDatastore::Scylla(store)))
+}
+
+mod contract {
+    crate::contract_suite!(super::contract_store());
+}
+
+mod graphql {
+    crate::graphql_suite!(super::graphql_api());
+}
+
+/// `(version, file, applied_by)` of every recorded migration, by version.
+async fn recorded(session: &Session, keyspace: &str) -> Vec<(i32, String, String)> {
+    let rows = session
+        .query_unpaged(
+            format!("SELECT version, file, applied_by FROM {keyspace}.schema_migrations"),
+            (),
+        )
+        .await
+        .expect("read schema_migrations")
+        .into_rows_result()
+        .expect("rows");
+    let mut out: Vec<(i32, String, String)> = rows
+        .rows::<(i32, String, String)>()
+        .expect("typed rows")
+        .map(|r| r.expect("row"))
+        .collect();
+    out.sort();
+    out
+}
+
+fn embedded_files() -> Vec<&'static str> {
+    MIGRATIONS.iter().map(|m| m.file).collect()
+}
+
+/// Creates the lock table (as the runner does) and leaves a lock row behind, as a holder
+/// that crashed mid-migration would.
+async fn leave_lock(session: &Session, keyspace: &str, holder: &str, ttl_seconds: u32) {
+    cql(
+        session,
+        &format!(
+            "CREATE TABLE IF NOT EXISTS {keyspace}.schema_migration_lock \
+             (name text PRIMARY KEY, holder text, heartbeat_at timestamp)"
+        ),
+    )
+    .await;
+    session.await_schema_agreement().await.expect("agreement");
+    cql(
+        session,
+        &format!(
+            "INSERT INTO {keyspace}.schema_migration_lock (name, holder, heartbeat_at) \
+             VALUES ('migrations', '{holder}', toTimestamp(now())) USING TTL {ttl_seconds}"
+        ),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn scylla_eight_concurrent_migrators_apply_each_migration_once() {
+    let Some(hosts) = hosts() else { return };
+    let keyspace = fresh_keyspace(&hosts, "mig8").await;
+    let cfg = config(&hosts, &keyspace);
+    let mut stores = Vec::new();
+    for _ in 0..8 {
+        stores.push(connect(&cfg).await);
+    }
+    let reports = futures_util::future::join_all(stores.iter().map(ScyllaStore::migrate)).await;
+    let mut applied = Vec::new();
+    for report in reports {
+        let report = report.unwrap_or_else(|e| panic!("every migrator succeeds: {e:#?}"));
+        applied.extend(report.applied);
+    }
+    applied.sort_unstable();
+    assert_eq!(
+        applied,
+        embedded_files(),
+        "each migration applied by exactly one migrator"
+    );
+    let rows = recorded(&admin(&hosts).await, &keyspace).await;
+    let versions: Vec<i32> = rows.iter().map(|r| r.0).collect();
+    let embedded: Vec<i32> = MIGRATIONS.iter().map(|m| m.version).collect();
+    assert_eq!(versions, embedded, "each migration recorded once");
+    // The schema is really there: the store works.
+    stores[0].ping().await.unwrap();
+    assert_eq!(stores[0].list_categories().await.unwrap(), Vec::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_eight_migrate_processes_apply_each_migration_once() {
+    let Some(hosts) = hosts() else { return };
+    let keyspace = fresh_keyspace(&hosts, "proc8").await;
+    let children: Vec<std::process::Child> = (0..8)
+        .map(|_| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_gitstore-api"))
+                .arg("migrate")
+                .env("GITSTORE_DATASTORE_BACKEND", "scylla")
+                .env("GITSTORE_DATASTORE_SCYLLA_HOSTS", hosts.join(","))
+                .env("GITSTORE_DATASTORE_SCYLLA_KEYSPACE", &keyspace)
+                .env("GITSTORE_DATASTORE_SCYLLA_REQUEST_TIMEOUT", "30s")
+                .env("GITSTORE_DATASTORE_SCYLLA_MIGRATION_LOCK_TTL", "3s")
+                .env("GITSTORE_DATASTORE_SCYLLA_MIGRATION_WAIT_TIMEOUT", "180s")
+                .env("GITSTORE_LOG_LEVEL", "info")
+                .env("GITSTORE_LOG_FORMAT", "json")
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn gitstore-api migrate")
+        })
+        .collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().expect("wait for gitstore-api migrate"))
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let mut applied_lines = 0;
+    for out in &outputs {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "every `gitstore-api migrate` succeeds; this one said:\n{stderr}"
+        );
+        applied_lines += stderr
+            .lines()
+            .filter(|l| l.contains("\"migration applied\""))
+            .count();
+    }
+    assert_eq!(
+        applied_lines,
+        MIGRATIONS.len(),
+        "each migration applied by exactly one process"
+    );
+    let rows = recorded(&admin(&hosts).await, &keyspace).await;
+    assert_eq!(rows.len(), MIGRATIONS.len(), "each migration recorded once");
+    assert!(rows.iter().all(|r| r.2.contains("/pid-")), "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_crashed_holders_lock_expires_and_the_next_instance_migrates() {
+    let Some(hosts) = hosts() else { return };
+    let keyspace = fresh_keyspace(&hosts, "crashed").await;
+    let session = admin(&hosts).await;
+    leave_lock(&session, &keyspace, "crashed-instance", 4).await;
+    let store = connect(&config(&hosts, &keyspace)).await;
+    let started = Instant::now();
+    let report = store
+        .migrate()
+        .await
+        .expect("migrates once the lock expired");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "it waited for the crashed holder's lock ({waited:?})"
+    );
+    assert_eq!(report.applied, embedded_files());
+    let holder = session
+        .query_unpaged(
+            format!(
+                "SELECT holder FROM {keyspace}.schema_migration_lock WHERE name = 'migrations'"
+            ),
+            (),
+        )
+        .await
+        .unwrap()
+        .into_rows_result()
+        .unwrap()
+        .rows_num();
+    assert_eq!(holder, 0, "the lock is released after migrating");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_renewed_lock_outlives_its_ttl_and_keeps_migrators_waiting() {
+    let Some(hosts) = hosts() else { return };
+    let keyspace = fresh_keyspace(&hosts, "heartbeat").await;
+    let cfg = config(&hosts, &keyspace);
+    assert_eq!(cfg.migration_lock_ttl, Duration::from_secs(3));
+    let guard = connect(&cfg).await.hold_migration_lock().await.unwrap();
+    let migrator = connect(&cfg).await;
+    let started = Instant::now();
+    let migrating = tokio::spawn(async move { migrator.migrate().await });
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(
+        !migrating.is_finished(),
+        "the heartbeat kept the lock for 8 s although its ttl is 3 s"
+    );
+    assert!(!guard.is_lost());
+    guard.release().await;
+    let report = migrating.await.unwrap().expect("migrates once released");
+    assert!(started.elapsed() >= Duration::from_secs(8));
+    assert_eq!(report.applied, embedded_files());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_lock_held_past_the_wait_timeout_fails_naming_the_holder() {
+    let Some(hosts) = hosts() else { return };
+    let keyspace = fresh_keyspace(&hosts, "busy").await;
+    leave_lock(&admin(&hosts).await, &keyspace, "busy-instance", 120).await;
+    let mut cfg = config(&hosts, &keyspace);
+    cfg.migration_wait_timeout = Duration::from_secs(2);
+    let err = connect(&cfg).await.migrate().await.unwrap_err();
+    assert!(matches!(err, MigrateError::LockTimeout { .. }), "{err:?}");
+    assert!(err.to_string().contains("busy-instance"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_an_edited_applied_migration_stops_startup_naming_the_file() {
+    let Some(hosts) = hosts() else { return };
+    let keyspace = fresh_keyspace(&hosts, "edited").await;
+    let cfg = config(&hosts, &keyspace);
+    connect(&cfg).await.migrate().await.unwrap();
+    cql(
+        &admin(&hosts).await,
+        &format!("UPDATE {keyspace}.schema_migrations SET checksum = 'tampered' WHERE version = 1"),
+    )
+    .await;
+    let path = MIGRATIONS[0].path();
+
+    let err = connect(&cfg).await.migrate().await.unwrap_err();
+    assert!(matches!(err, MigrateError::Edited { .. }), "{err:?}");
+    assert!(err.to_string().contains(&path), "{err}");
+
+    // `gitstore-api migrate` refuses, naming the file.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gitstore-api"))
+        .arg("migrate")
+        .env("GITSTORE_DATASTORE_BACKEND", "scylla")
+        .env("GITSTORE_DATASTORE_SCYLLA_HOSTS", hosts.join(","))
+        .env("GITSTORE_DATASTORE_SCYLLA_KEYSPACE", &keyspace)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "migrate must fail:\n{stderr}");
+    assert!(stderr.contains(&path), "names the file:\n{stderr}");
+
+    // The server stops instead of serving a schema that drifted from the code.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = App::with_store(
+        Config::defaults(),
+        AnyDatastore::Scylla(connect(&cfg).await),
+    );
+    let run = tokio::time::timeout(
+        Duration::from_secs(60),
+        app.run(listener, std::future::pending()),
+    )
+    .await
+    .expect("the server stops by itself");
+    let err = format!("{:#}", run.unwrap_err());
+    assert!(err.contains(&path), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_recorded_migration_missing_from_the_binary_stops_startup() {
+    let Some(hosts) = hosts() else { return };
+    let keyspace = fresh_keyspace(&hosts, "missing").await;
+    let cfg = config(&hosts, &keyspace);
+    connect(&cfg).await.migrate().await.unwrap();
+    cql(
+        &admin(&hosts).await,
+        &format!(
+            "INSERT INTO {keyspace}.schema_migrations (version, file, checksum) \
+             VALUES (9999, '9999_from_the_future.cql', 'abc')"
+        ),
+    )
+    .await;
+    let err = connect(&cfg).await.migrate().await.unwrap_err();
+    assert!(matches!(err, MigrateError::Missing { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("9999_from_the_future.cql"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_missing_keyspace_is_named() {
+    let Some(hosts) = hosts() else { return };
+    let keyspace = keyspace_name("absent");
+    match Box::pin(ScyllaStore::connect(&config(&hosts, &keyspace))).await {
+        Err(Error::FailedPrecondition(message)) => {
+            assert!(message.contains(&keyspace), "{message}");
+            assert!(message.contains("create it first"), "{message}");
+        }
+        Err(other) => panic!("expected FailedPrecondition, got {other:?}"),
+        Ok(_) => panic!("connected to a keyspace that does not exist"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_ready_answers_503_until_migrations_are_done() {
+    let Some(hosts) = hosts() else { return };
+    let keyspace = fresh_keyspace(&hosts, "ready").await;
+    // A lock left by another instance keeps this one waiting for a few seconds.
+    leave_lock(&admin(&hosts).await, &keyspace, "other-instance", 5).await;
+    let store = connect(&config(&hosts, &keyspace)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ready", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = App::with_store(Config::defaults(), AnyDatastore::Scylla(store));
+    let server = tokio::spawn(app.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let first = client.get(&url).send().await.unwrap().status();
+    assert_eq!(first, 503, "not ready while migrations wait for the lock");
+    let started = Instant::now();
+    let mut status = first;
+    while status != 200 && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        status = client.get(&url).send().await.unwrap().status();
+    }
+    assert_eq!(status, 200, "ready once migrated");
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// Prints the latency of product reads and writes through the backend.
+/// `cargo test --test it scylla_latency -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement, not a check: run it by name with --ignored --nocapture"]
+async fn scylla_latency_of_product_reads_and_writes() {
+    use gitstore_api::datastore::{
+        Category, CategoryId, InventoryStatus, Product, ProductId, Timestamp,
+    };
+
+    fn summary(name: &str, mut samples: Vec<Duration>) {
+        samples.sort_unstable();
+        let pick = |q: f64| {
+            let index = ((samples.len() - 1) as f64 * q).round() as usize;
+            samples[index].as_secs_f64() * 1000.0
+        };
+        let mean = samples.iter().sum::<Duration>().as_secs_f64() * 1000.0 / samples.len() as f64;
+        println!(
+            "{name:<28} n={:<4} mean={mean:6.2} ms  p50={:6.2} ms  p90={:6.2} ms  p99={:6.2} ms",
+            samples.len(),
+            pick(0.5),
+            pick(0.9),
+            pick(0.99)
+        );
+    }
+
+    let Some(store) = fresh_store("latency").await else {
+        return;
+    };
+    let now = Timestamp::now();
+    let category = Category {
+        id: CategoryId::generate(),
+        name: "Latency".to_owned(),
+        slug: "latency".to_owned(),
+        parent_id: None,
+        display_order: 0,
+        body: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store.create_category(&category).await.unwrap();
+    let rounds = 300;
+    let (mut creates, mut reads, mut updates, mut by_sku) = (vec![], vec![], vec![], vec![]);
+    let mut version = 0;
+    for i in 0..rounds {
+        let at = Timestamp::from_millis(now.millis() + 1 + i);
+        let product = Product {
+            id: ProductId::generate(),
+            sku: format!("LAT-{i}"),
+            title: "Latency probe".to_owned(),
+            body: Some("measured".to_owned()),
+            price: "12.50".parse().unwrap(),
+            currency: "EUR".to_owned(),
+            inventory_status: InventoryStatus::InStock,
+            inventory_quantity: Some(1),
+            category_id: category.id.clone(),
+            collection_ids: Vec::new(),
+            images: vec!["https://img/1.png".to_owned()],
+            metadata: Some(serde_json::json!({ "i": i })),
+            created_at: at,
+            updated_at: at,
+        };
+        let t = Instant::now();
+        store.create_product(&product).await.unwrap();
+        creates.push(t.elapsed());
+
+        let t = Instant::now();
+        let read = store.get_product(&product.id).await.unwrap();
+        reads.push(t.elapsed());
+
+        let t = Instant::now();
+        store.get_product_by_sku(&product.sku).await.unwrap();
+        by_sku.push(t.elapsed());
+
+        let mut next = read.clone();
+        next.title = "Latency probe, updated".to_owned();
+        version += 1;
+        next.updated_at = Timestamp::from_millis(at.millis() + 1_000_000 + version);
+        let t = Instant::now();
+        store
+            .update_product(&next, read.updated_at, None)
+            .await
+            .unwrap();
+        updates.push(t.elapsed());
+    }
+    println!("product latency through ScyllaStore ({rounds} rounds, one client task):");
+    summary("get_product (2 reads)", reads);
+    summary("get_product_by_sku (3 reads)", by_sku);
+    summary("update_product (read + LWT)", updates);
+    summary("create_product (LWT x2 + batch)", creates);
+}
