@@ -10,11 +10,14 @@
 //! The contract suite shares one keyspace (its cases only look at data they wrote) and
 //! each of its tests connects its own session and migrates, so they race the migration
 //! lock on a fresh keyspace; every GraphQL case and every migration proof gets a keyspace
-//! of its own. Keyspaces older than six hours with that prefix are dropped on the way.
+//! of its own. Every table costs a Cassandra node about a megabyte of heap, so keyspaces
+//! do not pile up: a proof drops its keyspace when it passes, a GraphQL case's keyspace
+//! is dropped once its schema is gone (the next keyspace created reaps it), and test
+//! keyspaces older than half an hour (left by earlier runs) are dropped on the way.
 
 use std::io::Write as _;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use gitstore_api::app::App;
@@ -22,7 +25,7 @@ use gitstore_api::config::Config;
 use gitstore_api::datastore::scylla::migrate::{MIGRATIONS, MigrateError};
 use gitstore_api::datastore::scylla::{ScyllaConfig, ScyllaStore};
 use gitstore_api::datastore::{AnyDatastore, Datastore, Error, Instrumented};
-use gitstore_api::graphql::GraphqlApi;
+use gitstore_api::graphql::{AppCatalog, GraphqlApi};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 
@@ -116,10 +119,29 @@ async fn create_keyspace(session: &Session, name: &str) {
         .expect("schema agreement after creating a keyspace");
 }
 
-/// Drops test keyspaces left by runs more than six hours old (once per process).
-async fn drop_stale_keyspaces(session: &Session) {
-    static DONE: AtomicBool = AtomicBool::new(false);
-    if DONE.swap(true, Ordering::AcqRel) {
+/// Keyspaces of GraphQL cases, with a handle that dies with the case's schema.
+static GRAPHQL_KEYSPACES: Mutex<Vec<(String, Weak<AppCatalog>)>> = Mutex::new(Vec::new());
+
+/// Drops test keyspaces nobody uses any more: those of finished GraphQL cases, and, once
+/// per process, those created more than half an hour ago by earlier runs (never those of
+/// a run still going on the same node).
+async fn reap_keyspaces(session: &Session) {
+    let finished: Vec<String> = {
+        let mut live = GRAPHQL_KEYSPACES
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (dead, alive): (Vec<_>, Vec<_>) = live
+            .drain(..)
+            .partition(|(_, schema)| schema.strong_count() == 0);
+        *live = alive;
+        dead.into_iter().map(|(name, _)| name).collect()
+    };
+    for name in finished {
+        drop_keyspace(session, &name).await;
+    }
+
+    static SWEPT: AtomicBool = AtomicBool::new(false);
+    if SWEPT.swap(true, Ordering::AcqRel) {
         return;
     }
     let Ok(result) = session
@@ -134,28 +156,38 @@ async fn drop_stale_keyspaces(session: &Session) {
     let Ok(names) = rows.rows::<(String,)>() else {
         return;
     };
-    let cutoff = std::time::SystemTime::now() - Duration::from_secs(6 * 3600);
-    for (name,) in names.flatten() {
-        let Some(rest) = name.strip_prefix(KEYSPACE_PREFIX) else {
-            continue;
-        };
-        let Some((_, id)) = rest.rsplit_once('_') else {
-            continue;
-        };
-        if let Ok(id) = ulid::Ulid::from_string(&id.to_uppercase()) {
-            if id.datetime() < cutoff {
-                let _ = session
-                    .query_unpaged(format!("DROP KEYSPACE IF EXISTS {name}"), ())
-                    .await;
-            }
-        }
+    let cutoff = std::time::SystemTime::now() - Duration::from_secs(30 * 60);
+    let stale: Vec<String> = names
+        .flatten()
+        .map(|(name,)| name)
+        .filter(|name| {
+            name.strip_prefix(KEYSPACE_PREFIX)
+                .and_then(|rest| rest.rsplit_once('_'))
+                .and_then(|(_, id)| ulid::Ulid::from_string(&id.to_uppercase()).ok())
+                .is_some_and(|id| id.datetime() < cutoff)
+        })
+        .collect();
+    for name in stale {
+        drop_keyspace(session, &name).await;
     }
+}
+
+/// Drops a test keyspace; a failure only leaves garbage behind, so it is ignored.
+async fn drop_keyspace(session: &Session, name: &str) {
+    let _ = session
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {name}"), ())
+        .await;
+}
+
+/// Drops a proof's keyspace once it passed (a failed one keeps it for a look).
+async fn done_with(hosts: &[String], keyspace: &str) {
+    drop_keyspace(&admin(hosts).await, keyspace).await;
 }
 
 /// A new, empty keyspace.
 async fn fresh_keyspace(hosts: &[String], purpose: &str) -> String {
     let session = admin(hosts).await;
-    drop_stale_keyspaces(&session).await;
+    reap_keyspaces(&session).await;
     let name = keyspace_name(purpose);
     create_keyspace(&session, &name).await;
     name
@@ -200,7 +232,13 @@ async fn contract_store() -> Option<Instrumented<ScyllaStore>> {
 
 async fn graphql_api() -> Option<GraphqlApi> {
     let store = fresh_store("graphql").await?;
-    Some(crate::support::api_over(AnyDatastore::Scylla(store)))
+    let keyspace = store.keyspace().to_owned();
+    let api = crate::support::api_over(AnyDatastore::Scylla(store));
+    GRAPHQL_KEYSPACES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push((keyspace, Arc::downgrade(api.catalog())));
+    Some(api)
 }
 
 mod contract {
@@ -285,6 +323,7 @@ async fn scylla_eight_concurrent_migrators_apply_each_migration_once() {
     // The schema is really there: the store works.
     stores[0].ping().await.unwrap();
     assert_eq!(stores[0].list_categories().await.unwrap(), Vec::new());
+    done_with(&hosts, &keyspace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,6 +376,7 @@ async fn scylla_eight_migrate_processes_apply_each_migration_once() {
     let rows = recorded(&admin(&hosts).await, &keyspace).await;
     assert_eq!(rows.len(), MIGRATIONS.len(), "each migration recorded once");
     assert!(rows.iter().all(|r| r.2.contains("/pid-")), "{rows:?}");
+    done_with(&hosts, &keyspace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,6 +410,7 @@ async fn scylla_a_crashed_holders_lock_expires_and_the_next_instance_migrates() 
         .unwrap()
         .rows_num();
     assert_eq!(holder, 0, "the lock is released after migrating");
+    done_with(&hosts, &keyspace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -392,6 +433,7 @@ async fn scylla_a_renewed_lock_outlives_its_ttl_and_keeps_migrators_waiting() {
     let report = migrating.await.unwrap().expect("migrates once released");
     assert!(started.elapsed() >= Duration::from_secs(8));
     assert_eq!(report.applied, embedded_files());
+    done_with(&hosts, &keyspace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,6 +446,7 @@ async fn scylla_a_lock_held_past_the_wait_timeout_fails_naming_the_holder() {
     let err = connect(&cfg).await.migrate().await.unwrap_err();
     assert!(matches!(err, MigrateError::LockTimeout { .. }), "{err:?}");
     assert!(err.to_string().contains("busy-instance"), "{err}");
+    done_with(&hosts, &keyspace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -449,6 +492,7 @@ async fn scylla_an_edited_applied_migration_stops_startup_naming_the_file() {
     .expect("the server stops by itself");
     let err = format!("{:#}", run.unwrap_err());
     assert!(err.contains(&path), "{err}");
+    done_with(&hosts, &keyspace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,6 +515,7 @@ async fn scylla_a_recorded_migration_missing_from_the_binary_stops_startup() {
         err.to_string().contains("9999_from_the_future.cql"),
         "{err}"
     );
+    done_with(&hosts, &keyspace).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -513,6 +558,7 @@ async fn scylla_ready_answers_503_until_migrations_are_done() {
     assert_eq!(status, 200, "ready once migrated");
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+    done_with(&hosts, &keyspace).await;
 }
 
 /// Prints the latency of product reads and writes through the backend.
@@ -543,6 +589,7 @@ async fn scylla_latency_of_product_reads_and_writes() {
     let Some(store) = fresh_store("latency").await else {
         return;
     };
+    let keyspace = store.keyspace().to_owned();
     let now = Timestamp::now();
     let category = Category {
         id: CategoryId::generate(),
@@ -604,4 +651,7 @@ async fn scylla_latency_of_product_reads_and_writes() {
     summary("get_product_by_sku (3 reads)", by_sku);
     summary("update_product (read + LWT)", updates);
     summary("create_product (LWT x2 + batch)", creates);
+    if let Some(hosts) = hosts() {
+        done_with(&hosts, &keyspace).await;
+    }
 }

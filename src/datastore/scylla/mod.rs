@@ -379,6 +379,9 @@ struct Reservation {
     claim: Option<String>,
 }
 
+/// Statements that must land in the same logged batch.
+type Group = Vec<(&'static str, Values)>;
+
 /// `(created_at, id)` as stored in an index.
 type KeyRow = (CqlTimestamp, String);
 
@@ -714,11 +717,7 @@ impl ScyllaStore {
 
     /// Creates an entity: reserves its key, runs `before` (index rows that must exist
     /// before the entity), then inserts the entity.
-    async fn create_keyed<T: Entity>(
-        &self,
-        entity: &T,
-        before: Vec<(&'static str, Values)>,
-    ) -> Result<()> {
+    async fn create_keyed<T: Entity>(&self, entity: &T, before: Vec<Group>) -> Result<()> {
         let claim = self.reserve::<T>(entity.key(), entity.id()).await?;
         if let Some(existing) = self.read::<T>(entity.id()).await? {
             // Same order of checks as memdb: a key held by that entity is reported first.
@@ -788,22 +787,23 @@ impl ScyllaStore {
 
     // ----- indexes and membership ----------------------------------------------------
 
-    /// Runs statements in logged batches of at most [`BATCH_STATEMENTS`], keeping each
-    /// membership pair (two consecutive statements) in one batch.
-    async fn write_batches(
-        &self,
-        statements: Vec<(&'static str, Values)>,
-        what: &str,
-    ) -> Result<()> {
-        let mut pending = statements.into_iter().peekable();
-        while pending.peek().is_some() {
-            let chunk: Vec<_> = pending.by_ref().take(BATCH_STATEMENTS).collect();
-            self.cql.logged_batch(chunk, what).await?;
+    /// Runs groups of statements in logged batches of about [`BATCH_STATEMENTS`]; a group
+    /// (the two sides of one membership, the index rows of one product) is never split,
+    /// so it applies all or nothing.
+    async fn write_batches(&self, groups: Vec<Group>, what: &str) -> Result<()> {
+        let mut batch: Vec<(&'static str, Values)> = Vec::new();
+        for group in groups {
+            if !batch.is_empty() && batch.len() + group.len() > BATCH_STATEMENTS {
+                self.cql
+                    .logged_batch(std::mem::take(&mut batch), what)
+                    .await?;
+            }
+            batch.extend(group);
         }
-        Ok(())
+        self.cql.logged_batch(batch, what).await
     }
 
-    fn product_index_rows(&self, product: &Product) -> Vec<(&'static str, Values)> {
+    fn product_index_rows(&self, product: &Product) -> Group {
         let month = month_of(product.created_at);
         let id = product.id.as_str().to_owned();
         let mut rows = vec![
@@ -831,12 +831,8 @@ impl ScyllaStore {
         rows
     }
 
-    fn membership_insert(
-        pid: &str,
-        created_at: Timestamp,
-        cid: &str,
-    ) -> [(&'static str, Values); 2] {
-        [
+    fn membership_insert(pid: &str, created_at: Timestamp, cid: &str) -> Group {
+        vec![
             (INSERT_PRODUCT_SIDE, boxed((pid.to_owned(), cid.to_owned()))),
             (
                 INSERT_COLLECTION_SIDE,
@@ -845,12 +841,8 @@ impl ScyllaStore {
         ]
     }
 
-    fn membership_delete(
-        pid: &str,
-        created_at: Timestamp,
-        cid: &str,
-    ) -> [(&'static str, Values); 2] {
-        [
+    fn membership_delete(pid: &str, created_at: Timestamp, cid: &str) -> Group {
+        vec![
             (DELETE_PRODUCT_SIDE, boxed((pid.to_owned(), cid.to_owned()))),
             (
                 DELETE_COLLECTION_SIDE,
@@ -925,14 +917,14 @@ impl ScyllaStore {
         let wanted: HashSet<&CollectionId> = collections.iter().collect();
         let mut statements = Vec::new();
         for cid in current.iter().filter(|c| !wanted.contains(c)) {
-            statements.extend(Self::membership_delete(
+            statements.push(Self::membership_delete(
                 pid.as_str(),
                 created_at,
                 cid.as_str(),
             ));
         }
         for cid in wanted.iter().filter(|c| !current.contains(**c)) {
-            statements.extend(Self::membership_insert(
+            statements.push(Self::membership_insert(
                 pid.as_str(),
                 created_at,
                 cid.as_str(),
@@ -957,7 +949,7 @@ impl ScyllaStore {
         let present: HashSet<&str> = current.iter().map(|(_, p)| p.as_str()).collect();
         let mut statements = Vec::new();
         for (created_at, pid) in current.iter().filter(|(_, p)| !wanted.contains(p.as_str())) {
-            statements.extend(Self::membership_delete(pid, *created_at, cid.as_str()));
+            statements.push(Self::membership_delete(pid, *created_at, cid.as_str()));
         }
         let added: BTreeSet<&str> = products
             .iter()
@@ -966,7 +958,7 @@ impl ScyllaStore {
             .collect();
         let found: Vec<Product> = self.read_many(added.into_iter()).await?;
         for product in found {
-            statements.extend(Self::membership_insert(
+            statements.push(Self::membership_insert(
                 product.id.as_str(),
                 product.created_at,
                 cid.as_str(),
@@ -1092,12 +1084,12 @@ impl Datastore for ScyllaStore {
 
     async fn create_product(&self, product: &Product) -> Result<()> {
         Box::pin(async move {
-            let mut rows = self.product_index_rows(product);
+            let mut rows = vec![self.product_index_rows(product)];
             let mut collections: Vec<&CollectionId> = product.collection_ids.iter().collect();
             collections.sort();
             collections.dedup();
             for cid in collections {
-                rows.extend(Self::membership_insert(
+                rows.push(Self::membership_insert(
                     product.id.as_str(),
                     product.created_at,
                     cid.as_str(),
@@ -1173,16 +1165,22 @@ impl Datastore for ScyllaStore {
                     )
                     .await?;
             }
-            let outcome = self.update_keyed(&stored, &next, expected).await;
-            let (stale_category, result) = match outcome? {
-                Write::Done => (&stored.category_id, Ok(())),
-                Write::Stale(current) => (&next.category_id, Err(self.product_conflict(current).await)),
-                Write::Missing => (
-                    &next.category_id,
+            // Which category index row is stale afterwards: the old one if the write
+            // landed, the new one if it surely did not, neither if nobody knows.
+            let (stale_category, result) = match self.update_keyed(&stored, &next, expected).await {
+                Ok(Write::Done) => (Some(&stored.category_id), Ok(())),
+                Ok(Write::Stale(current)) => (
+                    Some(&next.category_id),
+                    Err(self.product_conflict(current).await),
+                ),
+                Ok(Write::Missing) => (
+                    Some(&next.category_id),
                     Err(Error::not_found(ProductId::ENTITY, pid)),
                 ),
+                Err(err @ Error::AlreadyExists { .. }) => (Some(&next.category_id), Err(err)),
+                Err(err) => (None, Err(err)),
             };
-            if moved {
+            if let Some(stale_category) = stale_category.filter(|_| moved) {
                 let row = (stale_category.as_str(), ts(stored.created_at), pid);
                 if let Err(err) = self
                     .cql
@@ -1208,7 +1206,7 @@ impl Datastore for ScyllaStore {
             let stored = self.remove::<Product>(id.as_str()).await?;
             self.release::<Product>(&stored.sku, id.as_str(), None)
                 .await;
-            let mut statements = vec![
+            let mut statements = vec![vec![
                 (
                     DELETE_MONTH_ROW,
                     boxed((
@@ -1225,16 +1223,19 @@ impl Datastore for ScyllaStore {
                         id.as_str().to_owned(),
                     )),
                 ),
-            ];
+            ]];
             let cleanup = async {
                 for cid in self.collections_of(id).await? {
-                    statements.extend(Self::membership_delete(
+                    statements.push(Self::membership_delete(
                         id.as_str(),
                         stored.created_at,
                         cid.as_str(),
                     ));
                 }
-                statements.push((DELETE_ALL_PRODUCT_SIDE, boxed((id.as_str().to_owned(),))));
+                statements.push(vec![(
+                    DELETE_ALL_PRODUCT_SIDE,
+                    boxed((id.as_str().to_owned(),)),
+                )]);
                 self.write_batches(statements, &format!("unindexing product {id:?}"))
                     .await
             };
@@ -1437,9 +1438,12 @@ impl Datastore for ScyllaStore {
             // whereas the other order could leave products listing a deleted collection.
             let mut statements = Vec::new();
             for (created_at, pid) in self.members_of(id).await? {
-                statements.extend(Self::membership_delete(&pid, created_at, id.as_str()));
+                statements.push(Self::membership_delete(&pid, created_at, id.as_str()));
             }
-            statements.push((DELETE_ALL_COLLECTION_SIDE, boxed((id.as_str().to_owned(),))));
+            statements.push(vec![(
+                DELETE_ALL_COLLECTION_SIDE,
+                boxed((id.as_str().to_owned(),)),
+            )]);
             self.write_batches(
                 statements,
                 &format!("removing the products of collection {id:?}"),
