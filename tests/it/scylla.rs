@@ -52,12 +52,15 @@ fn hosts() -> Option<Vec<String>> {
         "{HOSTS_VAR} is not set, but CI=true: CI must run the scylla tests against a CQL node \
          (start one with scripts/cql-node start and export {HOSTS_VAR}=<the address it prints>)"
     );
-    // Straight to the process's stderr, past the test harness's capture, so the skip is
-    // seen even when the tests "pass".
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIP: scylla tests need {HOSTS_VAR} (start one with scripts/cql-node start)"
-    );
+    // Once per run, straight to the process's stderr (past the test harness's capture),
+    // so the skip is seen even though the tests "pass".
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        let line = format!(
+            "\nSKIP: scylla tests need {HOSTS_VAR} (start one with scripts/cql-node start)\n\n"
+        );
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    });
     None
 }
 
