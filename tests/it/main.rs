@@ -1,6 +1,8 @@
 //! The single integration-test binary: every suite links once.
 
+mod cli;
 mod contract;
 mod graphql;
+mod http;
 mod memdb;
 mod support;
