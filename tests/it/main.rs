@@ -5,4 +5,5 @@ mod contract;
 mod graphql;
 mod http;
 mod memdb;
+mod readme;
 mod support;
