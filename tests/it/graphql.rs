@@ -638,4 +638,14 @@ pub async fn auth_mutations_not_configured(api: &GraphqlApi) {
     )
     .await;
     snap!("login_not_configured", r);
+    for m in [
+        "mutation { logout { success } }",
+        "mutation { refreshToken { session { token } } }",
+    ] {
+        let r = exec(api, m, json!({})).await;
+        assert_eq!(
+            r["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{r}"
+        );
+    }
 }
