@@ -1,7 +1,10 @@
 //! The single integration-test binary: every suite links once.
 
+mod cli;
 mod contract;
 mod graphql;
+mod http;
 mod memdb;
+mod readme;
 mod scylla;
 mod support;

@@ -1,7 +1,5 @@
 //! Shared test helpers: in-process servers on port 0, schema-only APIs, redaction.
 
-use std::net::SocketAddr;
-
 use gitstore_api::app::App;
 use gitstore_api::config::Config;
 use gitstore_api::datastore::{AnyDatastore, MemoryStore};
@@ -14,12 +12,9 @@ use tokio::sync::oneshot;
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
-    /// The bound address.
-    pub addr: SocketAddr,
     /// HTTP client.
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
-    handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
 /// Starts a memdb server with default settings.
@@ -33,15 +28,13 @@ pub async fn spawn_with(config: Config, store: AnyDatastore) -> TestApp {
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
     let app = App::with_store(config, store);
-    let handle = tokio::spawn(app.run(listener, async move {
+    tokio::spawn(app.run(listener, async move {
         let _ = rx.await;
     }));
     let app = TestApp {
         base: format!("http://{addr}"),
-        addr,
         client: reqwest::Client::new(),
         shutdown: Some(tx),
-        handle: Some(handle),
     };
     for _ in 0..200 {
         if let Ok(r) = app.client.get(app.url("/ready")).send().await {
@@ -71,14 +64,6 @@ impl TestApp {
             .json()
             .await
             .unwrap()
-    }
-
-    /// Stops the server gracefully and returns what `run` returned.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.handle.take().unwrap().await.unwrap()
     }
 }
 
@@ -206,4 +191,68 @@ pub fn free_port() -> u16 {
 /// Whether this run is CI, where nothing may be skipped.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// The real `gitstore-api` binary, started as a child process.
+pub struct BinaryApp {
+    /// The process.
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+}
+
+impl BinaryApp {
+    /// Starts the binary with `envs` on a free port (`GITSTORE_API_HOST=127.0.0.1`), and
+    /// waits until `/health` answers or the process exits.
+    pub async fn start(envs: &[(&str, &str)]) -> Result<Self, String> {
+        let port = free_port();
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_gitstore-api"));
+        cmd.env("GITSTORE_API_PORT", port.to_string())
+            .env("GITSTORE_API_HOST", "127.0.0.1")
+            .env("GITSTORE_LOG_LEVEL", "warn")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+        let base = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..300 {
+            if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+                let mut err = String::new();
+                if let Some(mut s) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut s, &mut err);
+                }
+                return Err(format!("exited with {status}: {err}"));
+            }
+            if client.get(format!("{base}/health")).send().await.is_ok() {
+                return Ok(Self { child, base });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        Err("never answered /health".to_owned())
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        None
+    }
+}
+
+impl Drop for BinaryApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
