@@ -8,7 +8,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use scylla::client::caching_session::CachingSession;
 use scylla::deserialize::row::{ColumnIterator, DeserializeRow};
 use scylla::deserialize::value::DeserializeValue;
-use scylla::errors::ExecutionError;
+use scylla::errors::{ExecutionError, RequestAttemptError};
 use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::Consistency;
@@ -144,7 +144,9 @@ impl Cql {
 
     /// Runs a conditional statement and reads only its `[applied]` column: Cassandra
     /// returns just that column while Scylla adds the old row, so nothing else is
-    /// portable.
+    /// portable. A request the cluster refused outright (bad statement, missing table,
+    /// no permission, LWT unsupported on the keyspace) is an error, not an unknown
+    /// outcome: retrying it could never help.
     pub(super) async fn cas(
         &self,
         statement: impl Into<Statement>,
@@ -157,6 +159,7 @@ impl Cql {
                 Ok(false) => Ok(Cas::NotApplied),
                 Err(err) => Err(Error::unavailable(what, err)),
             },
+            Err(err) if refused(&err) => Err(Error::unavailable(what, err)),
             Err(err) => Ok(Cas::Unknown(Box::new(err))),
         }
     }
@@ -182,6 +185,18 @@ impl Cql {
             .await
             .map(drop)
             .map_err(unavailable(what))
+    }
+}
+
+/// Whether the cluster surely did not execute the request: it could not be prepared or
+/// sent, or a node rejected it for a reason that would hold on every node.
+fn refused(err: &ExecutionError) -> bool {
+    match err {
+        ExecutionError::BadQuery(_) | ExecutionError::PrepareError(_) => true,
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => {
+            !db.can_speculative_retry()
+        }
+        _ => false,
     }
 }
 
