@@ -76,13 +76,19 @@ const ASSETS: [Asset; 4] = [
 ];
 
 fn main() {
-    let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let package_dir = root.join(PACKAGE_DIR);
     let manifest_path = package_dir.join("package.json");
 
+    // `sqlx::migrate!` embeds these files; rebuild when they change.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-env-changed={REQUIRE_OFFLINE_ENV}");
     println!("cargo:rerun-if-changed={}", manifest_path.display());
-    println!("cargo:rerun-if-changed={}", package_dir.join("package-lock.json").display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        package_dir.join("package-lock.json").display()
+    );
 
     let manifest = fs::read_to_string(&manifest_path)
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", manifest_path.display()));
@@ -135,7 +141,8 @@ fn main() {
         );
     }
 
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("graphiql_assets.rs");
+    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("graphiql_assets.rs");
     let code = generate(offline, &files);
     // Rewriting identical content would still bump the mtime and force a recompile.
     if fs::read_to_string(&out).ok().as_deref() != Some(code.as_str()) {
@@ -153,7 +160,10 @@ fn generate(offline: bool, files: &[(&Asset, String, PathBuf)]) -> String {
             "pub(super) const {}: Asset = Asset {{ file_name: {:?}, cdn_url: {:?} }};",
             asset.constant,
             served_name(asset, version),
-            format!("{CDN_BASE}/{}@{version}/{}", asset.package, asset.path_in_package),
+            format!(
+                "{CDN_BASE}/{}@{version}/{}",
+                asset.package, asset.path_in_package
+            ),
         );
     }
     code.push_str("\npub(super) static EMBEDDED: &[EmbeddedFile] = &[\n");
@@ -192,7 +202,9 @@ fn pinned_version(manifest: &str, package: &str) -> Option<String> {
         .find(|pair| pair[0] == package)
         .map(|pair| pair[1].clone())?;
     let exact = version.split('.').count() == 3
-        && version.split('.').all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
+        && version
+            .split('.')
+            .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()));
     exact.then_some(version)
 }
 

@@ -23,8 +23,8 @@ pub const ERRORS_METRIC: &str = "gitstore_datastore_operation_errors_total";
 
 /// Histogram buckets from 10 µs to 10 s, roughly ×2.5 apart.
 pub const DURATION_BUCKETS: &[f64] = &[
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01,
-    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
 /// Wraps a datastore with metrics and tracing.
@@ -67,7 +67,9 @@ impl<D: Datastore> Instrumented<D> {
                 super::Error::Unavailable { .. } => {
                     tracing::error!(operation, backend, error = %err, source = ?std::error::Error::source(err), "datastore operation failed");
                 }
-                _ => tracing::debug!(operation, backend, error = %err, "datastore operation refused"),
+                _ => {
+                    tracing::debug!(operation, backend, error = %err, "datastore operation refused")
+                }
             }
         }
         result
@@ -79,16 +81,20 @@ impl<D: Datastore> Datastore for Instrumented<D> {
         self.inner.backend()
     }
     async fn create_product(&self, product: &Product) -> Result<()> {
-        self.observe("create_product", self.inner.create_product(product)).await
+        self.observe("create_product", self.inner.create_product(product))
+            .await
     }
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
-        self.observe("get_product", self.inner.get_product(id)).await
+        self.observe("get_product", self.inner.get_product(id))
+            .await
     }
     async fn get_product_by_sku(&self, sku: &str) -> Result<Product> {
-        self.observe("get_product_by_sku", self.inner.get_product_by_sku(sku)).await
+        self.observe("get_product_by_sku", self.inner.get_product_by_sku(sku))
+            .await
     }
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
-        self.observe("get_products", self.inner.get_products(ids)).await
+        self.observe("get_products", self.inner.get_products(ids))
+            .await
     }
     async fn update_product(
         &self,
@@ -103,36 +109,56 @@ impl<D: Datastore> Datastore for Instrumented<D> {
         .await
     }
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        self.observe("delete_product", self.inner.delete_product(id)).await
+        self.observe("delete_product", self.inner.delete_product(id))
+            .await
     }
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
-        self.observe("list_products", self.inner.list_products(filter, page)).await
+        self.observe("list_products", self.inner.list_products(filter, page))
+            .await
     }
     async fn count_products(&self, filter: &ProductFilter) -> Result<u64> {
-        self.observe("count_products", self.inner.count_products(filter)).await
+        self.observe("count_products", self.inner.count_products(filter))
+            .await
     }
     async fn create_category(&self, category: &Category) -> Result<()> {
-        self.observe("create_category", self.inner.create_category(category)).await
+        self.observe("create_category", self.inner.create_category(category))
+            .await
     }
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
-        self.observe("get_category", self.inner.get_category(id)).await
+        self.observe("get_category", self.inner.get_category(id))
+            .await
     }
     async fn get_category_by_slug(&self, slug: &str) -> Result<Category> {
-        self.observe("get_category_by_slug", self.inner.get_category_by_slug(slug)).await
+        self.observe(
+            "get_category_by_slug",
+            self.inner.get_category_by_slug(slug),
+        )
+        .await
     }
     async fn get_categories(&self, ids: &[CategoryId]) -> Result<Vec<Category>> {
-        self.observe("get_categories", self.inner.get_categories(ids)).await
+        self.observe("get_categories", self.inner.get_categories(ids))
+            .await
     }
     async fn list_categories(&self) -> Result<Vec<Category>> {
-        self.observe("list_categories", self.inner.list_categories()).await
+        self.observe("list_categories", self.inner.list_categories())
+            .await
     }
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        self.observe("update_category", self.inner.update_category(category, expected)).await
+        self.observe(
+            "update_category",
+            self.inner.update_category(category, expected),
+        )
+        .await
     }
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        self.observe("delete_category", self.inner.delete_category(id)).await
+        self.observe("delete_category", self.inner.delete_category(id))
+            .await
     }
-    async fn create_collection(&self, collection: &Collection, product_ids: &[ProductId]) -> Result<()> {
+    async fn create_collection(
+        &self,
+        collection: &Collection,
+        product_ids: &[ProductId],
+    ) -> Result<()> {
         self.observe(
             "create_collection",
             self.inner.create_collection(collection, product_ids),
@@ -140,16 +166,23 @@ impl<D: Datastore> Datastore for Instrumented<D> {
         .await
     }
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
-        self.observe("get_collection", self.inner.get_collection(id)).await
+        self.observe("get_collection", self.inner.get_collection(id))
+            .await
     }
     async fn get_collection_by_slug(&self, slug: &str) -> Result<Collection> {
-        self.observe("get_collection_by_slug", self.inner.get_collection_by_slug(slug)).await
+        self.observe(
+            "get_collection_by_slug",
+            self.inner.get_collection_by_slug(slug),
+        )
+        .await
     }
     async fn get_collections(&self, ids: &[CollectionId]) -> Result<Vec<Collection>> {
-        self.observe("get_collections", self.inner.get_collections(ids)).await
+        self.observe("get_collections", self.inner.get_collections(ids))
+            .await
     }
     async fn list_collections(&self) -> Result<Vec<Collection>> {
-        self.observe("list_collections", self.inner.list_collections()).await
+        self.observe("list_collections", self.inner.list_collections())
+            .await
     }
     async fn update_collection(
         &self,
@@ -159,18 +192,28 @@ impl<D: Datastore> Datastore for Instrumented<D> {
     ) -> Result<()> {
         self.observe(
             "update_collection",
-            self.inner.update_collection(collection, expected, product_ids),
+            self.inner
+                .update_collection(collection, expected, product_ids),
         )
         .await
     }
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        self.observe("delete_collection", self.inner.delete_collection(id)).await
+        self.observe("delete_collection", self.inner.delete_collection(id))
+            .await
     }
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        self.observe("create_catalog_version", self.inner.create_catalog_version(version)).await
+        self.observe(
+            "create_catalog_version",
+            self.inner.create_catalog_version(version),
+        )
+        .await
     }
     async fn latest_catalog_version(&self) -> Result<Option<CatalogVersion>> {
-        self.observe("latest_catalog_version", self.inner.latest_catalog_version()).await
+        self.observe(
+            "latest_catalog_version",
+            self.inner.latest_catalog_version(),
+        )
+        .await
     }
     async fn ping(&self) -> Result<()> {
         self.observe("ping", self.inner.ping()).await

@@ -16,8 +16,8 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 
 use super::{
-    CatalogVersion, Category, CategoryId, Collection, CollectionId, Current, Datastore, Error,
-    Key, Page, Product, ProductFilter, ProductId, Result, Timestamp,
+    CatalogVersion, Category, CategoryId, Collection, CollectionId, Current, Datastore, Error, Key,
+    Page, Product, ProductFilter, ProductId, Result, Timestamp,
 };
 
 /// What a table needs to know about its rows.
@@ -147,8 +147,7 @@ impl<R: Row> Table<R> {
             .get(key)
             .map(|id| id.value().clone())
             .ok_or_else(|| Error::not_found(R::ENTITY, key))?;
-        self.get(&id)
-            .map_err(|_| Error::not_found(R::ENTITY, key))
+        self.get(&id).map_err(|_| Error::not_found(R::ENTITY, key))
     }
 
     fn get_many(&self, ids: &[R::Id]) -> Vec<R> {
@@ -445,7 +444,8 @@ impl Datastore for MemoryStore {
     ) -> Result<()> {
         self.collections.update(collection.clone(), expected, || {
             if let Some(ids) = product_ids {
-                self.membership_mut().set_for_collection(&collection.id, ids);
+                self.membership_mut()
+                    .set_for_collection(&collection.id, ids);
             }
         })
     }
@@ -462,7 +462,11 @@ impl Datastore for MemoryStore {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if versions.iter().any(|v| v.tag == version.tag) {
-            return Err(Error::already_exists("catalog version", "tag", &version.tag));
+            return Err(Error::already_exists(
+                "catalog version",
+                "tag",
+                &version.tag,
+            ));
         }
         versions.push(version.clone());
         Ok(())

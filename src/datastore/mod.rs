@@ -17,12 +17,14 @@
 pub mod instrumented;
 pub mod memory;
 pub mod model;
+pub mod sqlite;
 
 use std::future::Future;
 
 pub use instrumented::Instrumented;
 pub use memory::MemoryStore;
 pub use model::*;
+pub use sqlite::SqliteStore;
 
 /// Result of a datastore call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -89,7 +91,11 @@ impl Error {
     }
 
     /// Shorthand for [`Error::AlreadyExists`].
-    pub fn already_exists(entity: &'static str, field: &'static str, value: impl Into<String>) -> Self {
+    pub fn already_exists(
+        entity: &'static str,
+        field: &'static str,
+        value: impl Into<String>,
+    ) -> Self {
         Self::AlreadyExists {
             entity,
             field,
@@ -244,10 +250,8 @@ pub trait Datastore: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`Error::NotFound`] when absent.
-    fn get_collection_by_slug(
-        &self,
-        slug: &str,
-    ) -> impl Future<Output = Result<Collection>> + Send;
+    fn get_collection_by_slug(&self, slug: &str)
+    -> impl Future<Output = Result<Collection>> + Send;
     /// Reads many collections; absent ids are left out.
     ///
     /// # Errors
@@ -290,7 +294,8 @@ pub trait Datastore: Send + Sync + 'static {
     ///
     /// # Errors
     /// Only [`Error::Unavailable`].
-    fn latest_catalog_version(&self) -> impl Future<Output = Result<Option<CatalogVersion>>> + Send;
+    fn latest_catalog_version(&self)
+    -> impl Future<Output = Result<Option<CatalogVersion>>> + Send;
 
     /// Checks that the backend answers.
     ///
@@ -308,12 +313,15 @@ pub trait Datastore: Send + Sync + 'static {
 pub enum AnyDatastore {
     /// In-memory DashMap store.
     Memory(MemoryStore),
+    /// SQLite file through sqlx.
+    Sqlite(SqliteStore),
 }
 
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyDatastore::Memory($store) => $call,
+            AnyDatastore::Sqlite($store) => $call,
         }
     };
 }
@@ -372,7 +380,11 @@ impl Datastore for AnyDatastore {
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
         dispatch!(self, s => s.delete_category(id).await)
     }
-    async fn create_collection(&self, collection: &Collection, product_ids: &[ProductId]) -> Result<()> {
+    async fn create_collection(
+        &self,
+        collection: &Collection,
+        product_ids: &[ProductId],
+    ) -> Result<()> {
         dispatch!(self, s => s.create_collection(collection, product_ids).await)
     }
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {

@@ -116,7 +116,8 @@ impl Timestamp {
     /// RFC 3339 in UTC with exactly three fractional digits, e.g. `2026-01-02T03:04:05.678Z`.
     #[must_use]
     pub fn to_rfc3339(self) -> String {
-        self.to_datetime().to_rfc3339_opts(SecondsFormat::Millis, true)
+        self.to_datetime()
+            .to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 }
 

@@ -233,13 +233,12 @@ pub fn decode_cursor(cursor: &str) -> Result<Key> {
     })
 }
 
-fn parse_ref<T>(
-    raw: &str,
-    field: &str,
-    parse: impl Fn(&str) -> Option<T>,
-) -> Result<T> {
+fn parse_ref<T>(raw: &str, field: &str, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
     parse(raw).ok_or_else(|| {
-        Error::InvalidArgument(format!("{field} {} is not a valid id", validate::shown(raw)))
+        Error::InvalidArgument(format!(
+            "{field} {} is not a valid id",
+            validate::shown(raw)
+        ))
     })
 }
 
@@ -445,7 +444,10 @@ impl<D: Datastore> Catalog<D> {
         let search = search
             .map(|s| s.trim().to_lowercase())
             .filter(|s| !s.is_empty());
-        if search.as_ref().is_some_and(|s| s.chars().count() > validate::NAME_MAX) {
+        if search
+            .as_ref()
+            .is_some_and(|s| s.chars().count() > validate::NAME_MAX)
+        {
             return Err(Error::InvalidArgument(format!(
                 "search must be at most {} characters",
                 validate::NAME_MAX
@@ -465,7 +467,11 @@ impl<D: Datastore> Catalog<D> {
     ///
     /// # Errors
     /// [`Error::InvalidArgument`] for bad page arguments or cursors; backend failures.
-    pub async fn page_products(&self, filter: &ProductFilter, args: &PageArgs) -> Result<ProductPage> {
+    pub async fn page_products(
+        &self,
+        filter: &ProductFilter,
+        args: &PageArgs,
+    ) -> Result<ProductPage> {
         let (size, from_end) = validate::page_size(args.first, args.last)?;
         let after = args.after.as_deref().map(decode_cursor).transpose()?;
         let before = args.before.as_deref().map(decode_cursor).transpose()?;
@@ -500,17 +506,21 @@ impl<D: Datastore> Catalog<D> {
         };
         let (has_previous, has_next) = if from_end {
             let has_next = match items.last().map(Key::of).or(before) {
-                Some(key) if args.before.is_some() => {
-                    !self.store.list_products(filter, &probe_after(key)).await?.is_empty()
-                }
+                Some(key) if args.before.is_some() => !self
+                    .store
+                    .list_products(filter, &probe_after(key))
+                    .await?
+                    .is_empty(),
                 _ => false,
             };
             (overflow, has_next)
         } else {
             let has_previous = match items.first().map(Key::of).or(after) {
-                Some(key) if args.after.is_some() => {
-                    !self.store.list_products(filter, &probe_before(key)).await?.is_empty()
-                }
+                Some(key) if args.after.is_some() => !self
+                    .store
+                    .list_products(filter, &probe_before(key))
+                    .await?
+                    .is_empty(),
                 _ => false,
             };
             (has_previous, overflow)
@@ -907,7 +917,9 @@ impl<D: Datastore> Catalog<D> {
                 None => None,
             };
             let version = stored.updated_at;
-            if let Updated::Conflict { current, .. } = self.write_category(stored, next, version).await? {
+            if let Updated::Conflict { current, .. } =
+                self.write_category(stored, next, version).await?
+            {
                 return Err(Error::Conflict(Current::Category(Box::new(current))));
             }
         } else if new_parent.is_some() {
@@ -942,7 +954,9 @@ impl<D: Datastore> Catalog<D> {
                 return Err(Error::InvalidArgument(format!(
                     "orderedIds {:?} is not a child of {}",
                     id.as_str(),
-                    parent.as_ref().map_or_else(|| "the root".to_owned(), |p| format!("{:?}", p.as_str()))
+                    parent
+                        .as_ref()
+                        .map_or_else(|| "the root".to_owned(), |p| format!("{:?}", p.as_str()))
                 )));
             }
         }
@@ -1024,7 +1038,8 @@ impl<D: Datastore> Catalog<D> {
             Some(raws) => Some(self.check_products_exist(raws).await?),
             None => None,
         };
-        self.write_collection(stored, next, version, members.as_deref()).await
+        self.write_collection(stored, next, version, members.as_deref())
+            .await
     }
 
     async fn write_collection(
@@ -1143,7 +1158,10 @@ impl<D: Datastore> Catalog<D> {
         let mut orphaned = 0_i64;
         let mut hasher = Sha256::new();
         for c in &categories {
-            if c.parent_id.as_ref().is_some_and(|p| !category_ids.contains(p)) {
+            if c.parent_id
+                .as_ref()
+                .is_some_and(|p| !category_ids.contains(p))
+            {
                 orphaned += 1;
             }
             hash_line(&mut hasher, "category", c);
@@ -1235,7 +1253,8 @@ fn absent_as_none<T>(result: Result<T>) -> Result<Option<T>> {
 }
 
 fn sort_siblings(categories: &mut [Category]) {
-    categories.sort_by(|a, b| (a.display_order, &a.name, &a.id).cmp(&(b.display_order, &b.name, &b.id)));
+    categories
+        .sort_by(|a, b| (a.display_order, &a.name, &a.id).cmp(&(b.display_order, &b.name, &b.id)));
 }
 
 /// Orders categories depth first from the roots, siblings by display order then name.
@@ -1267,7 +1286,11 @@ fn product_conflict(current: Product, attempted: &Product, version: Timestamp) -
     d.field("sku", &current.sku, &attempted.sku)
         .field("title", &current.title, &attempted.title)
         .field("body", &current.body, &attempted.body)
-        .field("price", &current.price.to_string(), &attempted.price.to_string())
+        .field(
+            "price",
+            &current.price.to_string(),
+            &attempted.price.to_string(),
+        )
         .field("currency", &current.currency, &attempted.currency)
         .field(
             "inventoryStatus",
@@ -1279,7 +1302,11 @@ fn product_conflict(current: Product, attempted: &Product, version: Timestamp) -
             &current.inventory_quantity,
             &attempted.inventory_quantity,
         )
-        .field("categoryId", &current.category_id.as_str(), &attempted.category_id.as_str())
+        .field(
+            "categoryId",
+            &current.category_id.as_str(),
+            &attempted.category_id.as_str(),
+        )
         .field(
             "collectionIds",
             &ids(&current.collection_ids),
@@ -1299,7 +1326,11 @@ fn product_conflict(current: Product, attempted: &Product, version: Timestamp) -
     }
 }
 
-fn category_conflict(current: Category, attempted: &Category, version: Timestamp) -> Updated<Category> {
+fn category_conflict(
+    current: Category,
+    attempted: &Category,
+    version: Timestamp,
+) -> Updated<Category> {
     let mut d = Diff::default();
     d.field("name", &current.name, &attempted.name)
         .field("slug", &current.slug, &attempted.slug)
@@ -1308,7 +1339,11 @@ fn category_conflict(current: Category, attempted: &Category, version: Timestamp
             &current.parent_id.as_ref().map(CategoryId::as_str),
             &attempted.parent_id.as_ref().map(CategoryId::as_str),
         )
-        .field("displayOrder", &current.display_order, &attempted.display_order)
+        .field(
+            "displayOrder",
+            &current.display_order,
+            &attempted.display_order,
+        )
         .field("body", &current.body, &attempted.body);
     let diff = d.render(&version.to_rfc3339(), &current.updated_at.to_rfc3339());
     Updated::Conflict {
@@ -1326,7 +1361,11 @@ fn collection_conflict(
     let mut d = Diff::default();
     d.field("name", &current.name, &attempted.name)
         .field("slug", &current.slug, &attempted.slug)
-        .field("displayOrder", &current.display_order, &attempted.display_order)
+        .field(
+            "displayOrder",
+            &current.display_order,
+            &attempted.display_order,
+        )
         .field("body", &current.body, &attempted.body);
     let diff = d.render(&version.to_rfc3339(), &current.updated_at.to_rfc3339());
     Updated::Conflict {

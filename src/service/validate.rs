@@ -194,13 +194,13 @@ pub fn page_size(first: Option<i32>, last: Option<i32>) -> Result<(usize, bool)>
         if (0..=PAGE_MAX).contains(&n) {
             Ok(usize::try_from(n).unwrap_or_default())
         } else {
-            Err(invalid(format!("{arg} {n} must be between 0 and {PAGE_MAX}")))
+            Err(invalid(format!(
+                "{arg} {n} must be between 0 and {PAGE_MAX}"
+            )))
         }
     };
     match (first, last) {
-        (Some(_), Some(_)) => Err(invalid(
-            "first and last cannot be used together".to_owned(),
-        )),
+        (Some(_), Some(_)) => Err(invalid("first and last cannot be used together".to_owned())),
         (Some(n), None) => Ok((check("first", n)?, false)),
         (None, Some(n)) => Ok((check("last", n)?, true)),
         (None, None) => Ok((check("first", PAGE_DEFAULT)?, false)),
