@@ -61,7 +61,8 @@ try {
     ],
   });
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 } });
-  context.setDefaultTimeout(timeout);
+  // Shorter than the watchdog, so a stuck step reports its own, more precise error.
+  context.setDefaultTimeout(Math.floor(timeout * 0.8));
 
   // The "no internet" of an air-gapped deployment: only the server itself answers.
   await context.route("**/*", (route) => {

@@ -1,1 +1,4 @@
-fn main() {}
+//! The single integration-test binary: every suite links once.
+
+mod contract;
+mod memdb;
