@@ -12,5 +12,10 @@
 //! | [`service`] | business rules: validation, timestamps, integrity, category tree, versions |
 //! | [`datastore`] | the `Datastore` trait, entities, errors, backends and the instrumented decorator |
 
+pub mod app;
+pub mod config;
 pub mod datastore;
+pub mod graphql;
+pub mod http;
 pub mod service;
+pub mod telemetry;

@@ -1,2 +1,79 @@
-//! The `gitstore-api` binary.
-fn main() {}
+//! The `gitstore-api` binary: parse configuration, set up telemetry, then serve,
+//! migrate, print the schema or check health.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use gitstore_api::app::{self, App};
+use gitstore_api::config::{Cli, Command};
+use gitstore_api::{graphql, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = cli.config;
+    telemetry::init_tracing(&config.log_level, config.log_format);
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => migrate(config).await,
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+            Ok(())
+        }
+        Command::Healthcheck => healthcheck(config.port).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("gitstore-api: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: gitstore_api::config::Config) -> anyhow::Result<()> {
+    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let app = App::build(config).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    app.run(listener, app::shutdown_signal()).await
+}
+
+async fn migrate(config: gitstore_api::config::Config) -> anyhow::Result<()> {
+    let backend = config.datastore.backend;
+    let store = app::open_datastore(&config.datastore).await?;
+    app::migrate_datastore(&store).await?;
+    if matches!(store, gitstore_api::datastore::AnyDatastore::Memory(_)) {
+        println!("memdb keeps no schema: nothing to migrate");
+    } else {
+        println!("{backend:?} migrations are up to date");
+    }
+    gitstore_api::datastore::Datastore::close(&store).await;
+    Ok(())
+}
+
+/// A dependency-free probe for container health checks (the runtime image has no curl).
+async fn healthcheck(port: u16) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    let reply = tokio::time::timeout(std::time::Duration::from_secs(3), probe)
+        .await
+        .context("health check timed out")?
+        .with_context(|| format!("cannot reach 127.0.0.1:{port}"))?;
+    let head = String::from_utf8_lossy(&reply[..reply.len().min(32)]).into_owned();
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "health check failed: {head:?}"
+    );
+    Ok(())
+}

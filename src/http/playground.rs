@@ -151,12 +151,18 @@ async fn page() -> impl IntoResponse {
 }
 
 async fn asset(Path(file): Path<String>) -> Response {
-    let Some(found) = generated::EMBEDDED.iter().find(|embedded| embedded.file_name == file) else {
+    let Some(found) = generated::EMBEDDED
+        .iter()
+        .find(|embedded| embedded.file_name == file)
+    else {
         return (StatusCode::NOT_FOUND, "no such playground asset").into_response();
     };
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static(found.content_type)),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(found.content_type),
+            ),
             (
                 header::CACHE_CONTROL,
                 HeaderValue::from_static("public, max-age=31536000, immutable"),
@@ -196,18 +202,34 @@ mod tests {
             &generated::GRAPHIQL_JS,
             &generated::GRAPHIQL_CSS,
         ] {
-            assert!(PAGE.contains(&asset_url(asset)), "page misses {}", asset.file_name);
+            assert!(
+                PAGE.contains(&asset_url(asset)),
+                "page misses {}",
+                asset.file_name
+            );
         }
         assert!(PAGE.contains("products(first: 5)"));
-        for placeholder in ["%GRAPHIQL_CSS%", "%REACT_JS%", "%REACT_DOM_JS%", "%GRAPHIQL_JS%", "%DEFAULT_QUERY%"] {
-            assert!(!PAGE.contains(placeholder), "{placeholder} left in the page");
+        for placeholder in [
+            "%GRAPHIQL_CSS%",
+            "%REACT_JS%",
+            "%REACT_DOM_JS%",
+            "%GRAPHIQL_JS%",
+            "%DEFAULT_QUERY%",
+        ] {
+            assert!(
+                !PAGE.contains(placeholder),
+                "{placeholder} left in the page"
+            );
         }
     }
 
     #[test]
     fn embedded_files_match_the_linked_names() {
         if serves_offline() {
-            let names: Vec<_> = generated::EMBEDDED.iter().map(|file| file.file_name).collect();
+            let names: Vec<_> = generated::EMBEDDED
+                .iter()
+                .map(|file| file.file_name)
+                .collect();
             assert_eq!(names.len(), 4);
             for asset in [
                 &generated::REACT_JS,
@@ -215,7 +237,11 @@ mod tests {
                 &generated::GRAPHIQL_JS,
                 &generated::GRAPHIQL_CSS,
             ] {
-                assert!(names.contains(&asset.file_name), "{} not embedded", asset.file_name);
+                assert!(
+                    names.contains(&asset.file_name),
+                    "{} not embedded",
+                    asset.file_name
+                );
             }
         } else {
             assert!(generated::EMBEDDED.is_empty());

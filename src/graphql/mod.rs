@@ -1,0 +1,123 @@
+//! The GraphQL API, independent of any HTTP framework.
+//!
+//! [`build_schema`] is pure: it takes the catalogue service and limits and returns a
+//! [`GraphqlApi`] whose [`GraphqlApi::execute`] runs one request with fresh DataLoaders.
+//! Tests execute requests here without a socket; `crate::http` only moves bytes.
+
+pub mod error;
+pub mod loaders;
+pub mod metrics;
+pub mod mutation;
+pub mod query;
+pub mod scalars;
+pub mod types;
+
+use std::sync::Arc;
+
+use async_graphql::{Context, EmptySubscription, Request, Response, Schema};
+
+use crate::datastore::{AnyDatastore, Instrumented};
+use crate::service::Catalog;
+pub use mutation::Mutation;
+pub use query::Query;
+
+/// The catalogue service as the server runs it.
+pub type AppCatalog = Catalog<Instrumented<AnyDatastore>>;
+
+/// The schema type.
+pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Limits applied to every request.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Deepest allowed selection nesting.
+    pub max_depth: usize,
+    /// Highest allowed query complexity (list fields weighted by `first`/`last`).
+    pub max_complexity: usize,
+    /// Whether `__schema`/`__type` queries are answered.
+    pub introspection: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_depth: 15,
+            max_complexity: 1000,
+            introspection: true,
+        }
+    }
+}
+
+/// The schema plus what each request needs.
+#[derive(Clone)]
+pub struct GraphqlApi {
+    schema: AppSchema,
+    catalog: Arc<AppCatalog>,
+}
+
+/// Builds the schema over `catalog`.
+pub fn build_schema(catalog: Arc<AppCatalog>, limits: Limits) -> GraphqlApi {
+    let mut builder = Schema::build(Query, Mutation, EmptySubscription)
+        .data(catalog.clone())
+        .limit_depth(limits.max_depth)
+        .limit_complexity(limits.max_complexity)
+        .extension(metrics::RequestMetrics);
+    if !limits.introspection {
+        builder = builder.disable_introspection();
+    }
+    GraphqlApi {
+        schema: builder.finish(),
+        catalog,
+    }
+}
+
+impl GraphqlApi {
+    /// Runs one request with fresh request-scoped loaders. Every error in the response
+    /// carries `extensions.code`; errors raised by the engine itself (syntax, validation,
+    /// limits) get `INVALID_ARGUMENT`.
+    pub async fn execute(&self, request: impl Into<Request>) -> Response {
+        let request = request.into().data(loaders::Loaders::new(&self.catalog));
+        let mut response = self.schema.execute(request).await;
+        for err in &mut response.errors {
+            let ext = err.extensions.get_or_insert_with(Default::default);
+            if ext.get("code").is_none() {
+                ext.set("code", "INVALID_ARGUMENT");
+            }
+        }
+        response
+    }
+
+    /// The schema in SDL, as checked in at `schema.graphql`.
+    #[must_use]
+    pub fn sdl(&self) -> String {
+        self.schema.sdl()
+    }
+
+    /// The catalogue service behind the schema.
+    #[must_use]
+    pub fn catalog(&self) -> &Arc<AppCatalog> {
+        &self.catalog
+    }
+}
+
+/// The SDL of the schema, without needing a datastore.
+#[must_use]
+pub fn sdl() -> String {
+    Schema::build(Query, Mutation, EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// The catalogue service of a request.
+pub(crate) fn catalog<'a>(ctx: &Context<'a>) -> &'a AppCatalog {
+    ctx.data_unchecked::<Arc<AppCatalog>>()
+}
+
+/// Complexity of a paged field: the page size times the cost of one row.
+pub(crate) fn page_complexity(first: Option<i32>, last: Option<i32>, child: usize) -> usize {
+    let size = first
+        .or(last)
+        .unwrap_or(crate::service::validate::PAGE_DEFAULT)
+        .clamp(1, crate::service::validate::PAGE_MAX);
+    usize::try_from(size).unwrap_or(1) * child + 1
+}

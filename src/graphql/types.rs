@@ -1,0 +1,453 @@
+//! Output types of the schema and the `Node` interface.
+
+use std::sync::Arc;
+
+use async_graphql::{Context, Enum, ID, Interface, Object, Result, SimpleObject};
+
+use super::error::{ResultExt, coded};
+use super::loaders::Loaders;
+use super::scalars::{DateTime, Json, Money};
+use super::{AppCatalog, catalog};
+use crate::datastore::{self, ProductFilter};
+use crate::service::{PageArgs, ProductPage, encode_cursor};
+
+/// Stock state of a product.
+#[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
+#[graphql(remote = "crate::datastore::InventoryStatus")]
+pub enum InventoryStatus {
+    /// Available to ship.
+    InStock,
+    /// Temporarily unavailable.
+    OutOfStock,
+    /// Can be ordered before it is available.
+    Preorder,
+    /// No longer sold.
+    Discontinued,
+}
+
+/// Anything with a global id: products, categories, collections.
+#[derive(Interface)]
+#[graphql(field(name = "id", ty = "ID"))]
+pub enum Node {
+    /// A product.
+    Product(Product),
+    /// A category.
+    Category(Category),
+    /// A collection.
+    Collection(Collection),
+}
+
+/// A product of the catalogue.
+pub struct Product(pub datastore::Product);
+
+#[Object]
+impl Product {
+    /// Global id (`prod_…`).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Unique stock keeping unit.
+    async fn sku(&self) -> &str {
+        &self.0.sku
+    }
+    /// Display title.
+    async fn title(&self) -> &str {
+        &self.0.title
+    }
+    /// Long description (markdown).
+    async fn body(&self) -> Option<&str> {
+        self.0.body.as_deref()
+    }
+    /// Exact price.
+    async fn price(&self) -> Money {
+        Money(self.0.price)
+    }
+    /// ISO 4217 currency code.
+    async fn currency(&self) -> &str {
+        &self.0.currency
+    }
+    /// Stock state.
+    async fn inventory_status(&self) -> InventoryStatus {
+        self.0.inventory_status.into()
+    }
+    /// Units in stock, if tracked.
+    async fn inventory_quantity(&self) -> Option<i32> {
+        self.0.inventory_quantity
+    }
+    /// The category the product belongs to.
+    async fn category(&self, ctx: &Context<'_>) -> Result<Category> {
+        let loaders = ctx.data_unchecked::<Loaders>();
+        loaders
+            .categories
+            .load_one(self.0.category_id.clone())
+            .await?
+            .map(Category)
+            .ok_or_else(|| {
+                coded(
+                    "INTERNAL",
+                    format!(
+                        "category {:?} of product {:?} is missing",
+                        self.0.category_id.as_str(),
+                        self.0.sku
+                    ),
+                )
+            })
+    }
+    /// Collections the product is a member of.
+    async fn collections(&self, ctx: &Context<'_>) -> Result<Vec<Collection>> {
+        let loaders = ctx.data_unchecked::<Loaders>();
+        let found = loaders
+            .collections
+            .load_many(self.0.collection_ids.iter().cloned())
+            .await?;
+        let mut out: Vec<Collection> = found.into_values().map(Collection).collect();
+        out.sort_by(|a, b| a.0.id.cmp(&b.0.id));
+        Ok(out)
+    }
+    /// Image URLs in display order.
+    async fn images(&self) -> &[String] {
+        &self.0.images
+    }
+    /// Free-form JSON object.
+    async fn metadata(&self) -> Option<Json> {
+        self.0.metadata.clone().map(Json)
+    }
+    /// Creation time.
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
+    }
+    /// Last write time; pass it as `version` to update.
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.updated_at)
+    }
+}
+
+/// A node of the category tree.
+pub struct Category(pub datastore::Category);
+
+#[Object]
+impl Category {
+    /// Global id (`cat_…`).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Unique URL key.
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    /// Parent category; null for a root.
+    async fn parent(&self, ctx: &Context<'_>) -> Result<Option<Category>> {
+        let Some(parent) = &self.0.parent_id else {
+            return Ok(None);
+        };
+        let loaders = ctx.data_unchecked::<Loaders>();
+        Ok(loaders
+            .categories
+            .load_one(parent.clone())
+            .await?
+            .map(Category))
+    }
+    /// Child categories by display order, then name.
+    async fn children(&self, ctx: &Context<'_>) -> Result<Vec<Category>> {
+        let loaders = ctx.data_unchecked::<Loaders>();
+        Ok(loaders
+            .children
+            .load_one(self.0.id.clone())
+            .await?
+            .unwrap_or_default()
+            .into_iter()
+            .map(Category)
+            .collect())
+    }
+    /// Position among siblings.
+    async fn display_order(&self) -> i32 {
+        self.0.display_order
+    }
+    /// Products directly in this category, keyset-paged by `(createdAt, id)`.
+    #[graphql(complexity = "super::page_complexity(first, last, child_complexity)")]
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<ProductConnection> {
+        let filter = ProductFilter {
+            category_id: Some(self.0.id.clone()),
+            ..ProductFilter::default()
+        };
+        ProductConnection::load(
+            ctx,
+            filter,
+            PageArgs {
+                first,
+                after,
+                last,
+                before,
+            },
+        )
+        .await
+    }
+    /// Long description.
+    async fn body(&self) -> Option<&str> {
+        self.0.body.as_deref()
+    }
+    /// Creation time.
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
+    }
+    /// Last write time; pass it as `version` to update.
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.updated_at)
+    }
+    /// Slugs from the root down to this category.
+    async fn path(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        let loaders = ctx.data_unchecked::<Loaders>();
+        let mut path = vec![self.0.slug.clone()];
+        let mut seen = std::collections::HashSet::from([self.0.id.clone()]);
+        let mut next = self.0.parent_id.clone();
+        while let Some(id) = next {
+            if !seen.insert(id.clone()) {
+                break;
+            }
+            let Some(parent) = loaders.categories.load_one(id).await? else {
+                break;
+            };
+            path.push(parent.slug.clone());
+            next = parent.parent_id;
+        }
+        path.reverse();
+        Ok(path)
+    }
+    /// Distance from the root (a root has depth 0).
+    async fn depth(&self, ctx: &Context<'_>) -> Result<i32> {
+        let path = self.path(ctx).await?;
+        Ok(i32::try_from(path.len()).unwrap_or(i32::MAX) - 1)
+    }
+}
+
+/// A hand-picked set of products.
+pub struct Collection(pub datastore::Collection);
+
+#[Object]
+impl Collection {
+    /// Global id (`coll_…`).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Unique URL key.
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    /// Position in the collection list.
+    async fn display_order(&self) -> i32 {
+        self.0.display_order
+    }
+    /// Member products, keyset-paged by `(createdAt, id)`.
+    #[graphql(complexity = "super::page_complexity(first, last, child_complexity)")]
+    async fn products(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        last: Option<i32>,
+        before: Option<String>,
+    ) -> Result<ProductConnection> {
+        let filter = ProductFilter {
+            collection_id: Some(self.0.id.clone()),
+            ..ProductFilter::default()
+        };
+        ProductConnection::load(
+            ctx,
+            filter,
+            PageArgs {
+                first,
+                after,
+                last,
+                before,
+            },
+        )
+        .await
+    }
+    /// Long description.
+    async fn body(&self) -> Option<&str> {
+        self.0.body.as_deref()
+    }
+    /// Creation time.
+    async fn created_at(&self) -> DateTime {
+        DateTime(self.0.created_at)
+    }
+    /// Last write time; pass it as `version` to update.
+    async fn updated_at(&self) -> DateTime {
+        DateTime(self.0.updated_at)
+    }
+    /// Number of member products.
+    async fn product_count(&self, ctx: &Context<'_>) -> Result<i32> {
+        let filter = ProductFilter {
+            collection_id: Some(self.0.id.clone()),
+            ..ProductFilter::default()
+        };
+        let n = catalog(ctx).count_products(&filter).await.gql()?;
+        Ok(i32::try_from(n).unwrap_or(i32::MAX))
+    }
+}
+
+/// Relay page metadata.
+#[derive(SimpleObject)]
+pub struct PageInfo {
+    /// More rows after `endCursor`.
+    pub has_next_page: bool,
+    /// More rows before `startCursor`.
+    pub has_previous_page: bool,
+    /// Cursor of the first edge.
+    pub start_cursor: Option<String>,
+    /// Cursor of the last edge.
+    pub end_cursor: Option<String>,
+}
+
+/// A product with its cursor.
+pub struct ProductEdge(datastore::Product);
+
+#[Object]
+impl ProductEdge {
+    /// Opaque keyset cursor of this row.
+    async fn cursor(&self) -> String {
+        encode_cursor(&datastore::Key::of(&self.0))
+    }
+    /// The product.
+    async fn node(&self) -> Product {
+        Product(self.0.clone())
+    }
+}
+
+/// One page of products; `totalCount` is computed only when selected.
+pub struct ProductConnection {
+    page: ProductPage,
+    filter: ProductFilter,
+    catalog: Arc<AppCatalog>,
+}
+
+impl ProductConnection {
+    /// Loads one page for `filter`.
+    ///
+    /// # Errors
+    /// Invalid page arguments or backend failures.
+    pub async fn load(ctx: &Context<'_>, filter: ProductFilter, args: PageArgs) -> Result<Self> {
+        let catalog = ctx.data_unchecked::<Arc<AppCatalog>>().clone();
+        let page = catalog.page_products(&filter, &args).await.gql()?;
+        Ok(Self {
+            page,
+            filter,
+            catalog,
+        })
+    }
+}
+
+#[Object]
+impl ProductConnection {
+    /// The rows of this page.
+    async fn edges(&self) -> Vec<ProductEdge> {
+        self.page.items.iter().cloned().map(ProductEdge).collect()
+    }
+    /// Where this page sits.
+    async fn page_info(&self) -> PageInfo {
+        PageInfo {
+            has_next_page: self.page.has_next,
+            has_previous_page: self.page.has_previous,
+            start_cursor: self
+                .page
+                .items
+                .first()
+                .map(|p| encode_cursor(&datastore::Key::of(p))),
+            end_cursor: self
+                .page
+                .items
+                .last()
+                .map(|p| encode_cursor(&datastore::Key::of(p))),
+        }
+    }
+    /// Number of rows matching the filter, across all pages.
+    async fn total_count(&self) -> Result<i32> {
+        let n = self.catalog.count_products(&self.filter).await.gql()?;
+        Ok(i32::try_from(n).unwrap_or(i32::MAX))
+    }
+}
+
+/// Counts recorded with a catalogue version.
+#[derive(SimpleObject)]
+pub struct CatalogStats {
+    /// Number of products.
+    pub product_count: i32,
+    /// Number of categories.
+    pub category_count: i32,
+    /// Number of collections.
+    pub collection_count: i32,
+    /// References that point at nothing (zero while integrity holds).
+    pub orphaned_references: i32,
+}
+
+/// A published (or draft) catalogue version.
+pub struct CatalogVersion(pub datastore::CatalogVersion);
+
+fn clamp(n: i64) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[Object]
+impl CatalogVersion {
+    /// The tag given at publish time, or `draft` before any publish.
+    async fn tag(&self) -> &str {
+        &self.0.tag
+    }
+    /// SHA-256 of the catalogue content in canonical order.
+    async fn commit(&self) -> &str {
+        &self.0.commit
+    }
+    /// When it was published (now, for the draft).
+    async fn published_at(&self) -> DateTime {
+        DateTime(self.0.published_at)
+    }
+    /// Publisher's message.
+    async fn message(&self) -> Option<&str> {
+        self.0.message.as_deref()
+    }
+    /// Counts at publish time.
+    async fn stats(&self) -> CatalogStats {
+        let s = self.0.stats;
+        CatalogStats {
+            product_count: clamp(s.product_count),
+            category_count: clamp(s.category_count),
+            collection_count: clamp(s.collection_count),
+            orphaned_references: clamp(s.orphaned_references),
+        }
+    }
+}
+
+/// An authenticated user.
+#[derive(SimpleObject)]
+pub struct User {
+    /// Login name.
+    pub username: String,
+    /// Whether the user may administer the catalogue.
+    pub is_admin: bool,
+}
+
+/// A bearer token and its owner.
+#[derive(SimpleObject)]
+pub struct AuthSession {
+    /// JWT to send as `Authorization: Bearer <token>`.
+    pub token: String,
+    /// When the token stops being accepted.
+    pub expires_at: DateTime,
+    /// Its owner.
+    pub user: User,
+}

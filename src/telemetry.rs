@@ -1,0 +1,87 @@
+//! Logs (tracing-subscriber) and metrics (the process-wide Prometheus recorder).
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+use crate::datastore::instrumented::{DURATION_BUCKETS, DURATION_METRIC};
+
+/// Name of the HTTP request counter.
+pub const HTTP_REQUESTS_METRIC: &str = "gitstore_http_requests_total";
+/// Name of the HTTP latency histogram.
+pub const HTTP_DURATION_METRIC: &str = "gitstore_http_request_duration_seconds";
+
+/// Installs the global tracing subscriber; later calls are ignored (tests call it often).
+pub fn init_tracing(filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// The process-wide Prometheus recorder, installed on first use.
+///
+/// Metrics are global in the `metrics` facade, so one recorder serves every server in the
+/// process (tests start many); each renders the same registry.
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let latency = [
+                DURATION_METRIC,
+                crate::graphql::metrics::DURATION_METRIC,
+                HTTP_DURATION_METRIC,
+            ];
+            let mut builder = PrometheusBuilder::new();
+            for name in latency {
+                builder = builder
+                    .set_buckets_for_metric(Matcher::Full(name.to_owned()), DURATION_BUCKETS)
+                    // Only an empty bucket list is refused, and ours is a non-empty constant.
+                    .unwrap_or_else(|_| PrometheusBuilder::new());
+            }
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Another recorder may already be installed (e.g. by an embedding program);
+            // then this handle renders an empty registry rather than failing startup.
+            let _ = metrics::set_global_recorder(recorder);
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    metrics::describe_histogram!(
+        DURATION_METRIC,
+        metrics::Unit::Seconds,
+        "Latency of datastore operations by operation and backend"
+    );
+    metrics::describe_counter!(
+        crate::datastore::instrumented::ERRORS_METRIC,
+        "Failed datastore operations by operation, backend and error kind"
+    );
+    metrics::describe_counter!(
+        crate::graphql::metrics::REQUESTS_METRIC,
+        "GraphQL requests by operation type and outcome"
+    );
+    metrics::describe_histogram!(
+        crate::graphql::metrics::DURATION_METRIC,
+        metrics::Unit::Seconds,
+        "GraphQL request latency by operation type and outcome"
+    );
+    metrics::describe_counter!(
+        HTTP_REQUESTS_METRIC,
+        "HTTP requests by method, matched route and status"
+    );
+    metrics::describe_histogram!(
+        HTTP_DURATION_METRIC,
+        metrics::Unit::Seconds,
+        "HTTP request latency by method and matched route"
+    );
+}
