@@ -16,7 +16,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::config::{Backend, Config, DatastoreConfig};
-use crate::datastore::{AnyDatastore, Datastore, Instrumented, MemoryStore};
+use crate::datastore::{self, AnyDatastore, Datastore, Instrumented, MemoryStore, SqliteStore};
 use crate::graphql::{self, GraphqlApi, Limits};
 use crate::service::Catalog;
 
@@ -48,7 +48,11 @@ impl AppState {
 pub async fn open_datastore(config: &DatastoreConfig) -> anyhow::Result<AnyDatastore> {
     match config.backend {
         Backend::Memdb => Ok(AnyDatastore::Memory(MemoryStore::new())),
-        Backend::Sqlite | Backend::Scylla => anyhow::bail!(
+        Backend::Sqlite => SqliteStore::connect(&config.sqlite_path)
+            .await
+            .map(AnyDatastore::Sqlite)
+            .map_err(startup_error),
+        Backend::Scylla => anyhow::bail!(
             "datastore backend {:?} is not built into this binary yet",
             config.backend
         ),
@@ -62,6 +66,16 @@ pub async fn open_datastore(config: &DatastoreConfig) -> anyhow::Result<AnyDatas
 pub async fn migrate_datastore(store: &AnyDatastore) -> anyhow::Result<()> {
     match store {
         AnyDatastore::Memory(_) => Ok(()),
+        AnyDatastore::Sqlite(store) => store.migrate().await.map_err(startup_error),
+    }
+}
+
+/// A startup failure as one line: a backend's `Unavailable` message already names the
+/// value and the reason, so the driver error behind it is left out.
+fn startup_error(err: datastore::Error) -> anyhow::Error {
+    match err {
+        datastore::Error::Unavailable { message, .. } => anyhow::Error::msg(message),
+        other => anyhow::Error::new(other),
     }
 }
 

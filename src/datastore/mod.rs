@@ -310,6 +310,10 @@ pub trait Datastore: Send + Sync + 'static {
 ///
 /// Backends are a closed set, so an enum dispatches without boxing and keeps every
 /// future `Send` and statically known.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one value per process, so its size does not matter; boxing would add an indirection to every call"
+)]
 pub enum AnyDatastore {
     /// In-memory DashMap store.
     Memory(MemoryStore),

@@ -73,6 +73,7 @@ const COLLECTION_COLUMNS: &str =
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    path: String,
 }
 
 impl SqliteStore {
@@ -119,7 +120,7 @@ impl SqliteStore {
             writer.close().await;
             return Err(Error::unavailable(
                 format!(
-                    "cannot open sqlite database {path:?}: WAL journal mode is not supported there (got {mode:?})"
+                    "sqlite database {path:?}: WAL journal mode is not available there (got {mode:?})"
                 ),
                 std::io::Error::other("journal mode is not WAL"),
             ));
@@ -133,7 +134,11 @@ impl SqliteStore {
             .max_connections(u32::try_from(readers).unwrap_or(4))
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_lazy_with(base.pragma("query_only", "ON"));
-        Ok(Self { reader, writer })
+        Ok(Self {
+            reader,
+            writer,
+            path: path.to_owned(),
+        })
     }
 
     /// Applies the embedded migrations that this database has not seen yet.
@@ -143,7 +148,7 @@ impl SqliteStore {
     /// was edited or is missing from this build (sqlx's checksum check), naming it.
     pub async fn migrate(&self) -> Result<()> {
         MIGRATOR.run(&self.writer).await.map_err(|err| {
-            let message = format!("applying sqlite migrations failed: {err}");
+            let message = format!("migrating sqlite database {:?} failed: {err}", self.path);
             Error::unavailable(message, err)
         })
     }
@@ -159,10 +164,7 @@ impl SqliteStore {
 /// Checks what SQLite would report obscurely (or, as root, not at all) before opening.
 fn preflight(path: &str) -> Result<()> {
     let fail = |reason: String, source: std::io::Error| {
-        Error::unavailable(
-            format!("cannot open sqlite database {path:?}: {reason}"),
-            source,
-        )
+        Error::unavailable(format!("sqlite database {path:?}: {reason}"), source)
     };
     if path.is_empty() {
         return Err(fail(
@@ -217,10 +219,7 @@ fn open_error(path: &str, err: sqlx::Error) -> Error {
         Some(db) => db.message().to_owned(),
         None => err.to_string(),
     };
-    Error::unavailable(
-        format!("cannot open sqlite database {path:?}: {reason}"),
-        err,
-    )
+    Error::unavailable(format!("sqlite database {path:?}: {reason}"), err)
 }
 
 /// Wraps a driver error as [`Error::Unavailable`] saying what was attempted.

@@ -6,6 +6,13 @@ use gitstore_api::datastore::{
 };
 use gitstore_api::service::{Catalog, NewCategory, NewProduct, ProductPatch, Updated};
 use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use sqlx::{Connection as _, SqliteConnection};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 /// A migrated [`SqliteStore`] on a file in its own temporary directory, which is removed
@@ -284,4 +291,311 @@ async fn concurrent_writers_across_connections() {
         catalog.store().close().await;
     }
     db.close().await;
+}
+
+// ---------- the real binary on a SQLite file ----------
+
+const BIN: &str = env!("CARGO_BIN_EXE_gitstore-api");
+
+/// `gitstore-api` with the sqlite backend on `db`, isolated from the caller's
+/// `GITSTORE_*` settings that would change what is tested.
+fn command(db: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env("GITSTORE_DATASTORE_BACKEND", "sqlite")
+        .env("GITSTORE_DATASTORE_SQLITE_PATH", db)
+        .env("GITSTORE_API_HOST", "127.0.0.1")
+        .env_remove("GITSTORE_AUTH_JWT_SECRET")
+        .env_remove("GITSTORE_AUTH_ADMIN_USERNAME")
+        .env_remove("GITSTORE_AUTH_ADMIN_PASSWORD_HASH")
+        .env_remove("GITSTORE_LOG_LEVEL")
+        .env_remove("GITSTORE_LOG_FORMAT")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `cmd` to completion (at most 60 s) and returns its status and stderr.
+fn finish(mut cmd: Command) -> (ExitStatus, String) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start gitstore-api");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.try_wait().expect("poll gitstore-api").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gitstore-api did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let output = child
+        .wait_with_output()
+        .expect("collect gitstore-api output");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Asserts that starting the server on `db` fails at once with exactly one stderr line
+/// naming the file and containing `reason`.
+fn assert_startup_fails(db: &Path, reason: &str) {
+    let mut cmd = command(db);
+    cmd.arg("serve").env("GITSTORE_API_PORT", "0");
+    let (status, stderr) = finish(cmd);
+    assert!(!status.success(), "startup must fail; stderr: {stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got: {stderr}");
+    assert!(
+        lines[0].contains(&format!("{:?}", db.display().to_string())) && lines[0].contains(reason),
+        "the line names the file and says {reason:?}: {stderr}"
+    );
+}
+
+#[test]
+fn startup_fails_clearly_when_the_directory_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_startup_fails(
+        &dir.path().join("missing").join("gitstore.db"),
+        "does not exist",
+    );
+}
+
+#[test]
+fn startup_fails_clearly_when_the_file_is_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gitstore.db");
+    std::fs::write(&db, b"").unwrap();
+    let mut permissions = std::fs::metadata(&db).unwrap().permissions();
+    permissions.set_readonly(true);
+    std::fs::set_permissions(&db, permissions).unwrap();
+    assert_startup_fails(&db, "read-only");
+}
+
+#[test]
+fn startup_fails_clearly_when_the_file_is_not_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gitstore.db");
+    std::fs::write(&db, "these are notes, not a database\n".repeat(64)).unwrap();
+    assert_startup_fails(&db, "not a SQLite database");
+}
+
+#[tokio::test]
+async fn migrate_applies_once_and_an_edited_migration_stops_startup() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gitstore.db");
+    for _ in 0..2 {
+        let mut cmd = command(&db);
+        cmd.arg("migrate");
+        let (status, stderr) = finish(cmd);
+        assert!(
+            status.success(),
+            "migrate succeeds, also when up to date: {stderr}"
+        );
+    }
+
+    // Pretend the applied migration's file was edited since: its checksum differs.
+    let url = format!("sqlite://{}", db.display());
+    let mut conn = SqliteConnection::connect(&url).await.unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = X'00' WHERE version = 1")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+
+    let expected = "migration 1 was previously applied but has been modified";
+    let mut cmd = command(&db);
+    cmd.arg("migrate");
+    let (status, stderr) = finish(cmd);
+    assert!(!status.success(), "migrate must fail: {stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains(expected), "{stderr}");
+
+    let mut cmd = command(&db);
+    cmd.arg("serve").env("GITSTORE_API_PORT", "0");
+    let (status, stderr) = finish(cmd);
+    assert!(!status.success(), "serve must stop: {stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains(expected), "the last line says why: {stderr}");
+}
+
+/// A running `gitstore-api serve` on a SQLite file, logging to a file.
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Server {
+    async fn start(db: &Path, log: PathBuf) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free port")
+            .port();
+        let child = command(db)
+            .arg("serve")
+            .env("GITSTORE_API_PORT", port.to_string())
+            .env("GITSTORE_LOG_LEVEL", "warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("create the log file"))
+            .spawn()
+            .expect("start gitstore-api");
+        let mut server = Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits (at most 30 s) until `/ready` answers 200: migrations are applied.
+    async fn wait_ready(&mut self) {
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("gitstore-api exited with {status}: {}", self.logs());
+            }
+            let ready = client.get(format!("{}/ready", self.base)).send().await;
+            if ready.is_ok_and(|r| r.status().is_success()) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not ready within 30 s: {}",
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        // `Child::kill` is SIGKILL on Unix: no shutdown code runs.
+        self.child.kill().expect("kill gitstore-api");
+        self.child.wait().expect("reap gitstore-api");
+    }
+}
+
+async fn gql(
+    client: &reqwest::Client,
+    base: &str,
+    query: &str,
+    variables: Value,
+) -> reqwest::Result<Value> {
+    client
+        .post(format!("{base}/graphql"))
+        .json(&json!({ "query": query, "variables": variables }))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await
+}
+
+/// Writers that keep creating products while the server is killed.
+const WRITE_LOOPS: usize = 4;
+/// Acknowledged creates after which the server is killed.
+const KILL_AFTER: usize = 200;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_write_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("gitstore.db");
+    let mut server = Server::start(&db, dir.path().join("first.log")).await;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+
+    let created = gql(
+        &client,
+        &server.base,
+        "mutation($input: CreateCategoryInput!) { createCategory(input: $input) { category { id } } }",
+        json!({ "input": { "name": "Durable", "slug": "durable" } }),
+    )
+    .await
+    .unwrap();
+    let category = created["data"]["createCategory"]["category"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("category created: {created}"))
+        .to_owned();
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let killed = Arc::new(AtomicBool::new(false));
+    let loops: Vec<_> = (0..WRITE_LOOPS)
+        .map(|n| {
+            let (client, base, category) = (client.clone(), server.base.clone(), category.clone());
+            let (acked, killed) = (acked.clone(), killed.clone());
+            tokio::spawn(async move {
+                for i in 0..10_000 {
+                    let sku = format!("DUR-{n}-{i}");
+                    let reply = gql(
+                        &client,
+                        &base,
+                        "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { sku } } }",
+                        json!({ "input": {
+                            "sku": sku, "title": "Durable", "price": "12.34", "categoryId": category,
+                        } }),
+                    )
+                    .await;
+                    match reply {
+                        Ok(body) if body["data"]["createProduct"]["product"]["sku"] == sku.as_str() => {
+                            acked.lock().unwrap().push(sku);
+                        }
+                        // Once the server is gone, requests fail; that is the point.
+                        _ if killed.load(Ordering::SeqCst) => return,
+                        other => panic!("write {sku} failed before the kill: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while acked.lock().unwrap().len() < KILL_AFTER {
+        assert!(Instant::now() < deadline, "too slow: {}", server.logs());
+        assert!(
+            !loops.iter().any(tokio::task::JoinHandle::is_finished),
+            "a write loop stopped early"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    killed.store(true, Ordering::SeqCst);
+    server.kill();
+    for handle in loops {
+        handle.await.expect("write loop");
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= KILL_AFTER);
+
+    let server = Server::start(&db, dir.path().join("second.log")).await;
+    let mut missing = Vec::new();
+    for chunk in acked.chunks(50) {
+        let fields: String = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, sku)| format!("p{i}: product(sku: {sku:?}) {{ sku }} "))
+            .collect();
+        let body = gql(&client, &server.base, &format!("{{ {fields} }}"), json!({}))
+            .await
+            .unwrap();
+        for (i, sku) in chunk.iter().enumerate() {
+            if body["data"][format!("p{i}")]["sku"] != sku.as_str() {
+                missing.push(sku.clone());
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged writes lost after kill -9: {missing:?}",
+        missing.len(),
+        acked.len()
+    );
+    let mut server = server;
+    server.kill();
 }
