@@ -163,7 +163,8 @@ def decode(ctype, raw):
         return str(uuid.UUID(bytes=raw))
     if tid == 0x0010:                      # inet
         return str(ipaddress.ip_address(raw))
-    if tid == 0x0015:                      # duration: months, days, nanoseconds
+    if tid == 0x0015 or (tid == 0x0000 and ctype[1].endswith(".DurationType")):
+        # duration (a custom type in protocol v4): months, days, nanoseconds
         months, pos = _zigzag_vint(raw, 0)
         days, pos = _zigzag_vint(raw, pos)
         nanos, _ = _zigzag_vint(raw, pos)

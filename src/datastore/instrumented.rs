@@ -68,7 +68,7 @@ impl<D: Datastore> Instrumented<D> {
                     tracing::error!(operation, backend, error = %err, source = ?std::error::Error::source(err), "datastore operation failed");
                 }
                 _ => {
-                    tracing::debug!(operation, backend, error = %err, "datastore operation refused")
+                    tracing::debug!(operation, backend, error = %err, "datastore operation refused");
                 }
             }
         }

@@ -528,7 +528,10 @@ pub async fn collection_update<D: Datastore>(store: &D) {
     let cat = category(store).await;
     let p = product(store, &cat.id).await;
     let c = new_collection();
-    store.create_collection(&c, &[p.id.clone()]).await.unwrap();
+    store
+        .create_collection(&c, std::slice::from_ref(&p.id))
+        .await
+        .unwrap();
     let mut next = c.clone();
     next.name = "Summer".to_owned();
     next.slug = uniq("summer");
@@ -562,7 +565,10 @@ pub async fn collection_delete<D: Datastore>(store: &D) {
     let cat = category(store).await;
     let p = product(store, &cat.id).await;
     let c = new_collection();
-    store.create_collection(&c, &[p.id.clone()]).await.unwrap();
+    store
+        .create_collection(&c, std::slice::from_ref(&p.id))
+        .await
+        .unwrap();
     store.delete_collection(&c.id).await.unwrap();
     assert_not_found(store.get_collection(&c.id).await);
     assert_not_found(store.get_collection_by_slug(&c.slug).await);
@@ -893,7 +899,7 @@ pub async fn membership_both_sides<D: Datastore>(store: &D) {
     let mut c3b = c3.clone();
     c3b.updated_at = tick();
     store
-        .update_collection(&c3b, c3.updated_at, Some(&[p2.id.clone()]))
+        .update_collection(&c3b, c3.updated_at, Some(std::slice::from_ref(&p2.id)))
         .await
         .unwrap();
     assert!(
@@ -913,7 +919,7 @@ pub async fn membership_both_sides<D: Datastore>(store: &D) {
     let mut p1b = stored.clone();
     p1b.updated_at = tick();
     store
-        .update_product(&p1b, stored.updated_at, Some(&[c2.id.clone()]))
+        .update_product(&p1b, stored.updated_at, Some(std::slice::from_ref(&c2.id)))
         .await
         .unwrap();
     assert_eq!(
@@ -980,7 +986,11 @@ pub async fn version_conflicts<D: Datastore>(store: &D) {
         .await
         .unwrap();
     match store
-        .update_collection(&coll_next, coll.updated_at, Some(&[p.id.clone()]))
+        .update_collection(
+            &coll_next,
+            coll.updated_at,
+            Some(std::slice::from_ref(&p.id)),
+        )
         .await
     {
         Err(Error::Conflict(Current::Collection(current))) => assert_eq!(*current, coll_next),
