@@ -1,148 +1,75 @@
-//! The contract suite on the SQLite backend, one fresh database file per case.
+//! The SQLite backend: the contract and GraphQL suites (each case on a fresh database
+//! file), many concurrent writers, and the real binary on bad paths, edited migrations and
+//! `kill -9`.
 
-use gitstore_api::datastore::{
-    CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Error, Instrumented,
-    Page, Product, ProductFilter, ProductId, Result, SqliteStore, Timestamp,
-};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use gitstore_api::datastore::{Datastore, Error, Instrumented, ProductFilter, SqliteStore};
 use gitstore_api::service::{Catalog, NewCategory, NewProduct, ProductPatch, Updated};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use sqlx::{Connection as _, SqliteConnection};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tempfile::TempDir;
 
-/// A migrated [`SqliteStore`] on a file in its own temporary directory, which is removed
-/// when the store is dropped.
-pub struct TempSqlite {
-    store: SqliteStore,
-    dir: TempDir,
+/// A path for a new database file. Files live in one directory per test run under
+/// cargo's scratch directory for integration tests, because the suites' stores (owned by
+/// the suite macros) cannot carry a guard that deletes them; runs older than an hour are
+/// pruned when a new run starts.
+fn scratch_db() -> PathBuf {
+    static RUN_DIR: LazyLock<PathBuf> = LazyLock::new(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sqlite-tests");
+        let stale = |entry: &std::fs::DirEntry| {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .is_some_and(|age| age > Duration::from_secs(3600))
+        };
+        for entry in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+            if stale(&entry) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        let dir = root.join(format!(
+            "run-{}",
+            ulid::Ulid::new().to_string().to_lowercase()
+        ));
+        std::fs::create_dir_all(&dir).expect("create the scratch directory");
+        dir
+    });
+    RUN_DIR.join(format!(
+        "{}.db",
+        ulid::Ulid::new().to_string().to_lowercase()
+    ))
 }
 
-impl TempSqlite {
-    /// Opens and migrates a new database file.
-    pub async fn open() -> Self {
-        let dir = tempfile::tempdir().expect("create a temporary directory");
-        let path = dir.path().join("gitstore.db");
-        let store = SqliteStore::connect(path.to_str().expect("utf-8 temp path"))
-            .await
-            .expect("open the sqlite store");
-        store.migrate().await.expect("migrate the sqlite store");
-        Self { store, dir }
-    }
-
-    /// The database file.
-    pub fn path(&self) -> std::path::PathBuf {
-        self.dir.path().join("gitstore.db")
-    }
+/// A migrated store on a new database file.
+async fn open_store() -> SqliteStore {
+    let path = scratch_db();
+    let store = SqliteStore::connect(path.to_str().expect("utf-8 scratch path"))
+        .await
+        .expect("open the sqlite store");
+    store.migrate().await.expect("migrate the sqlite store");
+    store
 }
 
-impl Datastore for TempSqlite {
-    fn backend(&self) -> &'static str {
-        self.store.backend()
-    }
-    async fn create_product(&self, product: &Product) -> Result<()> {
-        self.store.create_product(product).await
-    }
-    async fn get_product(&self, id: &ProductId) -> Result<Product> {
-        self.store.get_product(id).await
-    }
-    async fn get_product_by_sku(&self, sku: &str) -> Result<Product> {
-        self.store.get_product_by_sku(sku).await
-    }
-    async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
-        self.store.get_products(ids).await
-    }
-    async fn update_product(
-        &self,
-        product: &Product,
-        expected: Timestamp,
-        collection_ids: Option<&[CollectionId]>,
-    ) -> Result<()> {
-        self.store
-            .update_product(product, expected, collection_ids)
-            .await
-    }
-    async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        self.store.delete_product(id).await
-    }
-    async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
-        self.store.list_products(filter, page).await
-    }
-    async fn count_products(&self, filter: &ProductFilter) -> Result<u64> {
-        self.store.count_products(filter).await
-    }
-    async fn create_category(&self, category: &Category) -> Result<()> {
-        self.store.create_category(category).await
-    }
-    async fn get_category(&self, id: &CategoryId) -> Result<Category> {
-        self.store.get_category(id).await
-    }
-    async fn get_category_by_slug(&self, slug: &str) -> Result<Category> {
-        self.store.get_category_by_slug(slug).await
-    }
-    async fn get_categories(&self, ids: &[CategoryId]) -> Result<Vec<Category>> {
-        self.store.get_categories(ids).await
-    }
-    async fn list_categories(&self) -> Result<Vec<Category>> {
-        self.store.list_categories().await
-    }
-    async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        self.store.update_category(category, expected).await
-    }
-    async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        self.store.delete_category(id).await
-    }
-    async fn create_collection(
-        &self,
-        collection: &Collection,
-        product_ids: &[ProductId],
-    ) -> Result<()> {
-        self.store.create_collection(collection, product_ids).await
-    }
-    async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
-        self.store.get_collection(id).await
-    }
-    async fn get_collection_by_slug(&self, slug: &str) -> Result<Collection> {
-        self.store.get_collection_by_slug(slug).await
-    }
-    async fn get_collections(&self, ids: &[CollectionId]) -> Result<Vec<Collection>> {
-        self.store.get_collections(ids).await
-    }
-    async fn list_collections(&self) -> Result<Vec<Collection>> {
-        self.store.list_collections().await
-    }
-    async fn update_collection(
-        &self,
-        collection: &Collection,
-        expected: Timestamp,
-        product_ids: Option<&[ProductId]>,
-    ) -> Result<()> {
-        self.store
-            .update_collection(collection, expected, product_ids)
-            .await
-    }
-    async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        self.store.delete_collection(id).await
-    }
-    async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        self.store.create_catalog_version(version).await
-    }
-    async fn latest_catalog_version(&self) -> Result<Option<CatalogVersion>> {
-        self.store.latest_catalog_version().await
-    }
-    async fn ping(&self) -> Result<()> {
-        self.store.ping().await
-    }
-    async fn close(&self) {
-        self.store.close().await;
-    }
+mod contract {
+    use super::{Instrumented, open_store};
+    crate::contract_suite!(async { Some(Instrumented::new(open_store().await)) });
 }
 
-crate::contract_suite!(async { Some(Instrumented::new(TempSqlite::open().await)) });
+mod graphql {
+    use gitstore_api::datastore::AnyDatastore;
+    crate::graphql_suite!(async {
+        Some(crate::support::api_over(AnyDatastore::Sqlite(
+            super::open_store().await,
+        )))
+    });
+}
 
 // ---------- many writers on one database ----------
 
@@ -265,11 +192,7 @@ async fn writers_workload(catalogs: &[Catalog<Instrumented<SqliteStore>>]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_on_one_store() {
-    let db = TempSqlite::open().await;
-    let path = db.path();
-    db.close().await;
-    let store = SqliteStore::connect(path.to_str().unwrap()).await.unwrap();
-    let catalogs = [Catalog::new(Instrumented::new(store))];
+    let catalogs = [Catalog::new(Instrumented::new(open_store().await))];
     writers_workload(&catalogs).await;
     catalogs[0].store().close().await;
 }
@@ -279,18 +202,20 @@ async fn concurrent_writers_on_one_store() {
 /// `BEGIN IMMEDIATE` and the busy timeout turn into waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_across_connections() {
-    let db = TempSqlite::open().await;
-    let path = db.path();
+    let path = scratch_db();
+    let path = path.to_str().expect("utf-8 scratch path");
     let mut catalogs = Vec::new();
     for _ in 0..4 {
-        let store = SqliteStore::connect(path.to_str().unwrap()).await.unwrap();
+        let store = SqliteStore::connect(path)
+            .await
+            .expect("open the sqlite store");
+        store.migrate().await.expect("migrate the sqlite store");
         catalogs.push(Catalog::new(Instrumented::new(store)));
     }
     writers_workload(&catalogs).await;
     for catalog in &catalogs {
         catalog.store().close().await;
     }
-    db.close().await;
 }
 
 // ---------- the real binary on a SQLite file ----------
