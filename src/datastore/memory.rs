@@ -7,9 +7,15 @@
 //! taken rows → index, never the other way round, so two guards can never deadlock.
 //! Membership lives in one small `RwLock`-guarded pair of maps: a product's collections
 //! and a collection's products are updated under the same lock and so always agree.
+//!
+//! Listing walks an ordered `(created_at, id)` index from the page's cursor and stops as
+//! soon as the page is full, so a page costs O(page + rows skipped by the filter), not a
+//! sort of the whole table. The index is only written on create and delete (`created_at`
+//! never changes), under a short write lock that is never held together with a row lock.
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
+use std::ops::Bound;
 use std::sync::RwLock;
 
 use dashmap::DashMap;
@@ -257,6 +263,8 @@ pub struct MemoryStore {
     categories: Table<Category>,
     collections: Table<Collection>,
     membership: RwLock<Membership>,
+    /// Every product key in `(created_at, id)` order.
+    order: RwLock<BTreeSet<Key>>,
     versions: RwLock<Vec<CatalogVersion>>,
 }
 
@@ -277,6 +285,18 @@ impl MemoryStore {
 
     fn membership_mut(&self) -> std::sync::RwLockWriteGuard<'_, Membership> {
         self.membership
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn order(&self) -> std::sync::RwLockReadGuard<'_, BTreeSet<Key>> {
+        self.order
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn order_mut(&self) -> std::sync::RwLockWriteGuard<'_, BTreeSet<Key>> {
+        self.order
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
@@ -316,6 +336,7 @@ impl Datastore for MemoryStore {
         let mut stored = product.clone();
         stored.collection_ids.clear();
         self.products.insert(stored)?;
+        self.order_mut().insert(Key::of(product));
         self.membership_mut()
             .set_for_product(&product.id, &product.collection_ids);
         Ok(())
@@ -356,28 +377,62 @@ impl Datastore for MemoryStore {
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        self.products
-            .remove(id, || self.membership_mut().remove_product(id))
-            .map(drop)
+        let removed = self
+            .products
+            .remove(id, || self.membership_mut().remove_product(id))?;
+        self.order_mut().remove(&Key::of(&removed));
+        Ok(())
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
-        let mut rows: Vec<Product> = self
-            .matching(filter)
-            .into_iter()
-            .filter(|p| page.contains(&Key::of(p)))
-            .collect();
-        rows.sort_by_cached_key(Key::of);
-        if page.from_end {
-            let skip = rows.len().saturating_sub(page.limit);
-            rows.drain(..skip);
+        if filter.collection_id.is_some() {
+            // Collection members are few: filter them, then order and window.
+            let mut rows: Vec<Product> = self
+                .matching(filter)
+                .into_iter()
+                .filter(|p| page.contains(&Key::of(p)))
+                .collect();
+            rows.sort_by_cached_key(Key::of);
+            if page.from_end {
+                let skip = rows.len().saturating_sub(page.limit);
+                rows.drain(..skip);
+            } else {
+                rows.truncate(page.limit);
+            }
+            return Ok(rows);
+        }
+        let lower = page
+            .after
+            .as_ref()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        let upper = page
+            .before
+            .as_ref()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        let order = self.order();
+        let range = order.range::<Key, _>((lower, upper));
+        let fetch = |key: &Key| {
+            self.products
+                .get(&ProductId::from_stored(key.id.clone()))
+                .ok()
+                .map(|p| self.with_collections(p))
+                .filter(|p| filter.matches(p))
+        };
+        let mut rows: Vec<Product> = if page.from_end {
+            range.rev().filter_map(fetch).take(page.limit).collect()
         } else {
-            rows.truncate(page.limit);
+            range.filter_map(fetch).take(page.limit).collect()
+        };
+        if page.from_end {
+            rows.reverse();
         }
         Ok(rows)
     }
 
     async fn count_products(&self, filter: &ProductFilter) -> Result<u64> {
+        if *filter == ProductFilter::default() {
+            return Ok(self.products.rows.len() as u64);
+        }
         Ok(self.matching(filter).len() as u64)
     }
 

@@ -239,43 +239,44 @@ pub struct LoginInput {
     pub password: String,
 }
 
-/// A stale product update: nothing was written.
+/// A stale update: nothing was written. One GraphQL type per entity, as in the Go schema.
 #[derive(SimpleObject)]
-pub struct OptimisticLockConflict {
+#[graphql(concrete(name = "OptimisticLockConflict", params(Product)))]
+#[graphql(concrete(name = "CategoryOptimisticLockConflict", params(Category)))]
+#[graphql(concrete(name = "CollectionOptimisticLockConflict", params(Collection)))]
+pub struct LockConflict<T: async_graphql::OutputType> {
     /// The stored `updatedAt`.
     pub current_version: DateTime,
     /// The `version` you sent.
     pub attempted_version: DateTime,
-    /// The stored product.
-    pub current: Product,
-    /// Field-by-field: stored value → the value your update would have written.
+    /// The stored entity.
+    pub current: T,
+    /// Field by field: stored value -> the value your update would have written.
     pub diff: String,
 }
 
-/// A stale category update: nothing was written.
-#[derive(SimpleObject)]
-pub struct CategoryOptimisticLockConflict {
-    /// The stored `updatedAt`.
-    pub current_version: DateTime,
-    /// The `version` you sent.
-    pub attempted_version: DateTime,
-    /// The stored category.
-    pub current: Category,
-    /// Field-by-field difference.
-    pub diff: String,
-}
-
-/// A stale collection update: nothing was written.
-#[derive(SimpleObject)]
-pub struct CollectionOptimisticLockConflict {
-    /// The stored `updatedAt`.
-    pub current_version: DateTime,
-    /// The `version` you sent.
-    pub attempted_version: DateTime,
-    /// The stored collection.
-    pub current: Collection,
-    /// Field-by-field difference.
-    pub diff: String,
+/// Splits an update outcome into the payload's entity and conflict fields.
+fn outcome<E, T: async_graphql::OutputType>(
+    updated: Updated<E>,
+    version_of: impl Fn(&E) -> crate::datastore::Timestamp,
+    wrap: impl Fn(E) -> T,
+) -> (Option<T>, Option<LockConflict<T>>) {
+    match updated {
+        Updated::Written(entity) => (Some(wrap(entity)), None),
+        Updated::Conflict {
+            current,
+            attempted_version,
+            diff,
+        } => (
+            None,
+            Some(LockConflict {
+                current_version: DateTime(version_of(&current)),
+                attempted_version: DateTime(attempted_version),
+                current: wrap(current),
+                diff,
+            }),
+        ),
+    }
 }
 
 /// Result of `createProduct`.
@@ -295,7 +296,7 @@ pub struct UpdateProductPayload {
     /// The updated product.
     pub product: Option<Product>,
     /// Set when `version` was stale.
-    pub conflict: Option<OptimisticLockConflict>,
+    pub conflict: Option<LockConflict<Product>>,
 }
 
 /// Result of `deleteProduct`.
@@ -324,7 +325,7 @@ pub struct UpdateCategoryPayload {
     /// The updated category.
     pub category: Option<Category>,
     /// Set when `version` was stale.
-    pub conflict: Option<CategoryOptimisticLockConflict>,
+    pub conflict: Option<LockConflict<Category>>,
 }
 
 /// Result of `deleteCategory`.
@@ -367,7 +368,7 @@ pub struct UpdateCollectionPayload {
     /// The updated collection.
     pub collection: Option<Collection>,
     /// Set when `version` was stale.
-    pub conflict: Option<CollectionOptimisticLockConflict>,
+    pub conflict: Option<LockConflict<Collection>>,
 }
 
 /// Result of `deleteCollection`.
@@ -463,7 +464,7 @@ impl Mutation {
             (MaybeUndefined::Undefined, description) => description,
             (body, _) => body,
         };
-        let outcome = catalog(ctx)
+        let updated = catalog(ctx)
             .update_product(
                 &input.id,
                 input.version.0,
@@ -483,22 +484,7 @@ impl Mutation {
             )
             .await
             .gql()?;
-        let (product, conflict) = match outcome {
-            Updated::Written(p) => (Some(Product(p)), None),
-            Updated::Conflict {
-                current,
-                attempted_version,
-                diff,
-            } => (
-                None,
-                Some(OptimisticLockConflict {
-                    current_version: DateTime(current.updated_at),
-                    attempted_version: DateTime(attempted_version),
-                    current: Product(current),
-                    diff,
-                }),
-            ),
-        };
+        let (product, conflict) = outcome(updated, |e| e.updated_at, Product);
         Ok(UpdateProductPayload {
             client_mutation_id: input.client_mutation_id,
             product,
@@ -547,7 +533,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: UpdateCategoryInput,
     ) -> Result<UpdateCategoryPayload> {
-        let outcome = catalog(ctx)
+        let updated = catalog(ctx)
             .update_category(
                 &input.id,
                 input.version.0,
@@ -561,22 +547,7 @@ impl Mutation {
             )
             .await
             .gql()?;
-        let (category, conflict) = match outcome {
-            Updated::Written(c) => (Some(Category(c)), None),
-            Updated::Conflict {
-                current,
-                attempted_version,
-                diff,
-            } => (
-                None,
-                Some(CategoryOptimisticLockConflict {
-                    current_version: DateTime(current.updated_at),
-                    attempted_version: DateTime(attempted_version),
-                    current: Category(current),
-                    diff,
-                }),
-            ),
-        };
+        let (category, conflict) = outcome(updated, |e| e.updated_at, Category);
         Ok(UpdateCategoryPayload {
             client_mutation_id: input.client_mutation_id,
             category,
@@ -647,7 +618,7 @@ impl Mutation {
         ctx: &Context<'_>,
         input: UpdateCollectionInput,
     ) -> Result<UpdateCollectionPayload> {
-        let outcome = catalog(ctx)
+        let updated = catalog(ctx)
             .update_collection(
                 &input.id,
                 input.version.0,
@@ -661,22 +632,7 @@ impl Mutation {
             )
             .await
             .gql()?;
-        let (collection, conflict) = match outcome {
-            Updated::Written(c) => (Some(Collection(c)), None),
-            Updated::Conflict {
-                current,
-                attempted_version,
-                diff,
-            } => (
-                None,
-                Some(CollectionOptimisticLockConflict {
-                    current_version: DateTime(current.updated_at),
-                    attempted_version: DateTime(attempted_version),
-                    current: Collection(current),
-                    diff,
-                }),
-            ),
-        };
+        let (collection, conflict) = outcome(updated, |e| e.updated_at, Collection);
         Ok(UpdateCollectionPayload {
             client_mutation_id: input.client_mutation_id,
             collection,

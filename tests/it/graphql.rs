@@ -472,13 +472,30 @@ pub async fn reorder_and_delete_collections(api: &GraphqlApi) {
         )
         .await
     );
-    let del = data(
+    let by_id = data(
         api,
-        "mutation($id: ID!) { deleteCollection(input: { id: $id }) { deletedCollectionId } }",
+        "query($id: ID!) { collectionById(id: $id) { slug displayOrder productCount } }",
+        json!({ "id": b["id"] }),
+    )
+    .await;
+    assert_eq!(
+        by_id,
+        json!({ "collectionById": { "slug": "rc-b", "displayOrder": 2, "productCount": 0 } })
+    );
+    let m = "mutation($id: ID!) { deleteCollection(input: { id: $id, clientMutationId: \"dc\" }) { clientMutationId deletedCollectionId } }";
+    let del = data(api, m, json!({ "id": a["id"] })).await;
+    assert_eq!(del["deleteCollection"]["deletedCollectionId"], a["id"]);
+    snap!(
+        "delete_collection_twice",
+        exec(api, m, json!({ "id": a["id"] })).await
+    );
+    let gone = data(
+        api,
+        "query($id: ID!) { collectionById(id: $id) { slug } collection(slug: \"rc-a\") { slug } }",
         json!({ "id": a["id"] }),
     )
     .await;
-    assert_eq!(del["deleteCollection"]["deletedCollectionId"], a["id"]);
+    assert_eq!(gone, json!({ "collectionById": null, "collection": null }));
     let product = data(
         api,
         "{ product(sku: \"RC-1\") { collections { slug } } }",
@@ -638,4 +655,14 @@ pub async fn auth_mutations_not_configured(api: &GraphqlApi) {
     )
     .await;
     snap!("login_not_configured", r);
+    for m in [
+        "mutation { logout { success } }",
+        "mutation { refreshToken { session { token } } }",
+    ] {
+        let r = exec(api, m, json!({})).await;
+        assert_eq!(
+            r["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
+            "{r}"
+        );
+    }
 }
