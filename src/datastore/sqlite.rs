@@ -185,9 +185,18 @@ fn preflight(path: &str) -> Result<()> {
                 std::io::Error::from(std::io::ErrorKind::NotADirectory),
             ));
         }
-        Err(err) => {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             return Err(fail(
                 format!("directory {:?} does not exist", dir.display().to_string()),
+                err,
+            ));
+        }
+        Err(err) => {
+            return Err(fail(
+                format!(
+                    "cannot inspect directory {:?}: {err}",
+                    dir.display().to_string()
+                ),
                 err,
             ));
         }
@@ -438,13 +447,14 @@ impl From<VersionRow> for CatalogVersion {
     }
 }
 
-/// Reads one product on `conn` (inside a write transaction, for conflict reports).
+/// Reads one product on `conn`: a pooled reader, or the write transaction itself when a
+/// failed version check reports the stored product.
 async fn product_on(conn: &mut SqliteConnection, id: &str) -> Result<Option<Product>> {
     sqlx::query_as::<_, ProductRow>(&format!("{PRODUCT_COLUMNS} FROM products p WHERE p.id = ?"))
         .bind(id)
         .fetch_optional(conn)
         .await
-        .map_err(|e| unavailable("reading a product", e))?
+        .map_err(|e| unavailable(&format!("reading product {id:?}"), e))?
         .map(ProductRow::into_product)
         .transpose()
 }
@@ -475,7 +485,10 @@ async fn set_product_memberships(
     collections: &[CollectionId],
     replace: bool,
 ) -> Result<()> {
-    let what = "writing product memberships";
+    let what = &format!(
+        "writing the memberships of product {:?}",
+        product.id.as_str()
+    );
     if replace {
         sqlx::query("DELETE FROM memberships WHERE product_id = ?")
             .bind(product.id.as_str())
@@ -512,7 +525,10 @@ async fn set_collection_members(
     products: &[ProductId],
     replace: bool,
 ) -> Result<()> {
-    let what = "writing collection members";
+    let what = &format!(
+        "writing the members of collection {:?}",
+        collection.as_str()
+    );
     if replace {
         sqlx::query("DELETE FROM memberships WHERE collection_id = ?")
             .bind(collection.as_str())
@@ -628,7 +644,7 @@ impl Datastore for SqliteStore {
     }
 
     async fn create_product(&self, product: &Product) -> Result<()> {
-        let what = "creating a product";
+        let what = &format!("creating product {:?}", product.sku);
         let mut tx = self.begin(what).await?;
         sqlx::query(
             "INSERT INTO products (id, sku, title, body, price, price_key, currency, \
@@ -675,7 +691,7 @@ impl Datastore for SqliteStore {
             .reader
             .acquire()
             .await
-            .map_err(|e| unavailable("reading a product", e))?;
+            .map_err(|e| unavailable(&format!("reading product {:?}", id.as_str()), e))?;
         product_on(&mut conn, id.as_str())
             .await?
             .ok_or_else(|| Error::not_found("product", id.as_str()))
@@ -688,7 +704,7 @@ impl Datastore for SqliteStore {
         .bind(sku)
         .fetch_optional(&self.reader)
         .await
-        .map_err(|e| unavailable("reading a product by sku", e))?
+        .map_err(|e| unavailable(&format!("reading product sku {sku:?}"), e))?
         .map(ProductRow::into_product)
         .transpose()?
         .ok_or_else(|| Error::not_found("product", sku))
@@ -716,7 +732,7 @@ impl Datastore for SqliteStore {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
     ) -> Result<()> {
-        let what = "updating a product";
+        let what = &format!("updating product {:?}", product.id.as_str());
         let mut tx = self.begin(what).await?;
         let written = sqlx::query(
             "UPDATE products SET sku = ?, title = ?, body = ?, price = ?, price_key = ?, \
@@ -782,7 +798,7 @@ impl Datastore for SqliteStore {
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        let what = "deleting a product";
+        let what = &format!("deleting product {:?}", id.as_str());
         let mut tx = self.begin(what).await?;
         // Memberships go with it (ON DELETE CASCADE).
         let deleted = sqlx::query("DELETE FROM products WHERE id = ?")
@@ -831,7 +847,7 @@ impl Datastore for SqliteStore {
     }
 
     async fn create_category(&self, category: &Category) -> Result<()> {
-        let what = "creating a category";
+        let what = &format!("creating category {:?}", category.slug);
         let mut tx = self.begin(what).await?;
         sqlx::query(
             "INSERT INTO categories (id, name, slug, parent_id, display_order, body, \
@@ -866,7 +882,7 @@ impl Datastore for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&self.reader)
             .await
-            .map_err(|e| unavailable("reading a category", e))?
+            .map_err(|e| unavailable(&format!("reading category {:?}", id.as_str()), e))?
             .map(Category::from)
             .ok_or_else(|| Error::not_found("category", id.as_str()))
     }
@@ -876,7 +892,7 @@ impl Datastore for SqliteStore {
             .bind(slug)
             .fetch_optional(&self.reader)
             .await
-            .map_err(|e| unavailable("reading a category by slug", e))?
+            .map_err(|e| unavailable(&format!("reading category slug {slug:?}"), e))?
             .map(Category::from)
             .ok_or_else(|| Error::not_found("category", slug))
     }
@@ -906,7 +922,7 @@ impl Datastore for SqliteStore {
     }
 
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        let what = "updating a category";
+        let what = &format!("updating category {:?}", category.id.as_str());
         let mut tx = self.begin(what).await?;
         let written = sqlx::query(
             "UPDATE categories SET name = ?, slug = ?, parent_id = ?, display_order = ?, \
@@ -951,7 +967,7 @@ impl Datastore for SqliteStore {
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        let what = "deleting a category";
+        let what = &format!("deleting category {:?}", id.as_str());
         let mut tx = self.begin(what).await?;
         let deleted = sqlx::query("DELETE FROM categories WHERE id = ?")
             .bind(id.as_str())
@@ -970,7 +986,7 @@ impl Datastore for SqliteStore {
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
-        let what = "creating a collection";
+        let what = &format!("creating collection {:?}", collection.slug);
         let mut tx = self.begin(what).await?;
         sqlx::query(
             "INSERT INTO collections (id, name, slug, display_order, body, created_at, \
@@ -1005,7 +1021,7 @@ impl Datastore for SqliteStore {
             .bind(id.as_str())
             .fetch_optional(&self.reader)
             .await
-            .map_err(|e| unavailable("reading a collection", e))?
+            .map_err(|e| unavailable(&format!("reading collection {:?}", id.as_str()), e))?
             .map(Collection::from)
             .ok_or_else(|| Error::not_found("collection", id.as_str()))
     }
@@ -1015,7 +1031,7 @@ impl Datastore for SqliteStore {
             .bind(slug)
             .fetch_optional(&self.reader)
             .await
-            .map_err(|e| unavailable("reading a collection by slug", e))?
+            .map_err(|e| unavailable(&format!("reading collection slug {slug:?}"), e))?
             .map(Collection::from)
             .ok_or_else(|| Error::not_found("collection", slug))
     }
@@ -1050,7 +1066,7 @@ impl Datastore for SqliteStore {
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
     ) -> Result<()> {
-        let what = "updating a collection";
+        let what = &format!("updating collection {:?}", collection.id.as_str());
         let mut tx = self.begin(what).await?;
         let written = sqlx::query(
             "UPDATE collections SET name = ?, slug = ?, display_order = ?, body = ?, \
@@ -1097,7 +1113,7 @@ impl Datastore for SqliteStore {
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        let what = "deleting a collection";
+        let what = &format!("deleting collection {:?}", id.as_str());
         let mut tx = self.begin(what).await?;
         // Memberships go with it (ON DELETE CASCADE).
         let deleted = sqlx::query("DELETE FROM collections WHERE id = ?")
@@ -1113,7 +1129,7 @@ impl Datastore for SqliteStore {
     }
 
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        let what = "recording a catalogue version";
+        let what = &format!("recording catalogue version {:?}", version.tag);
         let mut tx = self.begin(what).await?;
         sqlx::query(
             "INSERT INTO catalog_versions (tag, commit_hash, published_at, message, \
