@@ -53,7 +53,7 @@ pub async fn open_datastore(config: &DatastoreConfig) -> anyhow::Result<AnyDatas
             .map(AnyDatastore::Sqlite)
             .map_err(startup_error),
         Backend::Scylla => anyhow::bail!(
-            "datastore backend {:?} is not built into this binary yet",
+            "datastore backend {} is not built into this binary yet",
             config.backend
         ),
     }
@@ -93,7 +93,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = open_datastore(&config.datastore)
             .await
-            .with_context(|| format!("cannot open the {:?} datastore", config.datastore.backend))?;
+            .with_context(|| format!("cannot open the {} datastore", config.datastore.backend))?;
         Ok(Self::with_store(config, store))
     }
 

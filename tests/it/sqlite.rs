@@ -524,3 +524,28 @@ async fn every_acknowledged_write_survives_kill_9() {
     let mut server = server;
     server.kill();
 }
+
+/// A backend that stops answering gives `UNAVAILABLE` errors with a safe message (no
+/// driver text), never a silent `null`, and `/ready` would report it (ping fails).
+#[tokio::test]
+async fn closed_database_is_unavailable_not_null() {
+    use gitstore_api::datastore::{AnyDatastore, Datastore};
+    let store = open_store().await;
+    store.close().await;
+    assert!(store.ping().await.is_err());
+    let api = crate::support::api_over(AnyDatastore::Sqlite(store));
+    let r = crate::support::exec(
+        &api,
+        "{ product(sku: \"ANY\") { id } }",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(r["data"]["product"], serde_json::Value::Null);
+    assert_eq!(r["errors"][0]["extensions"]["code"], "UNAVAILABLE", "{r}");
+    let message = r["errors"][0]["message"].as_str().unwrap();
+    assert!(message.starts_with("datastore unavailable:"), "{message}");
+    assert!(
+        !message.to_lowercase().contains("pool"),
+        "driver details leak: {message}"
+    );
+}
