@@ -1,7 +1,9 @@
 //! The single integration-test binary: every suite links once.
 
+mod browser;
 mod cli;
 mod contract;
+mod deploy;
 mod graphql;
 mod http;
 mod memdb;
