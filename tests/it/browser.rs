@@ -11,7 +11,7 @@ use std::process::Command;
 use gitstore_api::http::playground::serves_offline;
 use serde_json::{Value, json};
 
-use crate::deploy::skip_outside_ci;
+use crate::support::skip_outside_ci;
 use crate::support::spawn_app;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -7,28 +7,16 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{free_port, in_ci};
+use crate::support::free_port;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const HEALTHCHECK: [&str; 3] = ["CMD", "/usr/local/bin/gitstore-api", "healthcheck"];
-
-/// Prints one `SKIP:` line, or fails under `CI=true`, where every test must run.
-pub(crate) fn skip_outside_ci(test: &str, reason: &str) {
-    assert!(
-        !in_ci(),
-        "{test}: {reason} (CI=true: nothing may be skipped)"
-    );
-    // Straight to the process's stderr: `eprintln!` would be captured, and a passing test's
-    // captured output is never shown.
-    let _ = writeln!(std::io::stderr(), "SKIP: {test}: {reason}");
-}
 
 /// `compose.yml` alone and merged with `compose.scylla.yml`, as the parser resolved them.
 struct Rendered {
@@ -149,7 +137,7 @@ fn compose_files_resolve_to_the_documented_layout() {
     let rendered = match rendered() {
         Ok(rendered) => rendered,
         Err(reason) => {
-            skip_outside_ci(test, reason);
+            crate::support::skip_outside_ci(test, reason);
             return;
         }
     };
@@ -321,7 +309,7 @@ async fn binary_serves_and_stops_cleanly_with_the_compose_environment() {
     let rendered = match rendered() {
         Ok(rendered) => rendered,
         Err(reason) => {
-            skip_outside_ci(test, reason);
+            crate::support::skip_outside_ci(test, reason);
             return;
         }
     };
