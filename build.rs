@@ -81,6 +81,8 @@ fn main() {
     let package_dir = root.join(PACKAGE_DIR);
     let manifest_path = package_dir.join("package.json");
 
+    // `sqlx::migrate!` embeds these files; rebuild when they change.
+    println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-env-changed={REQUIRE_OFFLINE_ENV}");
     println!("cargo:rerun-if-changed={}", manifest_path.display());
     println!(

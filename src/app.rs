@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Backend, Config, DatastoreConfig};
 use crate::datastore::scylla::{ScyllaConfig, ScyllaStore};
-use crate::datastore::{AnyDatastore, Datastore, Instrumented, MemoryStore};
+use crate::datastore::{self, AnyDatastore, Datastore, Instrumented, MemoryStore, SqliteStore};
 use crate::graphql::{self, GraphqlApi, Limits};
 use crate::service::Catalog;
 
@@ -49,13 +49,14 @@ impl AppState {
 pub async fn open_datastore(config: &DatastoreConfig) -> anyhow::Result<AnyDatastore> {
     match config.backend {
         Backend::Memdb => Ok(AnyDatastore::Memory(MemoryStore::new())),
+        Backend::Sqlite => SqliteStore::connect(&config.sqlite_path)
+            .await
+            .map(AnyDatastore::Sqlite)
+            .map_err(startup_error),
+        // The driver error stays in the chain: "connection refused" is the useful part.
         Backend::Scylla => Ok(AnyDatastore::Scylla(
             ScyllaStore::connect(&scylla_config(config)?).await?,
         )),
-        Backend::Sqlite => anyhow::bail!(
-            "datastore backend {:?} is not built into this binary yet",
-            config.backend
-        ),
     }
 }
 
@@ -90,11 +91,21 @@ pub fn scylla_config(config: &DatastoreConfig) -> anyhow::Result<ScyllaConfig> {
 pub async fn migrate_datastore(store: &AnyDatastore) -> anyhow::Result<()> {
     match store {
         AnyDatastore::Memory(_) => Ok(()),
+        AnyDatastore::Sqlite(store) => store.migrate().await.map_err(startup_error),
         AnyDatastore::Scylla(scylla) => {
             let report = scylla.migrate().await?;
             tracing::info!(keyspace = scylla.keyspace(), %report, "scylla migrations done");
             Ok(())
         }
+    }
+}
+
+/// A startup failure as one line: a backend's `Unavailable` message already names the
+/// value and the reason, so the driver error behind it is left out.
+fn startup_error(err: datastore::Error) -> anyhow::Error {
+    match err {
+        datastore::Error::Unavailable { message, .. } => anyhow::Error::msg(message),
+        other => anyhow::Error::new(other),
     }
 }
 
@@ -112,7 +123,7 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = open_datastore(&config.datastore)
             .await
-            .with_context(|| format!("cannot open the {:?} datastore", config.datastore.backend))?;
+            .with_context(|| format!("cannot open the {} datastore", config.datastore.backend))?;
         Ok(Self::with_store(config, store))
     }
 

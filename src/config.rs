@@ -48,6 +48,24 @@ pub enum Backend {
     Scylla,
 }
 
+impl Backend {
+    /// The canonical name, as `GITSTORE_DATASTORE_BACKEND` spells it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Memdb => "memdb",
+            Self::Sqlite => "sqlite",
+            Self::Scylla => "scylla",
+        }
+    }
+}
+
+impl std::fmt::Display for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Log output format.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {

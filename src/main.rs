@@ -48,7 +48,7 @@ async fn migrate(config: gitstore_api::config::Config) -> anyhow::Result<()> {
     if matches!(store, gitstore_api::datastore::AnyDatastore::Memory(_)) {
         println!("memdb keeps no schema: nothing to migrate");
     } else {
-        println!("{backend:?} migrations are up to date");
+        println!("{backend} migrations are up to date");
     }
     gitstore_api::datastore::Datastore::close(&store).await;
     Ok(())

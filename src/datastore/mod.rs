@@ -18,6 +18,7 @@ pub mod instrumented;
 pub mod memory;
 pub mod model;
 pub mod scylla;
+pub mod sqlite;
 
 use std::future::Future;
 
@@ -25,6 +26,7 @@ pub use instrumented::Instrumented;
 pub use memory::MemoryStore;
 pub use model::*;
 pub use scylla::ScyllaStore;
+pub use sqlite::SqliteStore;
 
 /// Result of a datastore call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -312,11 +314,13 @@ pub trait Datastore: Send + Sync + 'static {
 /// future `Send` and statically known.
 #[expect(
     clippy::large_enum_variant,
-    reason = "one long-lived value per process: boxing a variant would save nothing"
+    reason = "one value per process, so its size does not matter; boxing would add an indirection to every call"
 )]
 pub enum AnyDatastore {
     /// In-memory DashMap store.
     Memory(MemoryStore),
+    /// SQLite file through sqlx.
+    Sqlite(SqliteStore),
     /// ScyllaDB / Cassandra store.
     Scylla(ScyllaStore),
 }
@@ -325,6 +329,7 @@ macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
             AnyDatastore::Memory($store) => $call,
+            AnyDatastore::Sqlite($store) => $call,
             AnyDatastore::Scylla($store) => $call,
         }
     };

@@ -27,8 +27,13 @@ const blocked = [];
 const consoleLines = [];
 let step = "launching Chromium";
 let browser;
+let failed = false;
 
 function fail(message) {
+  if (failed) {
+    return; // the watchdog already reported; this is the fallout of closing the browser
+  }
+  failed = true;
   console.error(`graphiql browser test failed while ${step}: ${message}`);
   if (blocked.length > 0) {
     console.error(`requests blocked (not to ${base.host}):\n  ${blocked.join("\n  ")}`);
@@ -54,6 +59,7 @@ try {
       "--headless",
       "--no-sandbox",
       "--disable-gpu",
+      "--disable-quic",
       "--no-first-run",
       "--disable-background-networking",
       "--disable-component-update",

@@ -156,12 +156,9 @@ async fn root_redirects_to_playground_which_serves_its_assets() {
             assert!(r.bytes().await.unwrap().len() > 1000, "{asset} has content");
         }
     } else {
-        eprintln!(
-            "SKIP: GraphiQL assets not embedded (run `npm ci --prefix assets/graphiql`); local asset check skipped"
-        );
-        assert!(
-            !crate::support::in_ci(),
-            "CI must build with embedded GraphiQL assets"
+        crate::support::skip_outside_ci(
+            "playground assets",
+            "GraphiQL assets not embedded (run `npm ci --prefix assets/graphiql`)",
         );
     }
 }

@@ -1,10 +1,13 @@
 //! The single integration-test binary: every suite links once.
 
+mod browser;
 mod cli;
 mod contract;
+mod deploy;
 mod graphql;
 mod http;
 mod memdb;
 mod readme;
 mod scylla;
+mod sqlite;
 mod support;

@@ -48,7 +48,7 @@ fn hosts() -> Option<Vec<String>> {
         return Some(hosts);
     }
     assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
+        !crate::support::in_ci(),
         "{HOSTS_VAR} is not set, but CI=true: CI must run the scylla tests against a CQL node \
          (start one with scripts/cql-node start and export {HOSTS_VAR}=<the address it prints>)"
     );

@@ -256,3 +256,17 @@ impl Drop for BinaryApp {
         let _ = self.child.wait();
     }
 }
+
+/// Prints one `SKIP:` line, or fails under `CI=true`, where every test must run.
+pub fn skip_outside_ci(test: &str, reason: &str) {
+    assert!(
+        !in_ci(),
+        "{test}: {reason} (CI=true: nothing may be skipped)"
+    );
+    // Straight to the process's stderr: `eprintln!` would be captured, and a passing test's
+    // captured output is never shown.
+    let _ = std::io::Write::write_fmt(
+        &mut std::io::stderr(),
+        format_args!("SKIP: {test}: {reason}\n"),
+    );
+}
