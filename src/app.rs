@@ -69,7 +69,10 @@ pub fn scylla_config(config: &DatastoreConfig) -> anyhow::Result<ScyllaConfig> {
         hosts: config.scylla_hosts.clone(),
         keyspace: config.scylla_keyspace.clone(),
         username: config.scylla_username.clone(),
-        password: config.scylla_password.clone(),
+        password: config
+            .scylla_password
+            .as_ref()
+            .map(|p| p.expose().to_owned()),
         consistency: config
             .scylla_consistency
             .parse()
@@ -84,18 +87,21 @@ pub fn scylla_config(config: &DatastoreConfig) -> anyhow::Result<ScyllaConfig> {
     })
 }
 
-/// Applies the backend's pending migrations (nothing to do for memdb).
+/// Applies the backend's pending migrations and says what was done, in one line
+/// (memdb keeps no schema, so there is nothing to do).
 ///
 /// # Errors
 /// Why a migration could not be applied.
-pub async fn migrate_datastore(store: &AnyDatastore) -> anyhow::Result<()> {
+pub async fn migrate_datastore(store: &AnyDatastore) -> anyhow::Result<String> {
     match store {
-        AnyDatastore::Memory(_) => Ok(()),
-        AnyDatastore::Sqlite(store) => store.migrate().await.map_err(startup_error),
+        AnyDatastore::Memory(_) => Ok("memdb keeps no schema: nothing to migrate".to_owned()),
+        AnyDatastore::Sqlite(sqlite) => {
+            sqlite.migrate().await.map_err(startup_error)?;
+            Ok("sqlite: migrations/sqlite applied, schema up to date".to_owned())
+        }
         AnyDatastore::Scylla(scylla) => {
             let report = scylla.migrate().await?;
-            tracing::info!(keyspace = scylla.keyspace(), %report, "scylla migrations done");
-            Ok(())
+            Ok(format!("scylla keyspace {:?}: {report}", scylla.keyspace()))
         }
     }
 }
@@ -178,9 +184,9 @@ impl App {
         let migration = tokio::spawn(async move {
             let store = migrate_state.api.catalog().store().inner();
             match migrate_datastore(store).await {
-                Ok(()) => {
+                Ok(summary) => {
                     migrate_state.migrated.store(true, Ordering::Release);
-                    tracing::info!(backend = store.backend(), "datastore ready");
+                    tracing::info!(backend = store.backend(), "datastore ready: {summary}");
                 }
                 Err(e) => {
                     let _ = migration_failed_tx.send(e);

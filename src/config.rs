@@ -197,7 +197,7 @@ pub struct DatastoreConfig {
         hide_env_values = true,
         global = true
     )]
-    pub scylla_password: Option<String>,
+    pub scylla_password: Option<Secret>,
     /// Consistency of reads and writes (e.g. LOCAL_QUORUM, QUORUM, ONE).
     #[arg(
         long = "scylla-consistency",
@@ -223,6 +223,32 @@ pub struct DatastoreConfig {
     /// How long an instance waits for another one's migration lock before giving up.
     #[arg(long = "scylla-migration-wait-timeout", env = "GITSTORE_DATASTORE_SCYLLA_MIGRATION_WAIT_TIMEOUT", default_value = "120s", value_parser = parse_duration, global = true)]
     pub scylla_migration_wait_timeout: Duration,
+}
+
+/// A configuration value that must never reach a log: `Debug` prints `<redacted>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret itself, for the one place that needs it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
 }
 
 /// Parses `250ms`, `30s`, `5m`, `1h` or a bare number of seconds.

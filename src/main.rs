@@ -42,15 +42,10 @@ async fn serve(config: gitstore_api::config::Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: gitstore_api::config::Config) -> anyhow::Result<()> {
-    let backend = config.datastore.backend;
     let store = app::open_datastore(&config.datastore).await?;
-    app::migrate_datastore(&store).await?;
-    if matches!(store, gitstore_api::datastore::AnyDatastore::Memory(_)) {
-        println!("memdb keeps no schema: nothing to migrate");
-    } else {
-        println!("{backend} migrations are up to date");
-    }
+    let summary = app::migrate_datastore(&store).await;
     gitstore_api::datastore::Datastore::close(&store).await;
+    println!("{}", summary?);
     Ok(())
 }
 

@@ -64,7 +64,27 @@ fn help_documents_every_environment_variable() {
     for name in names {
         assert!(help.contains(&name), "--help does not mention {name}");
     }
-    assert!(!help.contains("hunter2"));
+}
+
+#[test]
+fn secrets_never_show_in_debug_output_or_help() {
+    use clap::Parser as _;
+    let cli = Cli::parse_from(["gitstore-api", "--scylla-password", "hunter2"]);
+    assert_eq!(
+        cli.config
+            .datastore
+            .scylla_password
+            .as_ref()
+            .map(|p| p.expose()),
+        Some("hunter2")
+    );
+    assert!(!format!("{cli:?}").contains("hunter2"));
+    let out = bin()
+        .arg("--help")
+        .env("GITSTORE_DATASTORE_SCYLLA_PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
 }
 
 #[test]
