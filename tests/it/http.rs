@@ -275,3 +275,58 @@ async fn metrics_show_datastore_operations_and_batched_loading() {
         "gitstore_http_requests_total{method=\"POST\",route=\"/graphql\",status=\"200\"}"
     ));
 }
+
+#[tokio::test]
+async fn introspection_can_be_switched_off_and_cors_is_configurable() {
+    use gitstore_api::config::Config;
+    use gitstore_api::datastore::{AnyDatastore, MemoryStore};
+    let mut config = Config::defaults();
+    config.graphql_introspection = false;
+    config.cors_origins = vec!["https://shop.example".to_owned()];
+    let app = crate::support::spawn_with(config, AnyDatastore::Memory(MemoryStore::new())).await;
+    let r = app
+        .gql("{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(
+        r["data"]["__schema"],
+        Value::Null,
+        "introspection is off: {r}"
+    );
+    let ok = app.gql("{ categories { slug } }", json!({})).await;
+    assert_eq!(ok, json!({ "data": { "categories": [] } }));
+    let preflight = |origin: &'static str| {
+        app.client
+            .request(reqwest::Method::OPTIONS, app.url("/graphql"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let allowed = preflight("https://shop.example").await.unwrap();
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://shop.example"
+    );
+    let denied = preflight("https://evil.example").await.unwrap();
+    assert!(
+        denied
+            .headers()
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    let open = spawn_app().await;
+    let r = open
+        .gql("{ __schema { queryType { name } } }", json!({}))
+        .await;
+    assert_eq!(r["data"]["__schema"]["queryType"]["name"], "Query");
+    let any = open
+        .client
+        .request(reqwest::Method::OPTIONS, open.url("/graphql"))
+        .header("origin", "https://anywhere.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(any.headers()["access-control-allow-origin"], "*");
+}
