@@ -38,10 +38,10 @@ pub(crate) fn shown(value: &str) -> String {
     }
 }
 
-/// `1..=64` characters of `[A-Za-z0-9._-]`.
-pub fn sku(value: &str) -> Result<()> {
+/// `1..=max` characters of `[A-Za-z0-9._-]`, the alphabet of skus and version tags.
+fn key_token(field: &str, value: &str, max: usize) -> Result<()> {
     let ok = !value.is_empty()
-        && value.len() <= SKU_MAX
+        && value.len() <= max
         && value
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
@@ -49,10 +49,15 @@ pub fn sku(value: &str) -> Result<()> {
         Ok(())
     } else {
         Err(invalid(format!(
-            "sku {} must be 1-{SKU_MAX} characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+            "{field} {} must be 1-{max} characters of A-Z, a-z, 0-9, '.', '_' or '-'",
             shown(value)
         )))
     }
+}
+
+/// `1..=64` characters of `[A-Za-z0-9._-]`.
+pub fn sku(value: &str) -> Result<()> {
+    key_token("sku", value, SKU_MAX)
 }
 
 /// A title or name: 1–200 characters, not only whitespace.
@@ -172,19 +177,7 @@ pub fn metadata(value: Option<&serde_json::Value>) -> Result<()> {
 
 /// A catalogue version tag: 1–100 of `[A-Za-z0-9._-]`.
 pub fn tag(value: &str) -> Result<()> {
-    let ok = !value.is_empty()
-        && value.len() <= SLUG_MAX
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(format!(
-            "version {} must be 1-{SLUG_MAX} characters of A-Z, a-z, 0-9, '.', '_' or '-'",
-            shown(value)
-        )))
-    }
+    key_token("version", value, SLUG_MAX)
 }
 
 /// `first`/`last` within 0–100, not both; returns the page size and whether it counts
