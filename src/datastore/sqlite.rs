@@ -77,6 +77,45 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// One row of `columns` (a `SELECT … FROM table`) whose `key_column` equals `key`,
+    /// converted to its entity; `NotFound` naming `entity` and `key` when there is none.
+    async fn row_by<R, T>(
+        &self,
+        columns: &str,
+        key_column: &str,
+        key: &str,
+        entity: &'static str,
+    ) -> Result<T>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+        T: From<R>,
+    {
+        sqlx::query_as::<_, R>(&format!("{columns} WHERE {key_column} = ?"))
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| unavailable(&format!("reading {entity} {key_column} {key:?}"), e))?
+            .map(T::from)
+            .ok_or_else(|| Error::not_found(entity, key))
+    }
+
+    /// Every row `sql` selects (with its one optional parameter), converted to entities.
+    async fn rows<R, T>(&self, sql: &str, param: Option<String>, what: &str) -> Result<Vec<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+        T: From<R>,
+    {
+        let mut query = sqlx::query_as::<_, R>(sql);
+        if let Some(param) = param {
+            query = query.bind(param);
+        }
+        let rows = query
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        Ok(rows.into_iter().map(T::from).collect())
+    }
+
     /// Opens (creating if missing) the database file at `path` in WAL mode with foreign
     /// keys on, and checks that it is usable. Does not apply migrations: call
     /// [`SqliteStore::migrate`] next.
@@ -878,47 +917,28 @@ impl Datastore for SqliteStore {
     }
 
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
-        sqlx::query_as::<_, CategoryRow>(&format!("{CATEGORY_COLUMNS} WHERE id = ?"))
-            .bind(id.as_str())
-            .fetch_optional(&self.reader)
+        self.row_by::<CategoryRow, _>(CATEGORY_COLUMNS, "id", id.as_str(), "category")
             .await
-            .map_err(|e| unavailable(&format!("reading category {:?}", id.as_str()), e))?
-            .map(Category::from)
-            .ok_or_else(|| Error::not_found("category", id.as_str()))
     }
 
     async fn get_category_by_slug(&self, slug: &str) -> Result<Category> {
-        sqlx::query_as::<_, CategoryRow>(&format!("{CATEGORY_COLUMNS} WHERE slug = ?"))
-            .bind(slug)
-            .fetch_optional(&self.reader)
+        self.row_by::<CategoryRow, _>(CATEGORY_COLUMNS, "slug", slug, "category")
             .await
-            .map_err(|e| unavailable(&format!("reading category slug {slug:?}"), e))?
-            .map(Category::from)
-            .ok_or_else(|| Error::not_found("category", slug))
     }
 
     async fn get_categories(&self, ids: &[CategoryId]) -> Result<Vec<Category>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query_as::<_, CategoryRow>(&format!(
-            "{CATEGORY_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))"
-        ))
-        .bind(ids_json(ids))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| unavailable("reading categories", e))?;
-        Ok(rows.into_iter().map(Category::from).collect())
+        let sql = format!("{CATEGORY_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))");
+        self.rows::<CategoryRow, _>(&sql, Some(ids_json(ids)), "reading categories")
+            .await
     }
 
     async fn list_categories(&self) -> Result<Vec<Category>> {
-        let rows = sqlx::query_as::<_, CategoryRow>(&format!(
-            "{CATEGORY_COLUMNS} ORDER BY created_at, id"
-        ))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| unavailable("listing categories", e))?;
-        Ok(rows.into_iter().map(Category::from).collect())
+        let sql = format!("{CATEGORY_COLUMNS} ORDER BY created_at, id");
+        self.rows::<CategoryRow, _>(&sql, None, "listing categories")
+            .await
     }
 
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
@@ -1017,47 +1037,28 @@ impl Datastore for SqliteStore {
     }
 
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
-        sqlx::query_as::<_, CollectionRow>(&format!("{COLLECTION_COLUMNS} WHERE id = ?"))
-            .bind(id.as_str())
-            .fetch_optional(&self.reader)
+        self.row_by::<CollectionRow, _>(COLLECTION_COLUMNS, "id", id.as_str(), "collection")
             .await
-            .map_err(|e| unavailable(&format!("reading collection {:?}", id.as_str()), e))?
-            .map(Collection::from)
-            .ok_or_else(|| Error::not_found("collection", id.as_str()))
     }
 
     async fn get_collection_by_slug(&self, slug: &str) -> Result<Collection> {
-        sqlx::query_as::<_, CollectionRow>(&format!("{COLLECTION_COLUMNS} WHERE slug = ?"))
-            .bind(slug)
-            .fetch_optional(&self.reader)
+        self.row_by::<CollectionRow, _>(COLLECTION_COLUMNS, "slug", slug, "collection")
             .await
-            .map_err(|e| unavailable(&format!("reading collection slug {slug:?}"), e))?
-            .map(Collection::from)
-            .ok_or_else(|| Error::not_found("collection", slug))
     }
 
     async fn get_collections(&self, ids: &[CollectionId]) -> Result<Vec<Collection>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query_as::<_, CollectionRow>(&format!(
-            "{COLLECTION_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))"
-        ))
-        .bind(ids_json(ids))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| unavailable("reading collections", e))?;
-        Ok(rows.into_iter().map(Collection::from).collect())
+        let sql = format!("{COLLECTION_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))");
+        self.rows::<CollectionRow, _>(&sql, Some(ids_json(ids)), "reading collections")
+            .await
     }
 
     async fn list_collections(&self) -> Result<Vec<Collection>> {
-        let rows = sqlx::query_as::<_, CollectionRow>(&format!(
-            "{COLLECTION_COLUMNS} ORDER BY created_at, id"
-        ))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| unavailable("listing collections", e))?;
-        Ok(rows.into_iter().map(Collection::from).collect())
+        let sql = format!("{COLLECTION_COLUMNS} ORDER BY created_at, id");
+        self.rows::<CollectionRow, _>(&sql, None, "listing collections")
+            .await
     }
 
     async fn update_collection(
