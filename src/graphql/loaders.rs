@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
 use super::AppCatalog;
 use super::error::to_gql;
@@ -12,25 +12,43 @@ use crate::datastore::{Category, CategoryId, Collection, CollectionId, Product, 
 /// The loaders of one request.
 pub struct Loaders {
     /// Categories by id.
-    pub categories: DataLoader<CategoryLoader>,
+    pub categories: DataLoader<CategoryLoader, HashMapCache>,
     /// Children of categories by parent id.
-    pub children: DataLoader<ChildrenLoader>,
+    pub children: DataLoader<ChildrenLoader, HashMapCache>,
     /// Collections by id.
-    pub collections: DataLoader<CollectionLoader>,
+    pub collections: DataLoader<CollectionLoader, HashMapCache>,
     /// Products by id.
-    pub products: DataLoader<ProductLoader>,
+    pub products: DataLoader<ProductLoader, HashMapCache>,
 }
 
 impl Loaders {
-    /// Fresh loaders for one request; nothing is cached across requests.
+    /// Fresh loaders for one request. Each caches what it loaded for the rest of the
+    /// request (a category's `path` and `depth`, or siblings sharing a parent, read it
+    /// once); nothing is cached across requests, so every request sees current data.
     #[must_use]
     pub fn new(catalog: &Arc<AppCatalog>) -> Self {
         let spawn = |f| tokio::spawn(f);
         Self {
-            categories: DataLoader::new(CategoryLoader(catalog.clone()), spawn),
-            children: DataLoader::new(ChildrenLoader(catalog.clone()), spawn),
-            collections: DataLoader::new(CollectionLoader(catalog.clone()), spawn),
-            products: DataLoader::new(ProductLoader(catalog.clone()), spawn),
+            categories: DataLoader::with_cache(
+                CategoryLoader(catalog.clone()),
+                spawn,
+                HashMapCache::default(),
+            ),
+            children: DataLoader::with_cache(
+                ChildrenLoader(catalog.clone()),
+                spawn,
+                HashMapCache::default(),
+            ),
+            collections: DataLoader::with_cache(
+                CollectionLoader(catalog.clone()),
+                spawn,
+                HashMapCache::default(),
+            ),
+            products: DataLoader::with_cache(
+                ProductLoader(catalog.clone()),
+                spawn,
+                HashMapCache::default(),
+            ),
         }
     }
 }
