@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gitstore_api::datastore::{
-    Category, CategoryId, Datastore, InventoryStatus, MemoryStore, Product, ProductId, SqliteStore,
+    Category, CategoryId, Datastore, InventoryStatus, MemdbStore, Product, ProductId, SqliteStore,
     Timestamp,
 };
 use rust_decimal::Decimal;
@@ -131,7 +131,7 @@ async fn bench<D: Datastore>(store: D) {
 
 #[tokio::main]
 async fn main() {
-    bench(MemoryStore::new()).await;
+    bench(MemdbStore::new()).await;
 
     let base = std::env::var_os("GITSTORE_BENCH_DIR").map_or_else(std::env::temp_dir, Into::into);
     let dir = tempfile::tempdir_in(base).expect("create a directory for the database");

@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 
 use crate::config::{Backend, Config, DatastoreConfig};
 use crate::datastore::scylla::{ScyllaConfig, ScyllaStore};
-use crate::datastore::{self, AnyDatastore, Datastore, Instrumented, MemoryStore, SqliteStore};
+use crate::datastore::{self, AnyDatastore, Datastore, Instrumented, MemdbStore, SqliteStore};
 use crate::graphql::{self, GraphqlApi, Limits};
 use crate::service::Catalog;
 
@@ -48,7 +48,7 @@ impl AppState {
 /// A one-line description of why the backend cannot be opened.
 pub async fn open_datastore(config: &DatastoreConfig) -> anyhow::Result<AnyDatastore> {
     match config.backend {
-        Backend::Memdb => Ok(AnyDatastore::Memory(MemoryStore::new())),
+        Backend::Memdb => Ok(AnyDatastore::Memdb(MemdbStore::new())),
         Backend::Sqlite => SqliteStore::connect(&config.sqlite_path)
             .await
             .map(AnyDatastore::Sqlite)
@@ -94,7 +94,7 @@ pub fn scylla_config(config: &DatastoreConfig) -> anyhow::Result<ScyllaConfig> {
 /// Why a migration could not be applied.
 pub async fn migrate_datastore(store: &AnyDatastore) -> anyhow::Result<String> {
     match store {
-        AnyDatastore::Memory(_) => Ok("memdb keeps no schema: nothing to migrate".to_owned()),
+        AnyDatastore::Memdb(_) => Ok("memdb keeps no schema: nothing to migrate".to_owned()),
         AnyDatastore::Sqlite(sqlite) => {
             sqlite.migrate().await.map_err(startup_error)?;
             Ok("sqlite: migrations/sqlite applied, schema up to date".to_owned())

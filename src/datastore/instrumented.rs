@@ -64,7 +64,7 @@ impl<D: Datastore> Instrumented<D> {
             )
             .increment(1);
             match err {
-                super::Error::Unavailable { .. } => {
+                super::Error::Unavailable { .. } | super::Error::Internal { .. } => {
                     tracing::error!(operation, backend, error = %err, source = ?std::error::Error::source(err), "datastore operation failed");
                 }
                 _ => {

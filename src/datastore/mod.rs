@@ -15,7 +15,7 @@
 //! is the definition of the rest.
 
 pub mod instrumented;
-pub mod memory;
+pub mod memdb;
 pub mod model;
 pub mod scylla;
 pub mod sqlite;
@@ -23,7 +23,7 @@ pub mod sqlite;
 use std::future::Future;
 
 pub use instrumented::Instrumented;
-pub use memory::MemoryStore;
+pub use memdb::MemdbStore;
 pub use model::*;
 pub use scylla::ScyllaStore;
 pub use sqlite::SqliteStore;
@@ -81,6 +81,16 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A stored row cannot be decoded (a bug or a hand-edited database): never the
+    /// caller's fault, and it concerns that one entity, not the whole backend.
+    #[error("internal error: {message}")]
+    Internal {
+        /// Which entity could not be read, safe to show.
+        message: String,
+        /// What exactly was wrong with it, for logs only.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl Error {
@@ -116,6 +126,17 @@ impl Error {
         }
     }
 
+    /// Wraps a decoding failure of a stored row as [`Error::Internal`].
+    pub fn internal(
+        message: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Self::Internal {
+            message: message.into(),
+            source: source.into(),
+        }
+    }
+
     /// A short, stable label for metrics (`kind` of the error counter).
     #[must_use]
     pub const fn kind(&self) -> &'static str {
@@ -126,6 +147,7 @@ impl Error {
             Self::InvalidArgument(_) => "invalid_argument",
             Self::FailedPrecondition(_) => "failed_precondition",
             Self::Unavailable { .. } => "unavailable",
+            Self::Internal { .. } => "internal",
         }
     }
 }
@@ -318,38 +340,47 @@ pub trait Datastore: Send + Sync + 'static {
 )]
 pub enum AnyDatastore {
     /// In-memory DashMap store.
-    Memory(MemoryStore),
+    Memdb(MemdbStore),
     /// SQLite file through sqlx.
     Sqlite(SqliteStore),
     /// ScyllaDB / Cassandra store.
     Scylla(ScyllaStore),
 }
 
+/// Calls the same method on whichever backend is open and awaits it.
+///
+/// The Scylla driver's futures are several kilobytes, and an enum future is as large as
+/// its largest arm, so the Scylla arm is boxed here, once, instead of inside each of its
+/// methods: the memdb and SQLite arms stay unboxed and small.
 macro_rules! dispatch {
     ($self:ident, $store:ident => $call:expr) => {
         match $self {
-            AnyDatastore::Memory($store) => $call,
-            AnyDatastore::Sqlite($store) => $call,
-            AnyDatastore::Scylla($store) => $call,
+            AnyDatastore::Memdb($store) => $call.await,
+            AnyDatastore::Sqlite($store) => $call.await,
+            AnyDatastore::Scylla($store) => Box::pin($call).await,
         }
     };
 }
 
 impl Datastore for AnyDatastore {
     fn backend(&self) -> &'static str {
-        dispatch!(self, s => s.backend())
+        match self {
+            Self::Memdb(_) => "memdb",
+            Self::Sqlite(_) => "sqlite",
+            Self::Scylla(_) => "scylla",
+        }
     }
     async fn create_product(&self, product: &Product) -> Result<()> {
-        dispatch!(self, s => s.create_product(product).await)
+        dispatch!(self, s => s.create_product(product))
     }
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
-        dispatch!(self, s => s.get_product(id).await)
+        dispatch!(self, s => s.get_product(id))
     }
     async fn get_product_by_sku(&self, sku: &str) -> Result<Product> {
-        dispatch!(self, s => s.get_product_by_sku(sku).await)
+        dispatch!(self, s => s.get_product_by_sku(sku))
     }
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
-        dispatch!(self, s => s.get_products(ids).await)
+        dispatch!(self, s => s.get_products(ids))
     }
     async fn update_product(
         &self,
@@ -357,56 +388,56 @@ impl Datastore for AnyDatastore {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
     ) -> Result<()> {
-        dispatch!(self, s => s.update_product(product, expected, collection_ids).await)
+        dispatch!(self, s => s.update_product(product, expected, collection_ids))
     }
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        dispatch!(self, s => s.delete_product(id).await)
+        dispatch!(self, s => s.delete_product(id))
     }
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
-        dispatch!(self, s => s.list_products(filter, page).await)
+        dispatch!(self, s => s.list_products(filter, page))
     }
     async fn count_products(&self, filter: &ProductFilter) -> Result<u64> {
-        dispatch!(self, s => s.count_products(filter).await)
+        dispatch!(self, s => s.count_products(filter))
     }
     async fn create_category(&self, category: &Category) -> Result<()> {
-        dispatch!(self, s => s.create_category(category).await)
+        dispatch!(self, s => s.create_category(category))
     }
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
-        dispatch!(self, s => s.get_category(id).await)
+        dispatch!(self, s => s.get_category(id))
     }
     async fn get_category_by_slug(&self, slug: &str) -> Result<Category> {
-        dispatch!(self, s => s.get_category_by_slug(slug).await)
+        dispatch!(self, s => s.get_category_by_slug(slug))
     }
     async fn get_categories(&self, ids: &[CategoryId]) -> Result<Vec<Category>> {
-        dispatch!(self, s => s.get_categories(ids).await)
+        dispatch!(self, s => s.get_categories(ids))
     }
     async fn list_categories(&self) -> Result<Vec<Category>> {
-        dispatch!(self, s => s.list_categories().await)
+        dispatch!(self, s => s.list_categories())
     }
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        dispatch!(self, s => s.update_category(category, expected).await)
+        dispatch!(self, s => s.update_category(category, expected))
     }
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        dispatch!(self, s => s.delete_category(id).await)
+        dispatch!(self, s => s.delete_category(id))
     }
     async fn create_collection(
         &self,
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
-        dispatch!(self, s => s.create_collection(collection, product_ids).await)
+        dispatch!(self, s => s.create_collection(collection, product_ids))
     }
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
-        dispatch!(self, s => s.get_collection(id).await)
+        dispatch!(self, s => s.get_collection(id))
     }
     async fn get_collection_by_slug(&self, slug: &str) -> Result<Collection> {
-        dispatch!(self, s => s.get_collection_by_slug(slug).await)
+        dispatch!(self, s => s.get_collection_by_slug(slug))
     }
     async fn get_collections(&self, ids: &[CollectionId]) -> Result<Vec<Collection>> {
-        dispatch!(self, s => s.get_collections(ids).await)
+        dispatch!(self, s => s.get_collections(ids))
     }
     async fn list_collections(&self) -> Result<Vec<Collection>> {
-        dispatch!(self, s => s.list_collections().await)
+        dispatch!(self, s => s.list_collections())
     }
     async fn update_collection(
         &self,
@@ -414,21 +445,21 @@ impl Datastore for AnyDatastore {
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
     ) -> Result<()> {
-        dispatch!(self, s => s.update_collection(collection, expected, product_ids).await)
+        dispatch!(self, s => s.update_collection(collection, expected, product_ids))
     }
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        dispatch!(self, s => s.delete_collection(id).await)
+        dispatch!(self, s => s.delete_collection(id))
     }
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        dispatch!(self, s => s.create_catalog_version(version).await)
+        dispatch!(self, s => s.create_catalog_version(version))
     }
     async fn latest_catalog_version(&self) -> Result<Option<CatalogVersion>> {
-        dispatch!(self, s => s.latest_catalog_version().await)
+        dispatch!(self, s => s.latest_catalog_version())
     }
     async fn ping(&self) -> Result<()> {
-        dispatch!(self, s => s.ping().await)
+        dispatch!(self, s => s.ping())
     }
     async fn close(&self) {
-        dispatch!(self, s => s.close().await);
+        dispatch!(self, s => s.close());
     }
 }

@@ -17,6 +17,7 @@ pub const fn code(err: &Error) -> &'static str {
         Error::InvalidArgument(_) => "INVALID_ARGUMENT",
         Error::Conflict(_) | Error::FailedPrecondition(_) => "CONFLICT",
         Error::Unavailable { .. } => "UNAVAILABLE",
+        Error::Internal { .. } => "INTERNAL",
     }
 }
 

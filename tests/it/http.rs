@@ -279,11 +279,11 @@ async fn metrics_show_datastore_operations_and_batched_loading() {
 #[tokio::test]
 async fn introspection_can_be_switched_off_and_cors_is_configurable() {
     use gitstore_api::config::Config;
-    use gitstore_api::datastore::{AnyDatastore, MemoryStore};
+    use gitstore_api::datastore::{AnyDatastore, MemdbStore};
     let mut config = Config::defaults();
     config.graphql_introspection = false;
     config.cors_origins = vec!["https://shop.example".to_owned()];
-    let app = crate::support::spawn_with(config, AnyDatastore::Memory(MemoryStore::new())).await;
+    let app = crate::support::spawn_with(config, AnyDatastore::Memdb(MemdbStore::new())).await;
     let r = app
         .gql("{ __schema { queryType { name } } }", json!({}))
         .await;

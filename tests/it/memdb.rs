@@ -1,10 +1,10 @@
 //! The contract and GraphQL suites on the in-memory backend.
 
-use gitstore_api::datastore::{Instrumented, MemoryStore};
+use gitstore_api::datastore::{Instrumented, MemdbStore};
 
 mod contract {
-    use super::{Instrumented, MemoryStore};
-    crate::contract_suite!(async { Some(Instrumented::new(MemoryStore::new())) });
+    use super::{Instrumented, MemdbStore};
+    crate::contract_suite!(async { Some(Instrumented::new(MemdbStore::new())) });
 }
 
 mod graphql {
@@ -18,7 +18,7 @@ async fn broken_reference_is_internal_error() {
     use gitstore_api::datastore::{
         AnyDatastore, CategoryId, Datastore, InventoryStatus, Product, ProductId, Timestamp,
     };
-    let store = MemoryStore::new();
+    let store = MemdbStore::new();
     let now = Timestamp::now();
     let product = Product {
         id: ProductId::generate(),
@@ -37,7 +37,7 @@ async fn broken_reference_is_internal_error() {
         updated_at: now,
     };
     store.create_product(&product).await.unwrap();
-    let api = crate::support::api_over(AnyDatastore::Memory(store));
+    let api = crate::support::api_over(AnyDatastore::Memdb(store));
     let r = crate::support::exec(&api, "{ product(sku: \"ORPHAN-1\") { sku category { slug } } catalogVersion { stats { orphanedReferences } } }", serde_json::Value::Null).await;
     assert_eq!(r["errors"][0]["extensions"]["code"], "INTERNAL", "{r}");
     assert!(

@@ -2,7 +2,7 @@
 
 use gitstore_api::app::App;
 use gitstore_api::config::Config;
-use gitstore_api::datastore::{AnyDatastore, MemoryStore};
+use gitstore_api::datastore::{AnyDatastore, MemdbStore};
 use gitstore_api::graphql::{GraphqlApi, Limits, build_schema};
 use gitstore_api::service::Catalog;
 use serde_json::Value;
@@ -19,7 +19,7 @@ pub struct TestApp {
 
 /// Starts a memdb server with default settings.
 pub async fn spawn_app() -> TestApp {
-    spawn_with(Config::defaults(), AnyDatastore::Memory(MemoryStore::new())).await
+    spawn_with(Config::defaults(), AnyDatastore::Memdb(MemdbStore::new())).await
 }
 
 /// Starts a server over `store` with `config`, waiting until `/ready` answers 200.
@@ -87,7 +87,7 @@ pub fn api_over(store: AnyDatastore) -> GraphqlApi {
 
 /// A schema over a fresh memdb.
 pub fn memdb_api() -> GraphqlApi {
-    api_over(AnyDatastore::Memory(MemoryStore::new()))
+    api_over(AnyDatastore::Memdb(MemdbStore::new()))
 }
 
 /// Executes `query` with `variables` and returns the response as JSON.

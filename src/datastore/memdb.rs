@@ -258,7 +258,7 @@ impl Membership {
 
 /// The `memdb` backend: everything in process memory, gone on exit.
 #[derive(Default)]
-pub struct MemoryStore {
+pub struct MemdbStore {
     products: Table<Product>,
     categories: Table<Category>,
     collections: Table<Collection>,
@@ -268,7 +268,7 @@ pub struct MemoryStore {
     versions: RwLock<Vec<CatalogVersion>>,
 }
 
-impl MemoryStore {
+impl MemdbStore {
     /// An empty store.
     #[must_use]
     pub fn new() -> Self {
@@ -327,7 +327,7 @@ impl MemoryStore {
     }
 }
 
-impl Datastore for MemoryStore {
+impl Datastore for MemdbStore {
     fn backend(&self) -> &'static str {
         "memdb"
     }
