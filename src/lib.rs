@@ -15,6 +15,7 @@
 pub mod app;
 pub mod config;
 pub mod datastore;
+pub mod error;
 pub mod graphql;
 pub mod http;
 pub mod service;

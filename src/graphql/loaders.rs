@@ -6,8 +6,8 @@ use std::sync::Arc;
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 
 use super::AppCatalog;
-use super::error::to_gql;
 use crate::datastore::{Category, CategoryId, Collection, CollectionId, Product, ProductId};
+use async_graphql::ErrorExtensions as _;
 
 /// The loaders of one request.
 pub struct Loaders {
@@ -64,7 +64,11 @@ impl Loader<CategoryId> for CategoryLoader {
         &self,
         keys: &[CategoryId],
     ) -> Result<HashMap<CategoryId, Category>, Self::Error> {
-        let found = self.0.categories_by_ids(keys).await.map_err(to_gql)?;
+        let found = self
+            .0
+            .categories_by_ids(keys)
+            .await
+            .map_err(|e| e.extend())?;
         Ok(found.into_iter().map(|c| (c.id.clone(), c)).collect())
     }
 }
@@ -80,7 +84,7 @@ impl Loader<CategoryId> for ChildrenLoader {
         &self,
         keys: &[CategoryId],
     ) -> Result<HashMap<CategoryId, Vec<Category>>, Self::Error> {
-        self.0.children_of(keys).await.map_err(to_gql)
+        self.0.children_of(keys).await.map_err(|e| e.extend())
     }
 }
 
@@ -95,7 +99,11 @@ impl Loader<CollectionId> for CollectionLoader {
         &self,
         keys: &[CollectionId],
     ) -> Result<HashMap<CollectionId, Collection>, Self::Error> {
-        let found = self.0.collections_by_ids(keys).await.map_err(to_gql)?;
+        let found = self
+            .0
+            .collections_by_ids(keys)
+            .await
+            .map_err(|e| e.extend())?;
         Ok(found.into_iter().map(|c| (c.id.clone(), c)).collect())
     }
 }
@@ -108,7 +116,7 @@ impl Loader<ProductId> for ProductLoader {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[ProductId]) -> Result<HashMap<ProductId, Product>, Self::Error> {
-        let found = self.0.products_by_ids(keys).await.map_err(to_gql)?;
+        let found = self.0.products_by_ids(keys).await.map_err(|e| e.extend())?;
         Ok(found.into_iter().map(|p| (p.id.clone(), p)).collect())
     }
 }

@@ -4,6 +4,7 @@
 //! [`GraphqlApi`] whose [`GraphqlApi::execute`] runs one request with fresh DataLoaders.
 //! Tests execute requests here without a socket; `crate::http` only moves bytes.
 
+pub mod cursor;
 pub mod error;
 pub mod loaders;
 pub mod metrics;
@@ -57,7 +58,7 @@ pub struct GraphqlApi {
 
 /// Builds the schema over `catalog`.
 pub fn build_schema(catalog: Arc<AppCatalog>, limits: Limits) -> GraphqlApi {
-    let mut builder = Schema::build(Query, Mutation, EmptySubscription)
+    let mut builder = Schema::build(Query, Mutation::default(), EmptySubscription)
         .data(catalog.clone())
         .limit_depth(limits.max_depth)
         .limit_complexity(limits.max_complexity)
@@ -103,7 +104,7 @@ impl GraphqlApi {
 /// The SDL of the schema, without needing a datastore.
 #[must_use]
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, EmptySubscription)
+    Schema::build(Query, Mutation::default(), EmptySubscription)
         .finish()
         .sdl()
 }

@@ -10,11 +10,11 @@ use super::types::{
     CatalogVersion, Category, Collection, InventoryStatus, Node, Product, ProductConnection,
 };
 use crate::datastore::{CategoryId, CollectionId, ProductId};
-use crate::service::PageArgs;
 
 /// Conditions on the product listing; all given conditions must hold.
 #[derive(InputObject, Default)]
-pub struct ProductFilter {
+#[graphql(name = "ProductFilter")]
+pub struct ProductFilterInput {
     /// Direct members of this category.
     pub category_id: Option<ID>,
     /// Members of this collection.
@@ -64,7 +64,7 @@ impl Query {
         after: Option<String>,
         last: Option<i32>,
         before: Option<String>,
-        filter: Option<ProductFilter>,
+        filter: Option<ProductFilterInput>,
     ) -> Result<ProductConnection> {
         let f = filter.unwrap_or_default();
         let filter = catalog(ctx)
@@ -80,12 +80,7 @@ impl Query {
         ProductConnection::load(
             ctx,
             filter,
-            PageArgs {
-                first,
-                after,
-                last,
-                before,
-            },
+            super::cursor::page_request(first, after.as_deref(), last, before.as_deref())?,
         )
         .await
     }

@@ -9,7 +9,7 @@ use super::loaders::Loaders;
 use super::scalars::{DateTime, Json, Money};
 use super::{AppCatalog, catalog};
 use crate::datastore::{self, ProductFilter};
-use crate::service::{PageArgs, ProductPage, encode_cursor};
+use crate::service::{PageRequest, ProductPage};
 
 /// Stock state of a product.
 #[derive(Enum, Copy, Clone, Debug, PartialEq, Eq)]
@@ -184,12 +184,7 @@ impl Category {
         ProductConnection::load(
             ctx,
             filter,
-            PageArgs {
-                first,
-                after,
-                last,
-                before,
-            },
+            super::cursor::page_request(first, after.as_deref(), last, before.as_deref())?,
         )
         .await
     }
@@ -269,12 +264,7 @@ impl Collection {
         ProductConnection::load(
             ctx,
             filter,
-            PageArgs {
-                first,
-                after,
-                last,
-                before,
-            },
+            super::cursor::page_request(first, after.as_deref(), last, before.as_deref())?,
         )
         .await
     }
@@ -321,7 +311,7 @@ pub struct ProductEdge(datastore::Product);
 impl ProductEdge {
     /// Opaque keyset cursor of this row.
     async fn cursor(&self) -> String {
-        encode_cursor(&datastore::Key::of(&self.0))
+        super::cursor::encode(&datastore::Key::of(&self.0))
     }
     /// The product.
     async fn node(&self) -> Product {
@@ -341,9 +331,13 @@ impl ProductConnection {
     ///
     /// # Errors
     /// Invalid page arguments or backend failures.
-    pub async fn load(ctx: &Context<'_>, filter: ProductFilter, args: PageArgs) -> Result<Self> {
+    pub async fn load(
+        ctx: &Context<'_>,
+        filter: ProductFilter,
+        request: PageRequest,
+    ) -> Result<Self> {
         let catalog = ctx.data_unchecked::<Arc<AppCatalog>>().clone();
-        let page = catalog.page_products(&filter, &args).await.gql()?;
+        let page = catalog.page_products(&filter, &request).await.gql()?;
         Ok(Self {
             page,
             filter,
@@ -367,12 +361,12 @@ impl ProductConnection {
                 .page
                 .items
                 .first()
-                .map(|p| encode_cursor(&datastore::Key::of(p))),
+                .map(|p| super::cursor::encode(&datastore::Key::of(p))),
             end_cursor: self
                 .page
                 .items
                 .last()
-                .map(|p| encode_cursor(&datastore::Key::of(p))),
+                .map(|p| super::cursor::encode(&datastore::Key::of(p))),
         }
     }
     /// Number of rows matching the filter, across all pages.

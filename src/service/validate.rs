@@ -2,7 +2,7 @@
 
 use rust_decimal::Decimal;
 
-use crate::datastore::{Error, Result};
+use crate::error::{Error, Result};
 
 /// Longest sku.
 pub const SKU_MAX: usize = 64;

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use gitstore_api::datastore::{Datastore, Error, Instrumented, ProductFilter, SqliteStore};
+use gitstore_api::datastore::{Datastore, Instrumented, ProductFilter, SqliteStore};
+use gitstore_api::error::Error;
 use gitstore_api::service::{Catalog, NewCategory, NewProduct, ProductPatch, Updated};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
