@@ -8,39 +8,18 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::config::{Backend, Config, DatastoreConfig};
-use crate::datastore::scylla::{ScyllaConfig, ScyllaStore};
+use crate::datastore::scylla::ScyllaStore;
 use crate::datastore::{self, AnyDatastore, Datastore, Instrumented, MemdbStore, SqliteStore};
-use crate::graphql::{self, GraphqlApi, Limits};
+use crate::graphql::{self, Limits};
+use crate::http::HttpState;
 use crate::service::Catalog;
-
-/// Shared, cheap-to-clone state of the HTTP handlers.
-#[derive(Clone)]
-pub struct AppState {
-    /// The GraphQL API.
-    pub api: GraphqlApi,
-    /// Prometheus registry renderer.
-    pub metrics: PrometheusHandle,
-    /// Set once migrations are applied.
-    pub migrated: Arc<AtomicBool>,
-    /// When the process started serving.
-    pub started: Instant,
-}
-
-impl AppState {
-    /// Whether migrations are done.
-    #[must_use]
-    pub fn is_migrated(&self) -> bool {
-        self.migrated.load(Ordering::Acquire)
-    }
-}
 
 /// Opens the configured backend (connects, but does not migrate).
 ///
@@ -54,37 +33,11 @@ pub async fn open_datastore(config: &DatastoreConfig) -> anyhow::Result<AnyDatas
             .map(AnyDatastore::Sqlite)
             .map_err(startup_error),
         // The driver error stays in the chain: "connection refused" is the useful part.
-        Backend::Scylla => Ok(AnyDatastore::Scylla(
-            ScyllaStore::connect(&scylla_config(config)?).await?,
-        )),
+        Backend::Scylla => {
+            let settings = config.scylla().map_err(anyhow::Error::msg)?;
+            Ok(AnyDatastore::Scylla(ScyllaStore::connect(&settings).await?))
+        }
     }
-}
-
-/// The scylla backend's settings from the datastore configuration.
-///
-/// # Errors
-/// A consistency name that is not a CQL consistency level.
-pub fn scylla_config(config: &DatastoreConfig) -> anyhow::Result<ScyllaConfig> {
-    Ok(ScyllaConfig {
-        hosts: config.scylla_hosts.clone(),
-        keyspace: config.scylla_keyspace.clone(),
-        username: config.scylla_username.clone(),
-        password: config
-            .scylla_password
-            .as_ref()
-            .map(|p| p.expose().to_owned()),
-        consistency: config
-            .scylla_consistency
-            .parse()
-            .map_err(anyhow::Error::msg)?,
-        serial_consistency: config
-            .scylla_serial_consistency
-            .parse()
-            .map_err(anyhow::Error::msg)?,
-        request_timeout: config.scylla_request_timeout,
-        migration_lock_ttl: config.scylla_migration_lock_ttl,
-        migration_wait_timeout: config.scylla_migration_wait_timeout,
-    })
 }
 
 /// Applies the backend's pending migrations and says what was done, in one line
@@ -117,7 +70,7 @@ fn startup_error(err: datastore::Error) -> anyhow::Error {
 
 /// A built application, ready to serve.
 pub struct App {
-    state: AppState,
+    state: HttpState,
     config: Config,
 }
 
@@ -133,20 +86,23 @@ impl App {
         Ok(Self::with_store(config, store))
     }
 
-    /// Builds around an already-open datastore.
+    /// Builds around an already-open datastore: one instrumented handle shared by the
+    /// service (through the schema) and the HTTP layer (readiness, shutdown).
     #[must_use]
     pub fn with_store(config: Config, store: AnyDatastore) -> Self {
-        let catalog = Arc::new(Catalog::new(Instrumented::new(store)));
+        let store = Instrumented::new(store);
+        let catalog = Arc::new(Catalog::new(store.clone()));
         let api = graphql::build_schema(
             catalog,
             Limits {
-                max_depth: config.graphql_max_depth,
-                max_complexity: config.graphql_max_complexity,
-                introspection: config.graphql_introspection,
+                max_depth: config.graphql.max_depth,
+                max_complexity: config.graphql.max_complexity,
+                introspection: config.graphql.introspection,
             },
         );
-        let state = AppState {
+        let state = HttpState {
             api,
+            store,
             metrics: crate::telemetry::metrics_handle(),
             migrated: Arc::new(AtomicBool::new(false)),
             started: Instant::now(),
@@ -154,9 +110,9 @@ impl App {
         Self { state, config }
     }
 
-    /// The handlers' state (tests use it to reach the schema).
+    /// The HTTP handlers' state (tests use it to reach the schema).
     #[must_use]
-    pub fn state(&self) -> &AppState {
+    pub const fn state(&self) -> &HttpState {
         &self.state
     }
 
@@ -174,18 +130,18 @@ impl App {
         if !crate::http::playground::serves_offline() {
             tracing::warn!(
                 "GraphiQL assets were not embedded at build time; /playground loads them from a CDN \
-                 (run `npm ci --prefix assets/graphiql` before building to serve them offline)"
+                 (build on a machine with Node.js and npm to serve them offline)"
             );
         }
-        let router = crate::http::router(state.clone(), &config);
+        let router = crate::http::router(state.clone(), &config.http);
         let (migration_failed_tx, migration_failed_rx) =
             tokio::sync::oneshot::channel::<anyhow::Error>();
         let migrate_state = state.clone();
         let migration = tokio::spawn(async move {
-            let store = migrate_state.api.catalog().store().inner();
+            let store = migrate_state.store.inner();
             match migrate_datastore(store).await {
                 Ok(summary) => {
-                    migrate_state.migrated.store(true, Ordering::Release);
+                    migrate_state.mark_migrated();
                     tracing::info!(backend = store.backend(), "datastore ready: {summary}");
                 }
                 Err(e) => {
@@ -215,7 +171,7 @@ impl App {
         };
         tracing::info!(
             addr = %listener.local_addr()?,
-            backend = state.api.catalog().store().backend(),
+            backend = state.store.backend(),
             "gitstore-api listening; GraphiQL at /playground"
         );
         axum::serve(listener, router)
@@ -224,7 +180,7 @@ impl App {
             .context("http server failed")?;
         migration.abort();
         upkeep.abort();
-        state.api.catalog().store().close().await;
+        state.store.close().await;
         tracing::info!("server stopped");
         let failed = failure
             .lock()

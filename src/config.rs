@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
+use crate::datastore::scylla::ScyllaConfig;
+
 /// Command line of `gitstore-api`.
 #[derive(Parser, Debug, Clone)]
 #[command(
@@ -78,6 +80,38 @@ pub enum LogFormat {
 /// Server settings.
 #[derive(Args, Debug, Clone)]
 pub struct Config {
+    /// HTTP server settings.
+    #[command(flatten)]
+    pub http: HttpConfig,
+    /// GraphQL limits.
+    #[command(flatten)]
+    pub graphql: GraphqlConfig,
+    /// Log filter: a level (`info`) or a tracing directive (`gitstore_api=debug,info`).
+    #[arg(
+        long,
+        env = "GITSTORE_LOG_LEVEL",
+        default_value = "info",
+        value_parser = parse_log_filter,
+        global = true
+    )]
+    pub log_level: String,
+    /// Log format.
+    #[arg(
+        long,
+        env = "GITSTORE_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Datastore settings.
+    #[command(flatten)]
+    pub datastore: DatastoreConfig,
+}
+
+/// HTTP server settings: what `crate::http::router` and the listener need.
+#[derive(Args, Debug, Clone)]
+pub struct HttpConfig {
     /// TCP port of the HTTP server.
     #[arg(long, env = "GITSTORE_API_PORT", default_value_t = 4000, global = true)]
     pub port: u16,
@@ -104,45 +138,30 @@ pub struct Config {
         global = true
     )]
     pub cors_origins: Vec<String>,
+}
+
+/// Limits applied to every GraphQL request.
+#[derive(Args, Debug, Clone)]
+pub struct GraphqlConfig {
     /// Deepest allowed GraphQL selection nesting.
     #[arg(
-        long,
+        long = "graphql-max-depth",
         env = "GITSTORE_GRAPHQL_MAX_DEPTH",
         default_value_t = 15,
         global = true
     )]
-    pub graphql_max_depth: usize,
+    pub max_depth: usize,
     /// Highest allowed GraphQL query complexity (list fields weighted by first/last).
     #[arg(
-        long,
+        long = "graphql-max-complexity",
         env = "GITSTORE_GRAPHQL_MAX_COMPLEXITY",
         default_value_t = 1000,
         global = true
     )]
-    pub graphql_max_complexity: usize,
+    pub max_complexity: usize,
     /// Answer introspection queries (GraphiQL needs them).
-    #[arg(long, env = "GITSTORE_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
-    pub graphql_introspection: bool,
-    /// Log filter: a level (`info`) or a tracing directive (`gitstore_api=debug,info`).
-    #[arg(
-        long,
-        env = "GITSTORE_LOG_LEVEL",
-        default_value = "info",
-        global = true
-    )]
-    pub log_level: String,
-    /// Log format.
-    #[arg(
-        long,
-        env = "GITSTORE_LOG_FORMAT",
-        value_enum,
-        default_value = "pretty",
-        global = true
-    )]
-    pub log_format: LogFormat,
-    /// Datastore settings.
-    #[command(flatten)]
-    pub datastore: DatastoreConfig,
+    #[arg(long = "graphql-introspection", env = "GITSTORE_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
+    pub introspection: bool,
 }
 
 /// Datastore settings.
@@ -251,33 +270,63 @@ impl std::str::FromStr for Secret {
     }
 }
 
-/// Parses `250ms`, `30s`, `5m`, `1h` or a bare number of seconds.
+/// Parses a duration as `humantime` does (`250ms`, `30s`, `5m`, `1h 30m`), or a bare
+/// number of seconds as earlier releases accepted.
 ///
 /// # Errors
-/// A message naming the value when it is not a duration.
+/// A message naming the value when it is not a duration (or does not fit one).
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
-    let (number, unit) = raw.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("duration {raw:?} must look like 500ms, 30s, 5m or 1h"))?;
-    match unit.trim() {
-        "ms" => Ok(Duration::from_millis(n)),
-        "" | "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        _ => Err(format!(
-            "duration {raw:?} must look like 500ms, 30s, 5m or 1h"
-        )),
+    if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        return raw
+            .parse::<u64>()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("duration {raw:?} is too large"));
     }
+    humantime::parse_duration(raw)
+        .map_err(|e| format!("duration {raw:?} must look like 500ms, 30s, 5m or 1h ({e})"))
+}
+
+/// Checks a log filter (`info`, `warn`, `gitstore_api=debug,info`) so a typo stops
+/// startup with a usage error instead of silently logging at `info`.
+///
+/// # Errors
+/// What `tracing`'s filter syntax objects to.
+pub fn parse_log_filter(raw: &str) -> Result<String, String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    // `tracing` would read a bare word such as `infp` as a target name and log nothing
+    // from it: a bare word must therefore be a level; targets come as `target=level`.
+    for directive in raw.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !directive.contains(['=', '[', '{', ':']);
+        if bare && !LEVELS.contains(&directive.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "log filter {raw:?}: {directive:?} is not a level (one of {}); \
+                 use target=level for a module",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(raw)
+        .map(|_| raw.to_owned())
+        .map_err(|e| format!("log filter {raw:?} is not valid ({e})"))
 }
 
 impl Config {
-    /// The configuration from the environment alone, as if started with no flags.
+    /// The built-in defaults, as if started with no flags and an empty environment
+    /// (tests use it; the caller's `GITSTORE_*` variables are ignored).
+    ///
+    /// # Panics
+    /// Only if the defaults themselves do not parse, which `config_defaults_parse` tests.
     #[must_use]
     pub fn defaults() -> Self {
-        Cli::parse_from(["gitstore-api"]).config
+        let command = Cli::command().mut_args(|arg| arg.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from(["gitstore-api"])
+            .expect("the built-in defaults parse");
+        <Cli as clap::FromArgMatches>::from_arg_matches(&matches)
+            .expect("the built-in defaults parse")
+            .config
     }
 }
 
@@ -294,4 +343,94 @@ pub fn env_var_names() -> Vec<String> {
     names.sort_unstable();
     names.dedup();
     names
+}
+
+impl DatastoreConfig {
+    /// The Scylla driver settings these options describe.
+    ///
+    /// # Errors
+    /// A consistency name that is not a CQL consistency level.
+    pub fn scylla(&self) -> Result<ScyllaConfig, String> {
+        Ok(ScyllaConfig {
+            hosts: self.scylla_hosts.clone(),
+            keyspace: self.scylla_keyspace.clone(),
+            username: self.scylla_username.clone(),
+            password: self.scylla_password.as_ref().map(|p| p.expose().to_owned()),
+            consistency: self.scylla_consistency.parse()?,
+            serial_consistency: self.scylla_serial_consistency.parse()?,
+            request_timeout: self.scylla_request_timeout,
+            migration_lock_ttl: self.scylla_migration_lock_ttl,
+            migration_wait_timeout: self.scylla_migration_wait_timeout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_units_and_bare_seconds() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("").is_err());
+        // Today's hand-rolled parser multiplied without a check; these must not wrap.
+        assert!(parse_duration("99999999999999999999").is_err());
+        assert!(parse_duration("99999999999999999999h").is_err());
+    }
+
+    #[test]
+    fn a_bad_log_filter_is_a_usage_error() {
+        assert!(parse_log_filter("debug").is_ok());
+        assert!(parse_log_filter("gitstore_api=debug,info").is_ok());
+        assert!(parse_log_filter("WARN").is_ok());
+        let err = parse_log_filter("infp").expect_err("a typo of info");
+        assert!(err.contains("infp") && err.contains("debug"), "{err}");
+        assert!(parse_log_filter("gitstore_api=loud").is_err());
+        assert!(Cli::try_parse_from(["gitstore-api", "--log-level", "gitstore_api=loud"]).is_err());
+    }
+
+    #[test]
+    fn defaults_ignore_the_environment() {
+        // Changing this process's environment would race other tests (and `set_var` is
+        // unsafe in edition 2024), so the probe runs in a child with its own environment.
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args(["--exact", "config::tests::defaults_probe", "--nocapture"])
+            .env("GITSTORE_API_PORT", "4999")
+            .env("GITSTORE_DATASTORE_BACKEND", "sqlite")
+            .env("GITSTORE_DEFAULTS_PROBE", "1")
+            .output()
+            .expect("run the probe");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    #[test]
+    fn defaults_probe() {
+        if std::env::var_os("GITSTORE_DEFAULTS_PROBE").is_none() {
+            return;
+        }
+        let config = Config::defaults();
+        assert_eq!(config.http.port, 4000);
+        assert_eq!(config.datastore.backend, Backend::Memdb);
+        let from_env = Cli::try_parse_from(["gitstore-api"])
+            .expect("parses")
+            .config;
+        assert_eq!(from_env.http.port, 4999, "the probe sees its environment");
+    }
+
+    #[test]
+    fn scylla_settings_are_assembled_here() {
+        let config = Config::defaults();
+        let scylla = config.datastore.scylla().expect("defaults are valid");
+        assert_eq!(scylla.keyspace, "gitstore");
+        assert_eq!(scylla.hosts, ["localhost:9042"]);
+    }
 }

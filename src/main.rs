@@ -21,7 +21,7 @@ async fn main() -> ExitCode {
             print!("{}", graphql::sdl());
             Ok(())
         }
-        Command::Healthcheck => healthcheck(config.port).await,
+        Command::Healthcheck => healthcheck(config.http.port).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,7 +33,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(config: gitstore_api::config::Config) -> anyhow::Result<()> {
-    let addr = std::net::SocketAddr::new(config.host, config.port);
+    let addr = std::net::SocketAddr::new(config.http.host, config.http.port);
     let app = App::build(config).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

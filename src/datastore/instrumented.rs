@@ -7,6 +7,7 @@
 //! the metric handles' label lookups.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Instant;
 
 use tracing::Instrument as _;
@@ -28,18 +29,32 @@ pub const DURATION_BUCKETS: &[f64] = &[
 ];
 
 /// Wraps a datastore with metrics and tracing.
+///
+/// It is also the process's shared handle on the backend: cloning it clones an `Arc`,
+/// so the service and the HTTP layer (readiness, shutdown) each hold their own handle
+/// on the one open store.
 pub struct Instrumented<D> {
-    inner: D,
+    inner: Arc<D>,
+}
+
+impl<D> Clone for Instrumented<D> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
 }
 
 impl<D: Datastore> Instrumented<D> {
     /// Decorates `inner`.
-    pub const fn new(inner: D) -> Self {
-        Self { inner }
+    pub fn new(inner: D) -> Self {
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The wrapped datastore.
-    pub const fn inner(&self) -> &D {
+    pub fn inner(&self) -> &D {
         &self.inner
     }
 

@@ -13,6 +13,7 @@
 //! the *matched* route (never the raw path, so ids cannot explode label cardinality).
 
 pub mod playground;
+pub mod state;
 
 use std::time::Instant;
 
@@ -30,13 +31,13 @@ use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::app::AppState;
-use crate::config::Config;
+use crate::config::HttpConfig;
 use crate::datastore::{Datastore, Timestamp};
 use crate::telemetry::{HTTP_DURATION_METRIC, HTTP_REQUESTS_METRIC};
+pub use state::HttpState;
 
 /// Builds the router with its middleware.
-pub fn router(state: AppState, config: &Config) -> Router {
+pub fn router(state: HttpState, config: &HttpConfig) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/playground") }))
         .route("/graphql", get(graphql_get).post(graphql_post))
@@ -97,7 +98,7 @@ fn request_error(status: StatusCode, message: String) -> Response {
     (status, Json(body)).into_response()
 }
 
-async fn execute(state: &AppState, batch: BatchRequest) -> Response {
+async fn execute(state: &HttpState, batch: BatchRequest) -> Response {
     let response = match batch {
         BatchRequest::Single(request) => BatchResponse::Single(state.api.execute(request).await),
         BatchRequest::Batch(requests) => {
@@ -111,7 +112,7 @@ async fn execute(state: &AppState, batch: BatchRequest) -> Response {
     GraphQLResponse::from(response).into_response()
 }
 
-async fn graphql_post(State(state): State<AppState>, body: Bytes) -> Response {
+async fn graphql_post(State(state): State<HttpState>, body: Bytes) -> Response {
     if body.is_empty() {
         return request_error(
             StatusCode::BAD_REQUEST,
@@ -128,7 +129,7 @@ async fn graphql_post(State(state): State<AppState>, body: Bytes) -> Response {
     }
 }
 
-async fn graphql_get(State(state): State<AppState>, RawQuery(query): RawQuery) -> Response {
+async fn graphql_get(State(state): State<HttpState>, RawQuery(query): RawQuery) -> Response {
     let Some(query) = query else {
         return Redirect::temporary("/playground").into_response();
     };
@@ -166,8 +167,8 @@ async fn health() -> Json<serde_json::Value> {
     }))
 }
 
-async fn ready(State(state): State<AppState>) -> Response {
-    let store = state.api.catalog().store();
+async fn ready(State(state): State<HttpState>) -> Response {
+    let store = &state.store;
     if !state.is_migrated() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -185,7 +186,7 @@ async fn ready(State(state): State<AppState>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<AppState>) -> Response {
+async fn metrics(State(state): State<HttpState>) -> Response {
     (
         [(
             header::CONTENT_TYPE,

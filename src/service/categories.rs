@@ -428,14 +428,7 @@ mod tests {
         let heels = category("heels", Some(&shoes), 0);
         let ankle = category("ankle", Some(&boots), 5);
         let totes = category("totes", Some(&bags), 0);
-        let all = vec![
-            ankle.clone(),
-            heels.clone(),
-            shoes.clone(),
-            totes.clone(),
-            boots.clone(),
-            bags.clone(),
-        ];
+        let all = vec![ankle, heels, shoes, totes, boots, bags];
         let ordered = tree_order(all);
         assert_eq!(
             slugs(&ordered),

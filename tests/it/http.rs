@@ -281,8 +281,8 @@ async fn introspection_can_be_switched_off_and_cors_is_configurable() {
     use gitstore_api::config::Config;
     use gitstore_api::datastore::{AnyDatastore, MemdbStore};
     let mut config = Config::defaults();
-    config.graphql_introspection = false;
-    config.cors_origins = vec!["https://shop.example".to_owned()];
+    config.graphql.introspection = false;
+    config.http.cors_origins = vec!["https://shop.example".to_owned()];
     let app = crate::support::spawn_with(config, AnyDatastore::Memdb(MemdbStore::new())).await;
     let r = app
         .gql("{ __schema { queryType { name } } }", json!({}))

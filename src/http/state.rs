@@ -1,0 +1,38 @@
+//! The HTTP layer's own state: what its handlers need, built by `crate::app`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::datastore::{AnyDatastore, Instrumented};
+use crate::graphql::GraphqlApi;
+
+/// Shared, cheap-to-clone state of the HTTP handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The GraphQL API that `/graphql` executes.
+    pub api: GraphqlApi,
+    /// The HTTP layer's own handle on the open datastore (readiness checks).
+    pub store: Instrumented<AnyDatastore>,
+    /// Prometheus registry renderer for `/metrics`.
+    pub metrics: PrometheusHandle,
+    /// Set once migrations are applied; `/ready` answers 503 before.
+    pub migrated: Arc<AtomicBool>,
+    /// When the process started serving.
+    pub started: Instant,
+}
+
+impl HttpState {
+    /// Whether migrations are done.
+    #[must_use]
+    pub fn is_migrated(&self) -> bool {
+        self.migrated.load(Ordering::Acquire)
+    }
+
+    /// Records that migrations are done.
+    pub fn mark_migrated(&self) {
+        self.migrated.store(true, Ordering::Release);
+    }
+}
