@@ -78,8 +78,16 @@ pub(super) fn open_error(path: &str, err: sqlx::Error) -> Error {
 }
 
 /// Wraps a driver error as [`Error::Unavailable`] saying what was attempted.
+///
+/// A value the driver could not decode from a stored row is [`Error::Internal`] instead:
+/// the database answered, and that row is what is wrong.
 pub(super) fn unavailable(what: &str, err: sqlx::Error) -> Error {
-    Error::unavailable(what.to_owned(), err)
+    match err {
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => {
+            Error::internal(what.to_owned(), err)
+        }
+        err => Error::unavailable(what.to_owned(), err),
+    }
 }
 
 /// The `table.column` a unique-constraint violation names, if `err` is one.
@@ -109,5 +117,27 @@ pub(super) fn write_error(
         }
         Some(column) if column == format!("{table}.id") => Error::already_exists(entity, "id", id),
         _ => unavailable(what, err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unavailable;
+    use crate::datastore::Error;
+
+    #[test]
+    fn an_undecodable_column_is_internal_not_unavailable() {
+        let err = sqlx::Error::ColumnDecode {
+            index: "\"created_at\"".to_owned(),
+            source: "not an integer".into(),
+        };
+        match unavailable("reading product \"P1\"", err) {
+            Error::Internal { message, .. } => assert_eq!(message, "reading product \"P1\""),
+            other => panic!("expected Internal, got {other:?}"),
+        }
+        assert!(matches!(
+            unavailable("listing products", sqlx::Error::PoolTimedOut),
+            Error::Unavailable { .. }
+        ));
     }
 }

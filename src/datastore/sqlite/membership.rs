@@ -28,7 +28,8 @@ async fn first_missing(
         .map_err(|e| unavailable("checking membership references", e))
 }
 
-/// Makes `product` a member of exactly `collections` (its other memberships removed).
+/// Makes `product` a member of exactly `collections` (its other memberships removed);
+/// `NotFound` naming the first of them that does not exist.
 pub(super) async fn set_product_memberships(
     conn: &mut SqliteConnection,
     product: &Product,
@@ -51,9 +52,7 @@ pub(super) async fn set_product_memberships(
     }
     let ids = ids_json(collections);
     if let Some(missing) = first_missing(conn, "collections", &ids).await? {
-        return Err(Error::InvalidArgument(format!(
-            "collectionIds {missing:?} does not exist"
-        )));
+        return Err(Error::not_found("collection", missing));
     }
     sqlx::query(
         "INSERT INTO memberships (collection_id, product_id, product_created_at) \
@@ -68,7 +67,8 @@ pub(super) async fn set_product_memberships(
     Ok(())
 }
 
-/// Makes exactly `products` the members of `collection`.
+/// Makes exactly `products` the members of `collection`; `NotFound` naming the first of
+/// them that does not exist.
 pub(super) async fn set_collection_members(
     conn: &mut SqliteConnection,
     collection: &CollectionId,
@@ -91,9 +91,7 @@ pub(super) async fn set_collection_members(
     }
     let ids = ids_json(products);
     if let Some(missing) = first_missing(conn, "products", &ids).await? {
-        return Err(Error::InvalidArgument(format!(
-            "productIds {missing:?} does not exist"
-        )));
+        return Err(Error::not_found("product", missing));
     }
     sqlx::query(
         "INSERT INTO memberships (collection_id, product_id, product_created_at) \
@@ -106,4 +104,83 @@ pub(super) async fn set_collection_members(
     .await
     .map_err(|e| unavailable(what, e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::datastore::{
+        CategoryId, Collection, CollectionId, Datastore, Error, InventoryStatus, Product,
+        ProductId, SqliteStore, Timestamp,
+    };
+
+    async fn store(dir: &tempfile::TempDir) -> SqliteStore {
+        let path = dir.path().join("catalog.db");
+        let store = SqliteStore::connect(path.to_str().unwrap()).await.unwrap();
+        store.migrate().await.unwrap();
+        store
+    }
+
+    #[tokio::test]
+    async fn a_missing_member_is_not_found_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store(&dir).await;
+        let now = Timestamp::now();
+        let missing_collection = CollectionId::generate();
+        let product = Product {
+            id: ProductId::generate(),
+            sku: "MEMBER-1".to_owned(),
+            title: "Member".to_owned(),
+            body: None,
+            price: rust_decimal::Decimal::ONE,
+            currency: "USD".to_owned(),
+            inventory_status: InventoryStatus::InStock,
+            inventory_quantity: None,
+            category_id: CategoryId::generate(),
+            collection_ids: vec![missing_collection.clone()],
+            images: Vec::new(),
+            metadata: None,
+            created_at: now,
+            updated_at: now,
+        };
+        match store.create_product(&product).await {
+            Err(Error::NotFound { entity, key }) => {
+                assert_eq!(
+                    (entity, key.as_str()),
+                    ("collection", missing_collection.as_str())
+                );
+            }
+            other => panic!("expected NotFound collection, got {other:?}"),
+        }
+        assert!(
+            matches!(
+                store.get_product(&product.id).await,
+                Err(Error::NotFound { .. })
+            ),
+            "nothing written"
+        );
+
+        let missing_product = ProductId::generate();
+        let collection = Collection {
+            id: CollectionId::generate(),
+            name: "Members".to_owned(),
+            slug: "members".to_owned(),
+            display_order: 0,
+            body: None,
+            created_at: now,
+            updated_at: now,
+        };
+        match store
+            .create_collection(&collection, std::slice::from_ref(&missing_product))
+            .await
+        {
+            Err(Error::NotFound { entity, key }) => {
+                assert_eq!(
+                    (entity, key.as_str()),
+                    ("product", missing_product.as_str())
+                );
+            }
+            other => panic!("expected NotFound product, got {other:?}"),
+        }
+        store.close().await;
+    }
 }

@@ -1,7 +1,8 @@
 //! The rows read back from the database and their decoding into entities.
 //!
 //! Images and metadata are stored as JSON text, so their order and content come back
-//! unchanged.
+//! unchanged. A stored value that cannot be decoded is [`Error::Internal`] naming the
+//! entity and its id: a bug or a hand-edited database, not a failing backend.
 
 use std::str::FromStr;
 
@@ -95,7 +96,7 @@ pub(super) struct ProductRow {
 impl ProductRow {
     pub(super) fn into_product(self) -> Result<Product> {
         let corrupt = |field: &str, source: Box<dyn std::error::Error + Send + Sync>| {
-            Error::unavailable(
+            Error::internal(
                 format!("product {:?} has an unreadable {field}", self.id),
                 source,
             )
@@ -218,6 +219,81 @@ impl From<VersionRow> for CatalogVersion {
                 collection_count: row.collection_count,
                 orphaned_references: row.orphaned_references,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProductRow;
+    use crate::datastore::Error;
+
+    fn row() -> ProductRow {
+        ProductRow {
+            id: "P1".to_owned(),
+            sku: "SKU-1".to_owned(),
+            title: "Widget".to_owned(),
+            body: None,
+            price: "9.99".to_owned(),
+            currency: "USD".to_owned(),
+            inventory_status: "IN_STOCK".to_owned(),
+            inventory_quantity: None,
+            category_id: "C1".to_owned(),
+            images: "[]".to_owned(),
+            metadata: None,
+            created_at: 1,
+            updated_at: 1,
+            collection_ids: "[]".to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_product_is_internal_naming_it() {
+        assert!(row().into_product().is_ok());
+        let cases = [
+            (
+                ProductRow {
+                    metadata: Some("{not json".to_owned()),
+                    ..row()
+                },
+                "metadata",
+            ),
+            (
+                ProductRow {
+                    price: "nine".to_owned(),
+                    ..row()
+                },
+                "price",
+            ),
+            (
+                ProductRow {
+                    inventory_status: "LOST".to_owned(),
+                    ..row()
+                },
+                "inventory status",
+            ),
+            (
+                ProductRow {
+                    images: "[1]".to_owned(),
+                    ..row()
+                },
+                "images",
+            ),
+            (
+                ProductRow {
+                    collection_ids: "{}".to_owned(),
+                    ..row()
+                },
+                "membership list",
+            ),
+        ];
+        for (bad, field) in cases {
+            match bad.into_product() {
+                Err(Error::Internal { message, .. }) => {
+                    assert_eq!(message, format!("product \"P1\" has an unreadable {field}"));
+                }
+                other => panic!("expected Internal for {field}, got {other:?}"),
+            }
         }
     }
 }
