@@ -1,0 +1,182 @@
+//! The SQL of product reads: column lists, and the filter and keyset conditions of a
+//! listing.
+//!
+//! # Storage choices
+//! Prices are stored twice: exactly as written (`price`, text, scale kept) and as a
+//! fixed-width sortable text key (`price_key`, see [`price_key`]) that range filters
+//! compare through an index; never as a float. Search compares against lower-cased copies
+//! of title, sku and body made with Rust's Unicode `to_lowercase`, the same folding the
+//! memory backend uses, because SQLite's `lower()` folds ASCII only.
+
+use rust_decimal::Decimal;
+use sqlx::{QueryBuilder, Sqlite};
+
+use crate::datastore::{Page, ProductFilter};
+
+/// The columns of a product read, with its memberships as a JSON array.
+pub(super) const PRODUCT_COLUMNS: &str = "SELECT p.id, p.sku, p.title, p.body, p.price, p.currency, \
+     p.inventory_status, p.inventory_quantity, p.category_id, p.images, p.metadata, \
+     p.created_at, p.updated_at, \
+     (SELECT json_group_array(m2.collection_id) FROM memberships m2 \
+      WHERE m2.product_id = p.id) AS collection_ids";
+
+/// The columns of a category read.
+pub(super) const CATEGORY_COLUMNS: &str =
+    "SELECT id, name, slug, parent_id, display_order, body, created_at, updated_at FROM categories";
+
+/// The columns of a collection read.
+pub(super) const COLLECTION_COLUMNS: &str =
+    "SELECT id, name, slug, display_order, body, created_at, updated_at FROM collections";
+
+/// Appends ` WHERE …` for `filter` and the page window to a query over `products p`
+/// (joined to `memberships m` when filtering by collection).
+pub(super) fn push_conditions(
+    query: &mut QueryBuilder<'_, Sqlite>,
+    filter: &ProductFilter,
+    page: Option<&Page>,
+) {
+    // With a collection filter the keyset columns come from the membership index, which
+    // is ordered by them; otherwise from the product table's own indexes.
+    let (created, id) = if filter.collection_id.is_some() {
+        ("m.product_created_at", "m.product_id")
+    } else {
+        ("p.created_at", "p.id")
+    };
+    query.push(" WHERE 1 = 1");
+    if let Some(collection) = &filter.collection_id {
+        query
+            .push(" AND m.collection_id = ")
+            .push_bind(collection.as_str().to_owned());
+    }
+    if let Some(category) = &filter.category_id {
+        query
+            .push(" AND p.category_id = ")
+            .push_bind(category.as_str().to_owned());
+    }
+    if let Some(status) = filter.inventory_status {
+        query
+            .push(" AND p.inventory_status = ")
+            .push_bind(status.as_str());
+    }
+    if let Some(min) = filter.price_min {
+        query.push(" AND p.price_key >= ").push_bind(price_key(min));
+    }
+    if let Some(max) = filter.price_max {
+        query.push(" AND p.price_key <= ").push_bind(price_key(max));
+    }
+    if let Some(needle) = &filter.search {
+        query
+            .push(" AND (instr(p.search_title, ")
+            .push_bind(needle.clone())
+            .push(") > 0 OR instr(p.search_sku, ")
+            .push_bind(needle.clone())
+            .push(") > 0 OR coalesce(instr(p.search_body, ")
+            .push_bind(needle.clone())
+            .push("), 0) > 0)");
+    }
+    let Some(page) = page else { return };
+    if let Some(after) = &page.after {
+        query
+            .push(format!(" AND ({created}, {id}) > ("))
+            .push_bind(after.created_at.millis())
+            .push(", ")
+            .push_bind(after.id.clone())
+            .push(")");
+    }
+    if let Some(before) = &page.before {
+        query
+            .push(format!(" AND ({created}, {id}) < ("))
+            .push_bind(before.created_at.millis())
+            .push(", ")
+            .push_bind(before.id.clone())
+            .push(")");
+    }
+    let direction = if page.from_end { "DESC" } else { "ASC" };
+    query
+        .push(format!(
+            " ORDER BY {created} {direction}, {id} {direction} LIMIT "
+        ))
+        .push_bind(i64::try_from(page.limit).unwrap_or(i64::MAX));
+}
+
+/// `FROM …` for a product listing under `filter`.
+pub(super) fn product_source(filter: &ProductFilter) -> &'static str {
+    if filter.collection_id.is_some() {
+        " FROM memberships m JOIN products p ON p.id = m.product_id"
+    } else {
+        " FROM products p"
+    }
+}
+
+/// A sortable text key for an exact decimal: text order equals numeric order for every
+/// value `rust_decimal` can hold.
+///
+/// The magnitude is written as a 57-digit fixed-point number (29 integer and 28 fraction
+/// digits, the type's full range and scale). Non-negative values get the prefix `P`;
+/// negative ones `N` (which sorts first) and every digit replaced by its nines'
+/// complement, so a larger magnitude sorts lower. Stored prices are never negative, but
+/// filter bounds may be, and the key keeps the comparison exact either way.
+pub(super) fn price_key(value: Decimal) -> String {
+    const SCALE: u32 = 28;
+    const DIGITS: usize = 57;
+    let mantissa = value.mantissa();
+    let mut digits = mantissa.unsigned_abs().to_string();
+    digits.extend(std::iter::repeat_n(
+        '0',
+        (SCALE - value.scale().min(SCALE)) as usize,
+    ));
+    let padded = format!("{digits:0>DIGITS$}");
+    if mantissa < 0 {
+        let complement: String = padded
+            .bytes()
+            .map(|b| char::from(b'9' - (b - b'0')))
+            .collect();
+        format!("N{complement}")
+    } else {
+        format!("P{padded}")
+    }
+}
+
+/// `ids` as a JSON array, the one parameter `json_each(?)` reads a list from.
+pub(super) fn ids_json<T: serde::Serialize>(ids: &[T]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::price_key;
+    use rust_decimal::Decimal;
+    use std::str::FromStr;
+
+    #[test]
+    fn price_keys_sort_like_the_numbers() {
+        let values = [
+            "-79228162514264337593543950335",
+            "-12.5",
+            "-12.49999999",
+            "-0.00000001",
+            "0",
+            "0.00000001",
+            "0.1",
+            "0.10000001",
+            "9.99",
+            "10",
+            "10.0000000000000000000000001",
+            "79228162514264337593543950335",
+        ];
+        let keys: Vec<String> = values
+            .iter()
+            .map(|v| price_key(Decimal::from_str(v).unwrap()))
+            .collect();
+        assert!(keys.iter().all(|k| k.len() == 58), "{keys:?}");
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "{keys:?}");
+        assert_eq!(
+            price_key(Decimal::from_str("9.90").unwrap()),
+            price_key(Decimal::from_str("9.9").unwrap())
+        );
+        assert_eq!(
+            price_key(Decimal::from_str("-0.00").unwrap()),
+            price_key(Decimal::ZERO)
+        );
+    }
+}

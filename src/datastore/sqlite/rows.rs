@@ -1,0 +1,299 @@
+//! The rows read back from the database and their decoding into entities.
+//!
+//! Images and metadata are stored as JSON text, so their order and content come back
+//! unchanged. A stored value that cannot be decoded is [`Error::Internal`] naming the
+//! entity and its id: a bug or a hand-edited database, not a failing backend.
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use sqlx::SqliteConnection;
+
+use super::SqliteStore;
+use super::errors::unavailable;
+use super::query::PRODUCT_COLUMNS;
+use crate::datastore::{
+    CatalogStats, CatalogVersion, Category, CategoryId, Collection, CollectionId, Error,
+    InventoryStatus, Product, ProductId, Result, Timestamp,
+};
+
+impl SqliteStore {
+    /// One row of `columns` (a `SELECT … FROM table`) whose `key_column` equals `key`,
+    /// converted to its entity; `NotFound` naming `entity` and `key` when there is none.
+    pub(super) async fn row_by<R, T>(
+        &self,
+        columns: &str,
+        key_column: &str,
+        key: &str,
+        entity: &'static str,
+    ) -> Result<T>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+        T: From<R>,
+    {
+        sqlx::query_as::<_, R>(&format!("{columns} WHERE {key_column} = ?"))
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| unavailable(&format!("reading {entity} {key_column} {key:?}"), e))?
+            .map(T::from)
+            .ok_or_else(|| Error::not_found(entity, key))
+    }
+
+    /// Every row `sql` selects (with its one optional parameter), converted to entities.
+    pub(super) async fn rows<R, T>(
+        &self,
+        sql: &str,
+        param: Option<String>,
+        what: &str,
+    ) -> Result<Vec<T>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+        T: From<R>,
+    {
+        let mut query = sqlx::query_as::<_, R>(sql);
+        if let Some(param) = param {
+            query = query.bind(param);
+        }
+        let rows = query
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| unavailable(what, e))?;
+        Ok(rows.into_iter().map(T::from).collect())
+    }
+}
+
+/// Reads one product on `conn`: a pooled reader, or the write transaction itself when a
+/// failed version check reports the stored product.
+pub(super) async fn product_on(conn: &mut SqliteConnection, id: &str) -> Result<Option<Product>> {
+    sqlx::query_as::<_, ProductRow>(&format!("{PRODUCT_COLUMNS} FROM products p WHERE p.id = ?"))
+        .bind(id)
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| unavailable(&format!("reading product {id:?}"), e))?
+        .map(ProductRow::into_product)
+        .transpose()
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ProductRow {
+    id: String,
+    sku: String,
+    title: String,
+    body: Option<String>,
+    price: String,
+    currency: String,
+    inventory_status: String,
+    inventory_quantity: Option<i32>,
+    category_id: String,
+    images: String,
+    metadata: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+    collection_ids: String,
+}
+
+impl ProductRow {
+    pub(super) fn into_product(self) -> Result<Product> {
+        let corrupt = |field: &str, source: Box<dyn std::error::Error + Send + Sync>| {
+            Error::internal(
+                format!("product {:?} has an unreadable {field}", self.id),
+                source,
+            )
+        };
+        let price = Decimal::from_str(&self.price).map_err(|e| corrupt("price", e.into()))?;
+        let inventory_status = InventoryStatus::parse(&self.inventory_status).ok_or_else(|| {
+            corrupt(
+                "inventory status",
+                format!("unknown status {:?}", self.inventory_status).into(),
+            )
+        })?;
+        let images: Vec<String> =
+            serde_json::from_str(&self.images).map_err(|e| corrupt("images", e.into()))?;
+        let metadata = self
+            .metadata
+            .as_deref()
+            .map(serde_json::from_str::<serde_json::Value>)
+            .transpose()
+            .map_err(|e| corrupt("metadata", e.into()))?;
+        let mut collection_ids: Vec<CollectionId> =
+            serde_json::from_str::<Vec<String>>(&self.collection_ids)
+                .map_err(|e| corrupt("membership list", e.into()))?
+                .into_iter()
+                .map(CollectionId::from_stored)
+                .collect();
+        collection_ids.sort();
+        Ok(Product {
+            id: ProductId::from_stored(self.id),
+            sku: self.sku,
+            title: self.title,
+            body: self.body,
+            price,
+            currency: self.currency,
+            inventory_status,
+            inventory_quantity: self.inventory_quantity,
+            category_id: CategoryId::from_stored(self.category_id),
+            collection_ids,
+            images,
+            metadata,
+            created_at: Timestamp::from_millis(self.created_at),
+            updated_at: Timestamp::from_millis(self.updated_at),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct CategoryRow {
+    id: String,
+    name: String,
+    slug: String,
+    parent_id: Option<String>,
+    display_order: i32,
+    body: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<CategoryRow> for Category {
+    fn from(row: CategoryRow) -> Self {
+        Self {
+            id: CategoryId::from_stored(row.id),
+            name: row.name,
+            slug: row.slug,
+            parent_id: row.parent_id.map(CategoryId::from_stored),
+            display_order: row.display_order,
+            body: row.body,
+            created_at: Timestamp::from_millis(row.created_at),
+            updated_at: Timestamp::from_millis(row.updated_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct CollectionRow {
+    id: String,
+    name: String,
+    slug: String,
+    display_order: i32,
+    body: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl From<CollectionRow> for Collection {
+    fn from(row: CollectionRow) -> Self {
+        Self {
+            id: CollectionId::from_stored(row.id),
+            name: row.name,
+            slug: row.slug,
+            display_order: row.display_order,
+            body: row.body,
+            created_at: Timestamp::from_millis(row.created_at),
+            updated_at: Timestamp::from_millis(row.updated_at),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct VersionRow {
+    tag: String,
+    commit_hash: String,
+    published_at: i64,
+    message: Option<String>,
+    product_count: i64,
+    category_count: i64,
+    collection_count: i64,
+    orphaned_references: i64,
+}
+
+impl From<VersionRow> for CatalogVersion {
+    fn from(row: VersionRow) -> Self {
+        Self {
+            tag: row.tag,
+            commit: row.commit_hash,
+            published_at: Timestamp::from_millis(row.published_at),
+            message: row.message,
+            stats: CatalogStats {
+                product_count: row.product_count,
+                category_count: row.category_count,
+                collection_count: row.collection_count,
+                orphaned_references: row.orphaned_references,
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ProductRow;
+    use crate::datastore::Error;
+
+    fn row() -> ProductRow {
+        ProductRow {
+            id: "P1".to_owned(),
+            sku: "SKU-1".to_owned(),
+            title: "Widget".to_owned(),
+            body: None,
+            price: "9.99".to_owned(),
+            currency: "USD".to_owned(),
+            inventory_status: "IN_STOCK".to_owned(),
+            inventory_quantity: None,
+            category_id: "C1".to_owned(),
+            images: "[]".to_owned(),
+            metadata: None,
+            created_at: 1,
+            updated_at: 1,
+            collection_ids: "[]".to_owned(),
+        }
+    }
+
+    #[test]
+    fn an_unreadable_product_is_internal_naming_it() {
+        assert!(row().into_product().is_ok());
+        let cases = [
+            (
+                ProductRow {
+                    metadata: Some("{not json".to_owned()),
+                    ..row()
+                },
+                "metadata",
+            ),
+            (
+                ProductRow {
+                    price: "nine".to_owned(),
+                    ..row()
+                },
+                "price",
+            ),
+            (
+                ProductRow {
+                    inventory_status: "LOST".to_owned(),
+                    ..row()
+                },
+                "inventory status",
+            ),
+            (
+                ProductRow {
+                    images: "[1]".to_owned(),
+                    ..row()
+                },
+                "images",
+            ),
+            (
+                ProductRow {
+                    collection_ids: "{}".to_owned(),
+                    ..row()
+                },
+                "membership list",
+            ),
+        ];
+        for (bad, field) in cases {
+            match bad.into_product() {
+                Err(Error::Internal { message, .. }) => {
+                    assert_eq!(message, format!("product \"P1\" has an unreadable {field}"));
+                }
+                other => panic!("expected Internal for {field}, got {other:?}"),
+            }
+        }
+    }
+}
