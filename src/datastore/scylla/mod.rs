@@ -1074,66 +1074,54 @@ impl ScyllaStore {
     }
 }
 
-// Every call is boxed: the state machines of these calls are large (several nested LWT
-// round trips), and `AnyDatastore` futures are as large as their largest variant, which
-// would make every GraphQL resolver future large for every backend.
+// Plain `async fn`s: their state machines are large (several nested LWT round trips),
+// but `AnyDatastore`'s `dispatch!` boxes the Scylla arm once, so the other backends'
+// futures stay small without boxing each method here.
 impl Datastore for ScyllaStore {
     fn backend(&self) -> &'static str {
         "scylla"
     }
 
     async fn create_product(&self, product: &Product) -> Result<()> {
-        Box::pin(async move {
-            let mut rows = vec![self.product_index_rows(product)];
-            let mut collections: Vec<&CollectionId> = product.collection_ids.iter().collect();
-            collections.sort();
-            collections.dedup();
-            for cid in collections {
-                rows.push(Self::membership_insert(
-                    product.id.as_str(),
-                    product.created_at,
-                    cid.as_str(),
-                ));
-            }
-            let mut stored = product.clone();
-            stored.collection_ids.clear();
-            self.create_keyed(&stored, rows).await?;
-            self.known_months
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(month_of(product.created_at));
-            Ok(())
-        })
-        .await
+        let mut rows = vec![self.product_index_rows(product)];
+        let mut collections: Vec<&CollectionId> = product.collection_ids.iter().collect();
+        collections.sort();
+        collections.dedup();
+        for cid in collections {
+            rows.push(Self::membership_insert(
+                product.id.as_str(),
+                product.created_at,
+                cid.as_str(),
+            ));
+        }
+        let mut stored = product.clone();
+        stored.collection_ids.clear();
+        self.create_keyed(&stored, rows).await?;
+        self.known_months
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(month_of(product.created_at));
+        Ok(())
     }
 
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
-        Box::pin(async move {
-            self.full_product(id)
-                .await?
-                .ok_or_else(|| Error::not_found(ProductId::ENTITY, id.as_str()))
-        })
-        .await
+        self.full_product(id)
+            .await?
+            .ok_or_else(|| Error::not_found(ProductId::ENTITY, id.as_str()))
     }
 
     async fn get_product_by_sku(&self, sku: &str) -> Result<Product> {
-        Box::pin(async move {
-            let product = self.by_key::<Product>(sku).await?;
-            self.with_collections(product).await
-        })
-        .await
+        let product = self.by_key::<Product>(sku).await?;
+        self.with_collections(product).await
     }
 
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
-        Box::pin(async move {
-            futures_util::stream::iter(ids.to_vec())
-                .map(|id| async move { self.full_product(&id).await })
-                .buffer_unordered(FETCH_CONCURRENCY)
-                .try_filter_map(|p| async move { Ok(p) })
-                .try_collect()
-                .await
-        })
-        .await
+        futures_util::stream::iter(ids.to_vec())
+            .map(|id| async move { self.full_product(&id).await })
+            .buffer_unordered(FETCH_CONCURRENCY)
+            .try_filter_map(|p| async move { Ok(p) })
+            .try_collect()
+            .await
     }
 
     async fn update_product(
@@ -1142,212 +1130,188 @@ impl Datastore for ScyllaStore {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
     ) -> Result<()> {
-        Box::pin(async move {
-            let Some(stored) = self.read::<Product>(product.id.as_str()).await? else {
-                return Err(Error::not_found(ProductId::ENTITY, product.id.as_str()));
-            };
-            if stored.updated_at != expected {
-                return Err(self.product_conflict(stored).await);
+        let Some(stored) = self.read::<Product>(product.id.as_str()).await? else {
+            return Err(Error::not_found(ProductId::ENTITY, product.id.as_str()));
+        };
+        if stored.updated_at != expected {
+            return Err(self.product_conflict(stored).await);
+        }
+        let mut next = product.clone();
+        next.collection_ids.clear();
+        // created_at is immutable: the index rows are keyed by the stored one.
+        next.created_at = stored.created_at;
+        let moved = next.category_id != stored.category_id;
+        let pid = product.id.as_str();
+        if moved {
+            let row = (next.category_id.as_str(), ts(stored.created_at), pid);
+            self.cql
+                .execute(
+                    INSERT_CATEGORY_ROW,
+                    row,
+                    &format!("indexing product {pid:?}"),
+                )
+                .await?;
+        }
+        // Which category index row is stale afterwards: the old one if the write
+        // landed, the new one if it surely did not, neither if nobody knows.
+        let (stale_category, result) = match self.update_keyed(&stored, &next, expected).await {
+            Ok(Write::Done) => (Some(&stored.category_id), Ok(())),
+            Ok(Write::Stale(current)) => (
+                Some(&next.category_id),
+                Err(self.product_conflict(current).await),
+            ),
+            Ok(Write::Missing) => (
+                Some(&next.category_id),
+                Err(Error::not_found(ProductId::ENTITY, pid)),
+            ),
+            Err(err @ Error::AlreadyExists { .. }) => (Some(&next.category_id), Err(err)),
+            Err(err) => (None, Err(err)),
+        };
+        if let Some(stale_category) = stale_category.filter(|_| moved) {
+            let row = (stale_category.as_str(), ts(stored.created_at), pid);
+            if let Err(err) = self
+                .cql
+                .execute(DELETE_CATEGORY_ROW, row, "unindexing a product")
+                .await
+            {
+                // Harmless: reads check the entity's category.
+                tracing::warn!(product = pid, error = %err, "could not remove a stale category index row");
             }
-            let mut next = product.clone();
-            next.collection_ids.clear();
-            // created_at is immutable: the index rows are keyed by the stored one.
-            next.created_at = stored.created_at;
-            let moved = next.category_id != stored.category_id;
-            let pid = product.id.as_str();
-            if moved {
-                let row = (next.category_id.as_str(), ts(stored.created_at), pid);
-                self.cql
-                    .execute(
-                        INSERT_CATEGORY_ROW,
-                        row,
-                        &format!("indexing product {pid:?}"),
-                    )
-                    .await?;
-            }
-            // Which category index row is stale afterwards: the old one if the write
-            // landed, the new one if it surely did not, neither if nobody knows.
-            let (stale_category, result) = match self.update_keyed(&stored, &next, expected).await {
-                Ok(Write::Done) => (Some(&stored.category_id), Ok(())),
-                Ok(Write::Stale(current)) => (
-                    Some(&next.category_id),
-                    Err(self.product_conflict(current).await),
-                ),
-                Ok(Write::Missing) => (
-                    Some(&next.category_id),
-                    Err(Error::not_found(ProductId::ENTITY, pid)),
-                ),
-                Err(err @ Error::AlreadyExists { .. }) => (Some(&next.category_id), Err(err)),
-                Err(err) => (None, Err(err)),
-            };
-            if let Some(stale_category) = stale_category.filter(|_| moved) {
-                let row = (stale_category.as_str(), ts(stored.created_at), pid);
-                if let Err(err) = self
-                    .cql
-                    .execute(DELETE_CATEGORY_ROW, row, "unindexing a product")
-                    .await
-                {
-                    // Harmless: reads check the entity's category.
-                    tracing::warn!(product = pid, error = %err, "could not remove a stale category index row");
-                }
-            }
-            result?;
-            if let Some(ids) = collection_ids {
-                self.set_product_collections(&product.id, stored.created_at, ids)
-                    .await?;
-            }
-            Ok(())
-        })
-        .await
+        }
+        result?;
+        if let Some(ids) = collection_ids {
+            self.set_product_collections(&product.id, stored.created_at, ids)
+                .await?;
+        }
+        Ok(())
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        Box::pin(async move {
-            let stored = self.remove::<Product>(id.as_str()).await?;
-            self.release::<Product>(&stored.sku, id.as_str(), None)
-                .await;
-            let mut statements = vec![vec![
-                (
-                    DELETE_MONTH_ROW,
-                    boxed((
-                        month_of(stored.created_at),
-                        ts(stored.created_at),
-                        id.as_str().to_owned(),
-                    )),
-                ),
-                (
-                    DELETE_CATEGORY_ROW,
-                    boxed((
-                        stored.category_id.as_str().to_owned(),
-                        ts(stored.created_at),
-                        id.as_str().to_owned(),
-                    )),
-                ),
-            ]];
-            let cleanup = async {
-                for cid in self.collections_of(id).await? {
-                    statements.push(Self::membership_delete(
-                        id.as_str(),
-                        stored.created_at,
-                        cid.as_str(),
-                    ));
-                }
-                statements.push(vec![(
-                    DELETE_ALL_PRODUCT_SIDE,
-                    boxed((id.as_str().to_owned(),)),
-                )]);
-                self.write_batches(statements, &format!("unindexing product {id:?}"))
-                    .await
-            };
-            if let Err(err) = cleanup.await {
-                // The product is gone; its leftover index rows are skipped by every read.
-                tracing::warn!(product = id.as_str(), error = %err, "could not remove the index rows of a deleted product");
+        let stored = self.remove::<Product>(id.as_str()).await?;
+        self.release::<Product>(&stored.sku, id.as_str(), None)
+            .await;
+        let mut statements = vec![vec![
+            (
+                DELETE_MONTH_ROW,
+                boxed((
+                    month_of(stored.created_at),
+                    ts(stored.created_at),
+                    id.as_str().to_owned(),
+                )),
+            ),
+            (
+                DELETE_CATEGORY_ROW,
+                boxed((
+                    stored.category_id.as_str().to_owned(),
+                    ts(stored.created_at),
+                    id.as_str().to_owned(),
+                )),
+            ),
+        ]];
+        let cleanup = async {
+            for cid in self.collections_of(id).await? {
+                statements.push(Self::membership_delete(
+                    id.as_str(),
+                    stored.created_at,
+                    cid.as_str(),
+                ));
             }
-            Ok(())
-        })
-        .await
+            statements.push(vec![(
+                DELETE_ALL_PRODUCT_SIDE,
+                boxed((id.as_str().to_owned(),)),
+            )]);
+            self.write_batches(statements, &format!("unindexing product {id:?}"))
+                .await
+        };
+        if let Err(err) = cleanup.await {
+            // The product is gone; its leftover index rows are skipped by every read.
+            tracing::warn!(product = id.as_str(), error = %err, "could not remove the index rows of a deleted product");
+        }
+        Ok(())
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
-        Box::pin(async move {
-            if page.limit == 0 {
-                return Ok(Vec::new());
-            }
-            let mut found = Vec::with_capacity(page.limit);
-            let limit = page.limit;
-            self.scan(filter, page, LISTING_PAGE_SIZE, |p| {
-                found.push(p);
-                found.len() < limit
-            })
-            .await?;
-            if page.from_end {
-                found.reverse();
-            }
-            futures_util::stream::iter(found)
-                .map(|p| self.with_collections(p))
-                .buffered(FETCH_CONCURRENCY)
-                .try_collect()
-                .await
+        if page.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut found = Vec::with_capacity(page.limit);
+        let limit = page.limit;
+        self.scan(filter, page, LISTING_PAGE_SIZE, |p| {
+            found.push(p);
+            found.len() < limit
         })
-        .await
+        .await?;
+        if page.from_end {
+            found.reverse();
+        }
+        futures_util::stream::iter(found)
+            .map(|p| self.with_collections(p))
+            .buffered(FETCH_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     async fn count_products(&self, filter: &ProductFilter) -> Result<u64> {
-        Box::pin(async move {
-            let mut count = 0_u64;
-            let everything = Page {
-                limit: usize::MAX,
-                ..Page::default()
-            };
-            self.scan(filter, &everything, SCAN_PAGE_SIZE, |_| {
-                count += 1;
-                true
-            })
-            .await?;
-            Ok(count)
+        let mut count = 0_u64;
+        let everything = Page {
+            limit: usize::MAX,
+            ..Page::default()
+        };
+        self.scan(filter, &everything, SCAN_PAGE_SIZE, |_| {
+            count += 1;
+            true
         })
-        .await
+        .await?;
+        Ok(count)
     }
 
     async fn create_category(&self, category: &Category) -> Result<()> {
-        Box::pin(async move { self.create_keyed(category, Vec::new()).await }).await
+        self.create_keyed(category, Vec::new()).await
     }
 
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
-        Box::pin(async move {
-            self.read::<Category>(id.as_str())
-                .await?
-                .ok_or_else(|| Error::not_found(CategoryId::ENTITY, id.as_str()))
-        })
-        .await
+        self.read::<Category>(id.as_str())
+            .await?
+            .ok_or_else(|| Error::not_found(CategoryId::ENTITY, id.as_str()))
     }
 
     async fn get_category_by_slug(&self, slug: &str) -> Result<Category> {
-        Box::pin(async move { self.by_key::<Category>(slug).await }).await
+        self.by_key::<Category>(slug).await
     }
 
     async fn get_categories(&self, ids: &[CategoryId]) -> Result<Vec<Category>> {
-        Box::pin(async move { self.read_many(ids.iter().map(CategoryId::as_str)).await }).await
+        self.read_many(ids.iter().map(CategoryId::as_str)).await
     }
 
     async fn list_categories(&self) -> Result<Vec<Category>> {
-        Box::pin(async move {
-            let rows: Vec<rows::CategoryRow> = self
-                .cql
-                .all(SELECT_ALL_CATEGORIES, (), "listing categories")
-                .await?;
-            rows.into_iter().map(Category::from_row).collect()
-        })
-        .await
+        let rows: Vec<rows::CategoryRow> = self
+            .cql
+            .all(SELECT_ALL_CATEGORIES, (), "listing categories")
+            .await?;
+        rows.into_iter().map(Category::from_row).collect()
     }
 
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        Box::pin(async move {
-            let Some(stored) = self.read::<Category>(category.id.as_str()).await? else {
-                return Err(Error::not_found(CategoryId::ENTITY, category.id.as_str()));
-            };
-            if stored.updated_at != expected {
-                return Err(Error::Conflict(stored.into_current()));
-            }
-            let mut next = category.clone();
-            next.created_at = stored.created_at;
-            match self.update_keyed(&stored, &next, expected).await? {
-                Write::Done => Ok(()),
-                Write::Stale(current) => Err(Error::Conflict(current.into_current())),
-                Write::Missing => Err(Error::not_found(CategoryId::ENTITY, category.id.as_str())),
-            }
-        })
-        .await
+        let Some(stored) = self.read::<Category>(category.id.as_str()).await? else {
+            return Err(Error::not_found(CategoryId::ENTITY, category.id.as_str()));
+        };
+        if stored.updated_at != expected {
+            return Err(Error::Conflict(stored.into_current()));
+        }
+        let mut next = category.clone();
+        next.created_at = stored.created_at;
+        match self.update_keyed(&stored, &next, expected).await? {
+            Write::Done => Ok(()),
+            Write::Stale(current) => Err(Error::Conflict(current.into_current())),
+            Write::Missing => Err(Error::not_found(CategoryId::ENTITY, category.id.as_str())),
+        }
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        Box::pin(async move {
-            let stored = self.remove::<Category>(id.as_str()).await?;
-            self.release::<Category>(&stored.slug, id.as_str(), None)
-                .await;
-            Ok(())
-        })
-        .await
+        let stored = self.remove::<Category>(id.as_str()).await?;
+        self.release::<Category>(&stored.slug, id.as_str(), None)
+            .await;
+        Ok(())
     }
 
     async fn create_collection(
@@ -1355,40 +1319,31 @@ impl Datastore for ScyllaStore {
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
-        Box::pin(async move {
-            self.create_keyed(collection, Vec::new()).await?;
-            self.set_collection_members(&collection.id, product_ids)
-                .await
-        })
-        .await
+        self.create_keyed(collection, Vec::new()).await?;
+        self.set_collection_members(&collection.id, product_ids)
+            .await
     }
 
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
-        Box::pin(async move {
-            self.read::<Collection>(id.as_str())
-                .await?
-                .ok_or_else(|| Error::not_found(CollectionId::ENTITY, id.as_str()))
-        })
-        .await
+        self.read::<Collection>(id.as_str())
+            .await?
+            .ok_or_else(|| Error::not_found(CollectionId::ENTITY, id.as_str()))
     }
 
     async fn get_collection_by_slug(&self, slug: &str) -> Result<Collection> {
-        Box::pin(async move { self.by_key::<Collection>(slug).await }).await
+        self.by_key::<Collection>(slug).await
     }
 
     async fn get_collections(&self, ids: &[CollectionId]) -> Result<Vec<Collection>> {
-        Box::pin(async move { self.read_many(ids.iter().map(CollectionId::as_str)).await }).await
+        self.read_many(ids.iter().map(CollectionId::as_str)).await
     }
 
     async fn list_collections(&self) -> Result<Vec<Collection>> {
-        Box::pin(async move {
-            let rows: Vec<rows::CollectionRow> = self
-                .cql
-                .all(SELECT_ALL_COLLECTIONS, (), "listing collections")
-                .await?;
-            rows.into_iter().map(Collection::from_row).collect()
-        })
-        .await
+        let rows: Vec<rows::CollectionRow> = self
+            .cql
+            .all(SELECT_ALL_COLLECTIONS, (), "listing collections")
+            .await?;
+        rows.into_iter().map(Collection::from_row).collect()
     }
 
     async fn update_collection(
@@ -1397,147 +1352,135 @@ impl Datastore for ScyllaStore {
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
     ) -> Result<()> {
-        Box::pin(async move {
-            let Some(stored) = self.read::<Collection>(collection.id.as_str()).await? else {
+        let Some(stored) = self.read::<Collection>(collection.id.as_str()).await? else {
+            return Err(Error::not_found(
+                CollectionId::ENTITY,
+                collection.id.as_str(),
+            ));
+        };
+        if stored.updated_at != expected {
+            return Err(Error::Conflict(stored.into_current()));
+        }
+        let mut next = collection.clone();
+        next.created_at = stored.created_at;
+        match self.update_keyed(&stored, &next, expected).await? {
+            Write::Done => {}
+            Write::Stale(current) => {
+                return Err(Error::Conflict(current.into_current()));
+            }
+            Write::Missing => {
                 return Err(Error::not_found(
                     CollectionId::ENTITY,
                     collection.id.as_str(),
                 ));
-            };
-            if stored.updated_at != expected {
-                return Err(Error::Conflict(stored.into_current()));
             }
-            let mut next = collection.clone();
-            next.created_at = stored.created_at;
-            match self.update_keyed(&stored, &next, expected).await? {
-                Write::Done => {}
-                Write::Stale(current) => {
-                    return Err(Error::Conflict(current.into_current()));
-                }
-                Write::Missing => {
-                    return Err(Error::not_found(
-                        CollectionId::ENTITY,
-                        collection.id.as_str(),
-                    ));
-                }
-            }
-            if let Some(ids) = product_ids {
-                self.set_collection_members(&collection.id, ids).await?;
-            }
-            Ok(())
-        })
-        .await
+        }
+        if let Some(ids) = product_ids {
+            self.set_collection_members(&collection.id, ids).await?;
+        }
+        Ok(())
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        Box::pin(async move {
-            if self.read::<Collection>(id.as_str()).await?.is_none() {
-                return Err(Error::not_found(CollectionId::ENTITY, id.as_str()));
-            }
-            // Memberships first: if the entity delete then fails, a retry finishes the job,
-            // whereas the other order could leave products listing a deleted collection.
-            let mut statements = Vec::new();
-            for (created_at, pid) in self.members_of(id).await? {
-                statements.push(Self::membership_delete(&pid, created_at, id.as_str()));
-            }
-            statements.push(vec![(
-                DELETE_ALL_COLLECTION_SIDE,
-                boxed((id.as_str().to_owned(),)),
-            )]);
-            self.write_batches(
-                statements,
-                &format!("removing the products of collection {id:?}"),
-            )
-            .await?;
-            let stored = self.remove::<Collection>(id.as_str()).await?;
-            self.release::<Collection>(&stored.slug, id.as_str(), None)
-                .await;
-            Ok(())
-        })
-        .await
+        if self.read::<Collection>(id.as_str()).await?.is_none() {
+            return Err(Error::not_found(CollectionId::ENTITY, id.as_str()));
+        }
+        // Memberships first: if the entity delete then fails, a retry finishes the job,
+        // whereas the other order could leave products listing a deleted collection.
+        let mut statements = Vec::new();
+        for (created_at, pid) in self.members_of(id).await? {
+            statements.push(Self::membership_delete(&pid, created_at, id.as_str()));
+        }
+        statements.push(vec![(
+            DELETE_ALL_COLLECTION_SIDE,
+            boxed((id.as_str().to_owned(),)),
+        )]);
+        self.write_batches(
+            statements,
+            &format!("removing the products of collection {id:?}"),
+        )
+        .await?;
+        let stored = self.remove::<Collection>(id.as_str()).await?;
+        self.release::<Collection>(&stored.slug, id.as_str(), None)
+            .await;
+        Ok(())
     }
 
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        Box::pin(async move {
-            let what = format!("recording catalog version {:?}", version.tag);
-            let mut uncertain = false;
-            let mut done = false;
-            for _ in 0..CAS_ATTEMPTS {
-                match self
-                    .cql
-                    .cas(INSERT_VERSION, version_values(version), &what)
-                    .await?
-                {
-                    Cas::Applied => {
-                        done = true;
-                        break;
-                    }
-                    Cas::NotApplied if !uncertain => {
-                        return Err(Error::already_exists(
-                            "catalog version",
-                            "tag",
-                            &version.tag,
-                        ));
-                    }
-                    Cas::NotApplied | Cas::Unknown(_) => {
-                        uncertain = true;
-                        let row: Option<VersionRow> = self
-                            .cql
-                            .one(
-                                self.cql.serial(SELECT_VERSION),
-                                (version.tag.as_str(),),
-                                &what,
-                            )
-                            .await?;
-                        match row.map(VersionRow::into_version) {
-                            Some(stored) if stored == *version => {
-                                done = true;
-                                break;
-                            }
-                            Some(_) => {
-                                return Err(Error::already_exists(
-                                    "catalog version",
-                                    "tag",
-                                    &version.tag,
-                                ));
-                            }
-                            None => {}
-                        }
-                    }
-                }
-            }
-            if !done {
-                return Err(Error::unavailable(
-                    what,
-                    "no answer from the lightweight transaction",
-                ));
-            }
-            if let Err(err) = self
+        let what = format!("recording catalog version {:?}", version.tag);
+        let mut uncertain = false;
+        let mut done = false;
+        for _ in 0..CAS_ATTEMPTS {
+            match self
                 .cql
-                .execute(INSERT_VERSION_BY_TIME, version_values(version), &what)
-                .await
+                .cas(INSERT_VERSION, version_values(version), &what)
+                .await?
             {
-                // Without its by-time row the version would never be the latest: undo it.
-                let undo = (version.tag.as_str(), ts(version.published_at));
-                if let Err(undo_err) = self.cql.cas(DELETE_VERSION, undo, &what).await {
-                    tracing::warn!(tag = %version.tag, error = %undo_err, "could not undo a half-recorded catalog version");
+                Cas::Applied => {
+                    done = true;
+                    break;
                 }
-                return Err(err);
+                Cas::NotApplied if !uncertain => {
+                    return Err(Error::already_exists(
+                        "catalog version",
+                        "tag",
+                        &version.tag,
+                    ));
+                }
+                Cas::NotApplied | Cas::Unknown(_) => {
+                    uncertain = true;
+                    let row: Option<VersionRow> = self
+                        .cql
+                        .one(
+                            self.cql.serial(SELECT_VERSION),
+                            (version.tag.as_str(),),
+                            &what,
+                        )
+                        .await?;
+                    match row.map(VersionRow::into_version) {
+                        Some(stored) if stored == *version => {
+                            done = true;
+                            break;
+                        }
+                        Some(_) => {
+                            return Err(Error::already_exists(
+                                "catalog version",
+                                "tag",
+                                &version.tag,
+                            ));
+                        }
+                        None => {}
+                    }
+                }
             }
-            Ok(())
-        })
-        .await
+        }
+        if !done {
+            return Err(Error::unavailable(
+                what,
+                "no answer from the lightweight transaction",
+            ));
+        }
+        if let Err(err) = self
+            .cql
+            .execute(INSERT_VERSION_BY_TIME, version_values(version), &what)
+            .await
+        {
+            // Without its by-time row the version would never be the latest: undo it.
+            let undo = (version.tag.as_str(), ts(version.published_at));
+            if let Err(undo_err) = self.cql.cas(DELETE_VERSION, undo, &what).await {
+                tracing::warn!(tag = %version.tag, error = %undo_err, "could not undo a half-recorded catalog version");
+            }
+            return Err(err);
+        }
+        Ok(())
     }
 
     async fn latest_catalog_version(&self) -> Result<Option<CatalogVersion>> {
-        Box::pin(async move {
-            let row: Option<VersionRow> = self
-                .cql
-                .one(LATEST_VERSION, (), "reading the latest catalog version")
-                .await?;
-            Ok(row.map(VersionRow::into_version))
-        })
-        .await
+        let row: Option<VersionRow> = self
+            .cql
+            .one(LATEST_VERSION, (), "reading the latest catalog version")
+            .await?;
+        Ok(row.map(VersionRow::into_version))
     }
 
     async fn ping(&self) -> Result<()> {
