@@ -83,8 +83,8 @@ impl ScyllaStore {
     /// keyspace. Does not migrate: call [`ScyllaStore::migrate`] before serving.
     ///
     /// # Errors
-    /// [`Error::Unavailable`] when no contact point answers, and
-    /// [`Error::FailedPrecondition`] naming the keyspace when it does not exist.
+    /// [`Error::Unavailable`] when no contact point answers, or naming the keyspace when
+    /// it does not exist.
     pub async fn connect(cfg: &ScyllaConfig) -> Result<Self> {
         let profile = ExecutionProfile::builder()
             .consistency(cfg.consistency.driver())
@@ -115,11 +115,14 @@ impl ScyllaStore {
             )
             .await?;
         if found.is_none() {
-            return Err(Error::FailedPrecondition(format!(
+            // Unavailable, not a caller error: the operator must create the keyspace, and
+            // startup prints this message as it is.
+            let message = format!(
                 "keyspace {:?} does not exist; create it first (see compose.scylla.yml \
                  scylla-init)",
                 cfg.keyspace
-            )));
+            );
+            return Err(Error::unavailable(message.clone(), message));
         }
         cql.session()
             .use_keyspace(&cfg.keyspace, true)
