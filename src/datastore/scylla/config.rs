@@ -2,33 +2,46 @@
 //! levels and timeouts.
 //!
 //! The consistency levels are spelled as CQL spells them (`LOCAL_QUORUM`,
-//! `LOCAL_SERIAL`) and parse in any case.
+//! `LOCAL_SERIAL`) and parse in any case, through [`FromStr`] for code and through
+//! [`clap::ValueEnum`] for the command line (with `ignore_case`).
 
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
 /// A consistency level for reads and writes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// On the command line ([`clap::ValueEnum`]) the values are the CQL names; declare the
+/// argument with `ignore_case` to accept them in lower case too, as [`FromStr`] does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum ConsistencyLevel {
     /// `ANY` (writes only).
+    #[value(name = "ANY")]
     Any,
     /// `ONE`.
+    #[value(name = "ONE")]
     One,
     /// `TWO`.
+    #[value(name = "TWO")]
     Two,
     /// `THREE`.
+    #[value(name = "THREE")]
     Three,
     /// `QUORUM`.
+    #[value(name = "QUORUM")]
     Quorum,
     /// `ALL`.
+    #[value(name = "ALL")]
     All,
     /// `LOCAL_QUORUM`, the default.
     #[default]
+    #[value(name = "LOCAL_QUORUM")]
     LocalQuorum,
     /// `EACH_QUORUM` (writes only).
+    #[value(name = "EACH_QUORUM")]
     EachQuorum,
     /// `LOCAL_ONE`.
+    #[value(name = "LOCAL_ONE")]
     LocalOne,
 }
 
@@ -92,12 +105,17 @@ impl fmt::Display for ConsistencyLevel {
 }
 
 /// The consistency of the Paxos phase of lightweight transactions and of serial reads.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+///
+/// On the command line ([`clap::ValueEnum`]) the values are the CQL names, like
+/// [`ConsistencyLevel`]'s.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum SerialConsistencyLevel {
     /// `SERIAL`: linearizable across all data centres.
+    #[value(name = "SERIAL")]
     Serial,
     /// `LOCAL_SERIAL`, the default: linearizable within the local data centre.
     #[default]
+    #[value(name = "LOCAL_SERIAL")]
     LocalSerial,
 }
 
@@ -226,6 +244,61 @@ mod tests {
             "LOCAL_SERIAL"
         );
         assert!("ONE".parse::<SerialConsistencyLevel>().is_err());
+    }
+
+    #[test]
+    fn command_line_values_are_the_cql_names() {
+        use clap::ValueEnum;
+        for level in ConsistencyLevel::value_variants() {
+            let value = level.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), level.to_string());
+            let lower = level.to_string().to_lowercase();
+            assert_eq!(
+                <ConsistencyLevel as ValueEnum>::from_str(&lower, true).as_ref(),
+                Ok(level)
+            );
+        }
+        for level in SerialConsistencyLevel::value_variants() {
+            let value = level.to_possible_value().unwrap();
+            assert_eq!(value.get_name(), level.to_string());
+            let lower = level.to_string().to_lowercase();
+            assert_eq!(
+                <SerialConsistencyLevel as ValueEnum>::from_str(&lower, true).as_ref(),
+                Ok(level)
+            );
+        }
+        assert_eq!(
+            ConsistencyLevel::value_variants().len(),
+            ConsistencyLevel::NAMES.len()
+        );
+        assert!(<ConsistencyLevel as ValueEnum>::from_str("LOCAL_QUORUMM", true).is_err());
+    }
+
+    #[test]
+    fn a_typo_on_the_command_line_is_a_usage_error_listing_the_choices() {
+        use clap::Parser as _;
+
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[arg(long, ignore_case = true)]
+            consistency: ConsistencyLevel,
+            #[arg(long, ignore_case = true)]
+            serial: SerialConsistencyLevel,
+        }
+
+        let cli =
+            Cli::try_parse_from(["x", "--consistency", "local_one", "--serial", "SERIAL"]).unwrap();
+        assert_eq!(cli.consistency, ConsistencyLevel::LocalOne);
+        assert_eq!(cli.serial, SerialConsistencyLevel::Serial);
+        let err = Cli::try_parse_from(["x", "--consistency", "LOCAL_QUOROM", "--serial", "SERIAL"])
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), clap::error::ErrorKind::InvalidValue);
+        let shown = err.to_string();
+        assert!(
+            shown.contains("LOCAL_QUORUM") && shown.contains("EACH_QUORUM"),
+            "{shown}"
+        );
     }
 
     #[test]
