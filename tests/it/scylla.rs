@@ -220,7 +220,7 @@ async fn contract_store() -> Option<Instrumented<ScyllaStore>> {
     let cfg = config(&hosts, keyspace);
     let store = match Box::pin(ScyllaStore::connect(&cfg)).await {
         Ok(store) => store,
-        Err(Error::FailedPrecondition(_)) => {
+        Err(Error::Unavailable { message, .. }) if message.contains("does not exist") => {
             create_keyspace(&admin(&hosts).await, keyspace).await;
             connect(&cfg).await
         }
@@ -526,11 +526,11 @@ async fn scylla_a_missing_keyspace_is_named() {
     let Some(hosts) = hosts() else { return };
     let keyspace = keyspace_name("absent");
     match Box::pin(ScyllaStore::connect(&config(&hosts, &keyspace))).await {
-        Err(Error::FailedPrecondition(message)) => {
+        Err(Error::Unavailable { message, .. }) => {
             assert!(message.contains(&keyspace), "{message}");
             assert!(message.contains("create it first"), "{message}");
         }
-        Err(other) => panic!("expected FailedPrecondition, got {other:?}"),
+        Err(other) => panic!("expected Unavailable, got {other:?}"),
         Ok(_) => panic!("connected to a keyspace that does not exist"),
     }
 }

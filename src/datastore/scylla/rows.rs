@@ -24,11 +24,13 @@ use crate::datastore::{
 /// a batch and a helper signature.
 pub(super) type Values = Box<dyn SerializeRow + Send + Sync>;
 
-/// A corrupt stored value: surfaced as `Unavailable`, since the client cannot fix it.
+/// A stored value this backend could not have written: [`Error::Internal`], since the
+/// client cannot fix it and it concerns that one entity, not the whole backend. The
+/// message names the entity; what exactly is wrong goes in the source, for logs.
 fn corrupt(entity: &str, id: &str, what: impl std::fmt::Display) -> Error {
-    Error::unavailable(
-        format!("reading {entity} {id:?}"),
-        format!("stored {entity} {id:?} is not readable: {what}"),
+    Error::internal(
+        format!("{entity} {id:?} is stored in a form that cannot be read"),
+        what.to_string(),
     )
 }
 
@@ -95,19 +97,23 @@ pub(super) struct ProductRow {
 impl ProductRow {
     /// The product, with `collection_ids` left empty (membership lives in its own table).
     pub(super) fn into_product(self) -> Result<Product> {
-        let price = decimal_from_cql(&self.price).map_err(|e| corrupt("product", &self.id, e))?;
+        let price = decimal_from_cql(&self.price)
+            .map_err(|e| corrupt("product", &self.id, format_args!("price: {e}")))?;
         let inventory_status = InventoryStatus::parse(&self.inventory_status).ok_or_else(|| {
             corrupt(
                 "product",
                 &self.id,
-                format_args!("inventory status {:?}", self.inventory_status),
+                format_args!(
+                    "inventory status: unknown value {:?}",
+                    self.inventory_status
+                ),
             )
         })?;
         let metadata = self
             .metadata
             .map(|raw| serde_json::from_str(&raw))
             .transpose()
-            .map_err(|e| corrupt("product", &self.id, e))?;
+            .map_err(|e| corrupt("product", &self.id, format_args!("metadata: {e}")))?;
         Ok(Product {
             id: ProductId::from_stored(self.id),
             sku: self.sku,
@@ -256,7 +262,7 @@ pub(super) trait Entity: Sized + Clone + PartialEq + Send + Sync + 'static {
     /// Decodes a row.
     ///
     /// # Errors
-    /// [`Error::Unavailable`] for a row this backend could not have written.
+    /// [`Error::Internal`] for a row this backend could not have written.
     fn from_row(row: Self::Row) -> Result<Self>;
     /// The id as stored.
     fn id(&self) -> &str;
@@ -500,6 +506,33 @@ mod tests {
         assert_eq!(bytes, vec![0xff]);
         let (bytes, _) = decimal_to_cql(Decimal::ZERO).into_signed_be_bytes_and_exponent();
         assert_eq!(bytes, vec![0x00]);
+    }
+
+    #[test]
+    fn an_unreadable_row_is_an_internal_error_naming_the_entity() {
+        let row = ProductRow {
+            id: "prod_1".to_owned(),
+            sku: "SKU-1".to_owned(),
+            title: "T".to_owned(),
+            body: None,
+            price: decimal_to_cql(Decimal::ONE),
+            currency: "EUR".to_owned(),
+            inventory_status: "SOMETIMES".to_owned(),
+            inventory_quantity: None,
+            category_id: "cat_1".to_owned(),
+            images: None,
+            metadata: None,
+            created_at: CqlTimestamp(0),
+            updated_at: CqlTimestamp(0),
+        };
+        let Err(Error::Internal { message, source }) = row.into_product() else {
+            panic!("expected an internal error");
+        };
+        assert_eq!(
+            message,
+            r#"product "prod_1" is stored in a form that cannot be read"#
+        );
+        assert!(source.to_string().contains("SOMETIMES"), "{source}");
     }
 
     #[test]
