@@ -33,10 +33,9 @@ pub async fn open_datastore(config: &DatastoreConfig) -> anyhow::Result<AnyDatas
             .map(AnyDatastore::Sqlite)
             .map_err(startup_error),
         // The driver error stays in the chain: "connection refused" is the useful part.
-        Backend::Scylla => {
-            let settings = config.scylla().map_err(anyhow::Error::msg)?;
-            Ok(AnyDatastore::Scylla(ScyllaStore::connect(&settings).await?))
-        }
+        Backend::Scylla => Ok(AnyDatastore::Scylla(
+            ScyllaStore::connect(&config.scylla()).await?,
+        )),
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::datastore::scylla::ScyllaConfig;
+use crate::datastore::scylla::{ConsistencyLevel, ScyllaConfig, SerialConsistencyLevel};
 
 /// Command line of `gitstore-api`.
 #[derive(Parser, Debug, Clone)]
@@ -222,17 +222,21 @@ pub struct DatastoreConfig {
         long = "scylla-consistency",
         env = "GITSTORE_DATASTORE_SCYLLA_CONSISTENCY",
         default_value = "LOCAL_QUORUM",
+        value_enum,
+        ignore_case = true,
         global = true
     )]
-    pub scylla_consistency: String,
+    pub scylla_consistency: ConsistencyLevel,
     /// Serial consistency of lightweight transactions (LOCAL_SERIAL or SERIAL).
     #[arg(
         long = "scylla-serial-consistency",
         env = "GITSTORE_DATASTORE_SCYLLA_SERIAL_CONSISTENCY",
         default_value = "LOCAL_SERIAL",
+        value_enum,
+        ignore_case = true,
         global = true
     )]
-    pub scylla_serial_consistency: String,
+    pub scylla_serial_consistency: SerialConsistencyLevel,
     /// Time limit of one Scylla request (e.g. `5s`).
     #[arg(long = "scylla-request-timeout", env = "GITSTORE_DATASTORE_SCYLLA_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
     pub scylla_request_timeout: Duration,
@@ -348,20 +352,19 @@ pub fn env_var_names() -> Vec<String> {
 impl DatastoreConfig {
     /// The Scylla driver settings these options describe.
     ///
-    /// # Errors
-    /// A consistency name that is not a CQL consistency level.
-    pub fn scylla(&self) -> Result<ScyllaConfig, String> {
-        Ok(ScyllaConfig {
+    #[must_use]
+    pub fn scylla(&self) -> ScyllaConfig {
+        ScyllaConfig {
             hosts: self.scylla_hosts.clone(),
             keyspace: self.scylla_keyspace.clone(),
             username: self.scylla_username.clone(),
             password: self.scylla_password.as_ref().map(|p| p.expose().to_owned()),
-            consistency: self.scylla_consistency.parse()?,
-            serial_consistency: self.scylla_serial_consistency.parse()?,
+            consistency: self.scylla_consistency,
+            serial_consistency: self.scylla_serial_consistency,
             request_timeout: self.scylla_request_timeout,
             migration_lock_ttl: self.scylla_migration_lock_ttl,
             migration_wait_timeout: self.scylla_migration_wait_timeout,
-        })
+        }
     }
 }
 
@@ -429,8 +432,22 @@ mod tests {
     #[test]
     fn scylla_settings_are_assembled_here() {
         let config = Config::defaults();
-        let scylla = config.datastore.scylla().expect("defaults are valid");
+        let scylla = config.datastore.scylla();
         assert_eq!(scylla.keyspace, "gitstore");
         assert_eq!(scylla.hosts, ["localhost:9042"]);
+        assert_eq!(scylla.consistency, ConsistencyLevel::LocalQuorum);
+        let cli = Cli::try_parse_from(["gitstore-api", "--scylla-consistency", "quorum"])
+            .expect("case does not matter");
+        assert_eq!(
+            cli.config.datastore.scylla_consistency,
+            ConsistencyLevel::Quorum
+        );
+        let err = Cli::try_parse_from(["gitstore-api", "--scylla-consistency", "LOCAL_QUROUM"])
+            .expect_err("a typo is a usage error");
+        let text = err.to_string();
+        assert!(
+            text.contains("LOCAL_QUORUM") && text.contains("EACH_QUORUM"),
+            "{text}"
+        );
     }
 }

@@ -172,8 +172,6 @@ impl From<datastore::Error> for Error {
                 value,
             },
             datastore::Error::Conflict(current) => Self::Conflict(current),
-            datastore::Error::InvalidArgument(message) => Self::InvalidArgument(message),
-            datastore::Error::FailedPrecondition(message) => Self::FailedPrecondition(message),
             datastore::Error::Unavailable { message, .. } => Self::Unavailable { message },
             datastore::Error::Internal { message, .. } => Self::Internal { message },
         }

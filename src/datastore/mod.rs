@@ -1,17 +1,22 @@
 //! The storage seam: one trait, its error type, and the closed set of backends.
 //!
 //! # Error policy
-//! Backends convert driver errors at the call site into [`Error`]: a unique-constraint
-//! hit becomes [`Error::AlreadyExists`], a failed version check [`Error::Conflict`]
-//! carrying the stored entity, and anything the caller cannot fix [`Error::Unavailable`]
-//! with the driver error as its source. Nothing driver-specific crosses the trait, and
-//! the GraphQL layer logs the source of `Unavailable` but never sends it to clients.
+//! Backends convert driver errors at the call site into [`Error`], which speaks of
+//! storage only: a row that is absent (the entity addressed, or one a write refers to)
+//! is [`Error::NotFound`] with the entity and key, a unique-constraint hit
+//! [`Error::AlreadyExists`], a failed version check [`Error::Conflict`] carrying the
+//! stored entity, a stored row that cannot be decoded [`Error::Internal`], and anything
+//! else the caller cannot fix [`Error::Unavailable`] with the driver error as its
+//! source. Nothing driver-specific crosses the trait. Rule breaks (invalid values,
+//! cycles, deletes that would orphan) are the service's, in [`crate::error::Error`],
+//! which wraps this type. The [`Instrumented`] decorator logs the source of `Unavailable`
+//! and `Internal` once; no layer above logs it again or sends it to clients.
 //!
 //! # What a backend must guarantee
 //! Backends store and fetch; validation, timestamps and referential checks live in
 //! [`crate::service`]. A backend enforces atomically only what cannot be checked from
 //! above without a race: uniqueness of sku and slugs (on create and update) and the
-//! `updated_at` version check of updates. The generic contract suite in `tests/it/contract.rs`
+//! `updated_at` version check of updates. The generic contract suite in `tests/it/contract/`
 //! is the definition of the rest.
 
 pub mod instrumented;
@@ -66,12 +71,6 @@ pub enum Error {
     /// The version given does not match the stored one; nothing was written.
     #[error("version conflict: the stored entity has changed")]
     Conflict(Current),
-    /// The request breaks a rule (validation, integrity).
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// The request conflicts with the state of other entities (e.g. deleting a parent).
-    #[error("{0}")]
-    FailedPrecondition(String),
     /// The backend could not answer.
     #[error("datastore unavailable: {message}")]
     Unavailable {
@@ -144,8 +143,6 @@ impl Error {
             Self::NotFound { .. } => "not_found",
             Self::AlreadyExists { .. } => "already_exists",
             Self::Conflict(_) => "conflict",
-            Self::InvalidArgument(_) => "invalid_argument",
-            Self::FailedPrecondition(_) => "failed_precondition",
             Self::Unavailable { .. } => "unavailable",
             Self::Internal { .. } => "internal",
         }
