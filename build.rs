@@ -1,11 +1,15 @@
 //! Embeds the pinned GraphiQL browser bundle so `/playground` works without internet access.
 //!
 //! `assets/graphiql/package.json` pins exact versions of `graphiql`, `react` and `react-dom`, and
-//! `npm ci --prefix assets/graphiql` fetches them into `node_modules`. When the files are there, and
-//! are the pinned versions, `$OUT_DIR/graphiql_assets.rs` embeds them with `include_bytes!` and
-//! `src/http/playground.rs` serves them itself. When they are not, a plain `cargo build` still works
-//! without Node.js: the page then loads the very same versions from a CDN and this script says so
-//! with a `cargo:warning`. Release builds (the Dockerfile, `.ci/run`) set
+//! `package-lock.json` pins what npm installs. The bundle is taken from
+//! `assets/graphiql/node_modules` when `npm ci --prefix assets/graphiql` has installed it there;
+//! otherwise, when npm is on the PATH, this script runs `npm ci` itself into `$OUT_DIR` (offline
+//! first, from npm's cache), so the README's plain `cargo run --release` serves GraphiQL
+//! offline. Either way `$OUT_DIR/graphiql_assets.rs` embeds the files with `include_bytes!` and
+//! `src/http/playground.rs` serves them itself. Only without Node.js (or with
+//! `GITSTORE_GRAPHIQL_NPM=0`, or when npm cannot fetch the packages) does the build fall back: the
+//! page then loads the very same versions from a CDN, says what to do when that fails, and this
+//! script warns with a `cargo:warning`. Release builds (the Dockerfile, `.ci/run`) set
 //! `GITSTORE_REQUIRE_OFFLINE_GRAPHIQL=1`, which turns that fallback into a build error, so a
 //! release can never depend on a CDN by accident.
 //!
@@ -16,10 +20,13 @@ use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 const PACKAGE_DIR: &str = "assets/graphiql";
 const REQUIRE_OFFLINE_ENV: &str = "GITSTORE_REQUIRE_OFFLINE_GRAPHIQL";
 const CDN_BASE: &str = "https://cdn.jsdelivr.net/npm";
+/// `0` stops the build script from running npm (the CDN fallback is then used).
+const NPM_ENV: &str = "GITSTORE_GRAPHIQL_NPM";
 
 /// One browser file of the bundle.
 struct Asset {
@@ -78,76 +85,161 @@ const ASSETS: [Asset; 4] = [
 fn main() {
     let root =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let package_dir = root.join(PACKAGE_DIR);
     let manifest_path = package_dir.join("package.json");
+    let lock_path = package_dir.join("package-lock.json");
 
     // `sqlx::migrate!` embeds these files; rebuild when they change.
     println!("cargo:rerun-if-changed=migrations");
     println!("cargo:rerun-if-env-changed={REQUIRE_OFFLINE_ENV}");
+    println!("cargo:rerun-if-env-changed={NPM_ENV}");
     println!("cargo:rerun-if-changed={}", manifest_path.display());
-    println!(
-        "cargo:rerun-if-changed={}",
-        package_dir.join("package-lock.json").display()
-    );
+    println!("cargo:rerun-if-changed={}", lock_path.display());
 
     let manifest = fs::read_to_string(&manifest_path)
         .unwrap_or_else(|err| panic!("cannot read {}: {err}", manifest_path.display()));
+    let versions: Vec<String> = ASSETS
+        .iter()
+        .map(|asset| {
+            pinned_version(&manifest, asset.package).unwrap_or_else(|| {
+                panic!(
+                    "{} must pin an exact version (x.y.z) of \"{}\" under \"dependencies\"",
+                    manifest_path.display(),
+                    asset.package
+                )
+            })
+        })
+        .collect();
 
+    // 1. A bundle installed in the source tree (`npm ci --prefix assets/graphiql`, as CI and
+    //    the Dockerfile do). 2. Otherwise npm installs it into OUT_DIR from the lock file,
+    //    offline-first from npm's cache, so a plain `cargo build` on a machine with Node.js
+    //    serves GraphiQL offline. 3. Otherwise the page loads the same versions from a CDN.
     let mut problems = Vec::new();
-    let mut files = Vec::new();
-    for asset in &ASSETS {
-        let version = pinned_version(&manifest, asset.package).unwrap_or_else(|| {
-            panic!(
-                "{} must pin an exact version (x.y.z) of \"{}\" under \"dependencies\"",
-                manifest_path.display(),
-                asset.package
-            )
-        });
-        let package_root = package_dir.join("node_modules").join(asset.package);
-        let file = package_root.join(asset.path_in_package);
-        match installed_version(&package_root) {
-            Some(installed) if installed == version && file.is_file() => {}
-            Some(installed) if installed != version => problems.push(format!(
-                "{} {installed} is installed but package.json pins {version}",
-                asset.package
-            )),
-            _ => problems.push(format!("{} is missing", file.display())),
+    let mut files = match bundle(&package_dir, &versions) {
+        Ok(files) => Some(files),
+        Err(problem) => {
+            problems.push(problem);
+            None
         }
-        files.push((asset, version, file));
+    };
+    if files.is_none() {
+        println!("cargo:rerun-if-changed={}", package_dir.display());
+        match npm_install(&package_dir, &out_dir.join("graphiql")) {
+            Ok(installed) => match bundle(&installed, &versions) {
+                Ok(found) => files = Some(found),
+                Err(problem) => problems.push(format!("after npm ci: {problem}")),
+            },
+            Err(problem) => problems.push(problem),
+        }
     }
 
-    let offline = problems.is_empty();
+    let offline = files.is_some();
+    let files = files.unwrap_or_else(|| {
+        let require_offline = env::var(REQUIRE_OFFLINE_ENV).is_ok_and(|value| value == "1");
+        if require_offline {
+            panic!(
+                "{REQUIRE_OFFLINE_ENV}=1 but the pinned GraphiQL bundle is not available ({}); \
+                 install Node.js and npm, or run `npm ci --prefix {PACKAGE_DIR}` first",
+                problems.join("; ")
+            );
+        }
+        println!(
+            "cargo:warning=GraphiQL assets not embedded ({}): /playground will load GraphiQL from \
+             {CDN_BASE}; build on a machine with Node.js and npm to serve it offline",
+            problems.join("; ")
+        );
+        ASSETS
+            .iter()
+            .zip(&versions)
+            .map(|(asset, version)| (asset, version.clone(), PathBuf::new()))
+            .collect()
+    });
     if offline {
         // Only existing files are watched: cargo reruns a build script on every build while a
         // watched path is missing, which would recompile the crate every time.
         for (_, _, file) in &files {
             println!("cargo:rerun-if-changed={}", file.display());
         }
-    } else {
-        // Cheap to scan while node_modules is absent; notices `npm ci` creating it.
-        println!("cargo:rerun-if-changed={}", package_dir.display());
-        let require_offline = env::var(REQUIRE_OFFLINE_ENV).is_ok_and(|value| value == "1");
-        if require_offline {
-            panic!(
-                "{REQUIRE_OFFLINE_ENV}=1 but the pinned GraphiQL bundle is not installed ({}); \
-                 run `npm ci --prefix {PACKAGE_DIR}` first",
-                problems.join("; ")
-            );
-        }
-        println!(
-            "cargo:warning=GraphiQL assets not installed ({}): /playground will load GraphiQL from \
-             {CDN_BASE}; run `npm ci --prefix {PACKAGE_DIR}` to embed them",
-            problems.join("; ")
-        );
     }
 
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
-        .join("graphiql_assets.rs");
+    let out = out_dir.join("graphiql_assets.rs");
     let code = generate(offline, &files);
     // Rewriting identical content would still bump the mtime and force a recompile.
     if fs::read_to_string(&out).ok().as_deref() != Some(code.as_str()) {
         fs::write(&out, code).unwrap_or_else(|err| panic!("cannot write {}: {err}", out.display()));
     }
+}
+
+/// The four browser files under `base/node_modules`, if all are the pinned versions.
+fn bundle<'a>(
+    base: &Path,
+    versions: &[String],
+) -> Result<Vec<(&'a Asset, String, PathBuf)>, String> {
+    let mut files = Vec::new();
+    for (asset, version) in ASSETS.iter().zip(versions) {
+        let package_root = base.join("node_modules").join(asset.package);
+        let file = package_root.join(asset.path_in_package);
+        match installed_version(&package_root) {
+            Some(installed) if installed == *version && file.is_file() => {}
+            Some(installed) if installed != *version => {
+                return Err(format!(
+                    "{} {installed} is installed but package.json pins {version}",
+                    asset.package
+                ));
+            }
+            _ => return Err(format!("{} is missing", file.display())),
+        }
+        files.push((asset, version.clone(), file));
+    }
+    Ok(files)
+}
+
+/// Runs `npm ci` for the pinned bundle in `dest` (a copy of package.json and the lock
+/// file), unless the same lock file was installed there before. Returns `dest`.
+fn npm_install(package_dir: &Path, dest: &Path) -> Result<PathBuf, String> {
+    if env::var(NPM_ENV).is_ok_and(|value| value == "0") {
+        return Err(format!("{NPM_ENV}=0 disables the npm install"));
+    }
+    let lock = fs::read(package_dir.join("package-lock.json"))
+        .map_err(|err| format!("cannot read package-lock.json: {err}"))?;
+    let stamp = dest
+        .join("node_modules")
+        .join(".installed-package-lock.json");
+    if fs::read(&stamp).is_ok_and(|installed| installed == lock) {
+        return Ok(dest.to_path_buf());
+    }
+    fs::create_dir_all(dest).map_err(|err| format!("cannot create {}: {err}", dest.display()))?;
+    for name in ["package.json", "package-lock.json"] {
+        fs::copy(package_dir.join(name), dest.join(name))
+            .map_err(|err| format!("cannot copy {name}: {err}"))?;
+    }
+    let output = Command::new("npm")
+        .arg("ci")
+        .arg("--prefix")
+        .arg(dest)
+        .args([
+            "--ignore-scripts",
+            "--no-audit",
+            "--no-fund",
+            "--prefer-offline",
+            "--fetch-retries=1",
+            "--fetch-timeout=30000",
+            "--loglevel=error",
+        ])
+        .output()
+        .map_err(|err| format!("npm is not available ({err})"))?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+        return Err(format!(
+            "npm ci failed ({})",
+            last.unwrap_or("no message").trim()
+        ));
+    }
+    fs::write(&stamp, &lock).map_err(|err| format!("cannot write {}: {err}", stamp.display()))?;
+    Ok(dest.to_path_buf())
 }
 
 /// The generated module: see `src/http/playground.rs` for how each item is used.

@@ -1,9 +1,11 @@
 //! GraphiQL at `GET /playground`, with its browser files served by the binary itself.
 //!
-//! `build.rs` embeds the versions pinned in `assets/graphiql/package.json` when
-//! `npm ci --prefix assets/graphiql` has installed them, so the release binary and the container
-//! image need no internet access to show the playground. A build without them falls back to a CDN
-//! pinned to the same versions ([`serves_offline`] tells which one this binary is).
+//! `build.rs` embeds the versions pinned in `assets/graphiql/package.json` (installed by
+//! `npm ci --prefix assets/graphiql`, or by the build script itself when npm is available), so
+//! the release binary and the container image need no internet access to show the playground. A
+//! build on a machine without Node.js falls back to a CDN pinned to the same versions
+//! ([`serves_offline`] tells which one this binary is), and the page says what to do when the
+//! CDN cannot be reached instead of loading forever.
 //!
 //! The asset file names carry the package version, so they are served as `immutable`: upgrading a
 //! package changes the URL instead of relying on caches to expire.
@@ -70,12 +72,27 @@ const PAGE_TEMPLATE: &str = r#"<!doctype html>
 </head>
 <body>
 <div id="graphiql">Loading GraphiQL…</div>
+<script>
+  // Scripts that cannot load (no route to the CDN) may hang for minutes before failing;
+  // say what to do instead of "Loading…" forever.
+  window.gitstoreLoadFailure = function () {
+    if (window.GraphiQL) { return; }
+    var box = document.getElementById("graphiql");
+    box.style.cssText = "font: 16px/1.5 sans-serif; max-width: 46em; margin: 3em auto; padding: 0 1em";
+    box.innerHTML = %LOAD_FAILURE%;
+  };
+  setTimeout(window.gitstoreLoadFailure, 10000);
+</script>
 <script src="%REACT_JS%"></script>
 <script src="%REACT_DOM_JS%"></script>
 <script src="%GRAPHIQL_JS%"></script>
 <script>
 (function () {
   "use strict";
+  if (!window.GraphiQL || !window.React || !window.ReactDOM) {
+    window.gitstoreLoadFailure();
+    return;
+  }
   // Host-relative, so the page works under whatever host or port serves it.
   var endpoint = "/graphql";
 
@@ -122,7 +139,27 @@ static PAGE: LazyLock<String> = LazyLock::new(|| {
         .replace("%REACT_DOM_JS%", &asset_url(&generated::REACT_DOM_JS))
         .replace("%GRAPHIQL_JS%", &asset_url(&generated::GRAPHIQL_JS))
         .replace("%DEFAULT_QUERY%", &js_string(DEFAULT_QUERY))
+        .replace("%LOAD_FAILURE%", &js_string(load_failure()))
 });
+
+/// What the page shows when GraphiQL's files did not load.
+const fn load_failure() -> &'static str {
+    if generated::OFFLINE {
+        "<h2>GraphiQL did not load</h2><p>This server embeds GraphiQL's files, but the browser \
+         could not fetch them from <code>/playground/assets/</code>. Reload the page; the API \
+         itself answers at <code>/graphql</code>.</p>"
+    } else {
+        "<h2>GraphiQL could not be loaded from the CDN</h2><p>This gitstore-api binary was built \
+         on a machine without Node.js and npm, so it does not embed GraphiQL and the page loads \
+         it from <code>cdn.jsdelivr.net</code>, which this browser cannot reach.</p><p>To serve \
+         the playground offline, install Node.js and npm and rebuild \
+         (<code>cargo build --release</code> fetches the pinned bundle itself), or run \
+         <code>npm ci --prefix assets/graphiql</code> before building.</p><p>The API works \
+         without the playground: send queries to <code>/graphql</code>, e.g. <code>curl -H \
+         'Content-Type: application/json' -d '{\"query\":\"{ products { totalCount } }\"}' \
+         http://localhost:4000/graphql</code>.</p>"
+    }
+}
 
 /// Routes for `GET /playground` and `GET /playground/assets/{file}`.
 ///
@@ -209,12 +246,22 @@ mod tests {
             );
         }
         assert!(PAGE.contains("products(first: 5)"));
+        let advice = if serves_offline() {
+            "GraphiQL did not load"
+        } else {
+            "install Node.js and npm and rebuild"
+        };
+        assert!(
+            PAGE.contains(advice),
+            "the page says what to do when loading fails"
+        );
         for placeholder in [
             "%GRAPHIQL_CSS%",
             "%REACT_JS%",
             "%REACT_DOM_JS%",
             "%GRAPHIQL_JS%",
             "%DEFAULT_QUERY%",
+            "%LOAD_FAILURE%",
         ] {
             assert!(
                 !PAGE.contains(placeholder),

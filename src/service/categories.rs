@@ -61,10 +61,10 @@ impl<D: Datastore> Catalog<D> {
         let wanted: HashSet<&CategoryId> = parents.iter().collect();
         let mut out: HashMap<CategoryId, Vec<Category>> = HashMap::new();
         for category in self.store.list_categories().await? {
-            if let Some(parent) = &category.parent_id {
-                if wanted.contains(parent) {
-                    out.entry(parent.clone()).or_default().push(category);
-                }
+            if let Some(parent) = &category.parent_id
+                && wanted.contains(parent)
+            {
+                out.entry(parent.clone()).or_default().push(category);
             }
         }
         for children in out.values_mut() {

@@ -199,3 +199,102 @@ pub fn page_size(first: Option<i32>, last: Option<i32>) -> Result<(usize, bool)>
         (None, None) => Ok((check("first", PAGE_DEFAULT)?, false)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr as _;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn message<T: std::fmt::Debug>(result: Result<T>) -> String {
+        match result {
+            Err(Error::InvalidArgument(m)) => m,
+            other => panic!("expected INVALID_ARGUMENT, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn skus_and_tags_use_the_key_alphabet() {
+        assert!(sku("ABC-1.x_2").is_ok());
+        assert!(sku(&"a".repeat(SKU_MAX)).is_ok());
+        assert!(message(sku(&"a".repeat(SKU_MAX + 1))).contains("1-64"));
+        assert!(message(sku("")).starts_with("sku \"\""));
+        assert!(message(sku("a b")).contains("\"a b\""));
+        assert!(sku("é").is_err());
+        assert!(tag("v1.2.0").is_ok());
+        assert!(message(tag("v 1")).starts_with("version"));
+    }
+
+    #[test]
+    fn names_count_characters_and_refuse_blank() {
+        assert!(name("title", &"é".repeat(NAME_MAX)).is_ok());
+        assert!(name("title", &"é".repeat(NAME_MAX + 1)).is_err());
+        assert!(message(name("name", "   ")).starts_with("name \"   \""));
+    }
+
+    #[test]
+    fn slugs_are_hyphenated_lower_case_words() {
+        for ok in ["a", "shoes", "summer-2024", "a-b-c"] {
+            assert!(slug(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-a", "a-", "a--b", "A", "a_b", "ä"] {
+            assert!(slug(bad).is_err(), "{bad}");
+        }
+        assert!(slug(&"a".repeat(SLUG_MAX + 1)).is_err());
+    }
+
+    #[test]
+    fn prices_are_non_negative_with_eight_decimals_at_most() {
+        let d = |s: &str| Decimal::from_str(s).expect("decimal");
+        assert!(price(d("0")).is_ok());
+        assert!(price(d("-0.00")).is_ok());
+        assert!(price(d("9.12345678")).is_ok());
+        assert!(message(price(d("-1"))).contains("negative"));
+        assert!(message(price(d("1.123456789"))).contains("fractional"));
+    }
+
+    #[test]
+    fn currency_quantity_images_body() {
+        assert!(currency("EUR").is_ok());
+        assert!(currency("eur").is_err());
+        assert!(currency("EURO").is_err());
+        assert!(quantity(None).is_ok());
+        assert!(quantity(Some(0)).is_ok());
+        assert!(message(quantity(Some(-1))).contains("-1"));
+        assert!(images(&vec!["https://x/a.png".to_owned(); IMAGES_MAX]).is_ok());
+        assert!(images(&vec!["https://x/a.png".to_owned(); IMAGES_MAX + 1]).is_err());
+        assert!(images(&[" ".to_owned()]).is_err());
+        assert!(images(&["h".repeat(IMAGE_LEN_MAX + 1)]).is_err());
+        assert!(body(Some(&"b".repeat(BLOB_MAX))).is_ok());
+        assert!(body(Some(&"b".repeat(BLOB_MAX + 1))).is_err());
+    }
+
+    #[test]
+    fn metadata_is_a_bounded_object() {
+        assert!(metadata(None).is_ok());
+        assert!(metadata(Some(&json!({"a": [1, 2]}))).is_ok());
+        assert!(message(metadata(Some(&json!([1])))).contains("JSON object"));
+        let big = json!({ "k": "v".repeat(BLOB_MAX) });
+        assert!(message(metadata(Some(&big))).contains("bytes"));
+    }
+
+    #[test]
+    fn page_sizes() {
+        assert_eq!(page_size(None, None).expect("default"), (20, false));
+        assert_eq!(page_size(Some(0), None).expect("zero"), (0, false));
+        assert_eq!(page_size(None, Some(PAGE_MAX)).expect("max"), (100, true));
+        assert!(message(page_size(Some(1), Some(1))).contains("together"));
+        assert!(message(page_size(Some(-1), None)).contains("first -1"));
+        assert!(message(page_size(None, Some(PAGE_MAX + 1))).contains("last 101"));
+    }
+
+    #[test]
+    fn long_values_are_shortened_in_messages() {
+        let long = "x".repeat(500);
+        let shown = shown(&long);
+        assert!(shown.len() < 100 && shown.ends_with('…'), "{shown}");
+        assert_eq!(super::shown("abc"), "\"abc\"");
+    }
+}

@@ -348,10 +348,10 @@ async fn binary_serves_and_stops_cleanly_with_the_compose_environment() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("exited early with {status} under {env:?}:\n{}", logs());
         }
-        if let Ok(response) = client.get(&health).send().await {
-            if response.status() == 200 {
-                break;
-            }
+        if let Ok(response) = client.get(&health).send().await
+            && response.status() == 200
+        {
+            break;
         }
         if Instant::now() > deadline {
             let _ = child.kill();

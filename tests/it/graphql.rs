@@ -666,3 +666,30 @@ pub async fn auth_mutations_not_configured(api: &GraphqlApi) {
         );
     }
 }
+
+/// Every file in `tests/it/snapshots` belongs to a `snap!` above, and no pending
+/// (`.snap.new`) file is left: a renamed or deleted case cannot leave a stale snapshot
+/// behind, and an unreviewed change cannot hide next to the accepted one.
+#[test]
+fn every_snapshot_is_referenced_and_none_is_pending() {
+    let source = include_str!("graphql.rs");
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/snapshots");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).expect("snapshot directory") {
+        let name = entry.expect("directory entry").file_name();
+        let name = name.to_string_lossy();
+        assert!(
+            !name.ends_with(".snap.new") && !name.ends_with(".pending-snap"),
+            "pending snapshot {name}: review it with `cargo insta review` or delete it"
+        );
+        let Some(stem) = name.strip_suffix(".snap") else {
+            panic!("unexpected file {name} in tests/it/snapshots");
+        };
+        assert!(
+            source.contains(&format!("\"{stem}\"")),
+            "snapshot {name} is not referenced by any snap! in tests/it/graphql.rs; delete it"
+        );
+        checked += 1;
+    }
+    assert!(checked > 0, "no snapshots found in {}", dir.display());
+}

@@ -37,10 +37,10 @@ pub async fn spawn_with(config: Config, store: AnyDatastore) -> TestApp {
         shutdown: Some(tx),
     };
     for _ in 0..200 {
-        if let Ok(r) = app.client.get(app.url("/ready")).send().await {
-            if r.status() == 200 {
-                return app;
-            }
+        if let Ok(r) = app.client.get(app.url("/ready")).send().await
+            && r.status() == 200
+        {
+            return app;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -205,11 +205,10 @@ impl ScyllaStore {
                     owner: Some(owner),
                     claim: Some(claim),
                 }) = old_claim
+                    && owner == stored.id()
                 {
-                    if owner == stored.id() {
-                        self.release::<T>(stored.key(), stored.id(), Some(&claim))
-                            .await;
-                    }
+                    self.release::<T>(stored.key(), stored.id(), Some(&claim))
+                        .await;
                 }
             }
             (Ok(Write::Stale(_) | Write::Missing) | Err(_), Some(claim)) => {
