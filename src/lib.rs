@@ -4,13 +4,19 @@
 //!
 //! | module | owns |
 //! |---|---|
-//! | [`config`] | CLI and `GITSTORE_*` environment configuration (clap) |
+//! | [`config`] | CLI and `GITSTORE_*` environment configuration (clap), grouped as HTTP, GraphQL and datastore settings |
 //! | [`telemetry`] | tracing subscriber and the Prometheus recorder |
-//! | [`app`] | `AppState`, datastore construction, `run(config, listener, shutdown)` |
-//! | [`http`] | axum router: `/graphql`, `/playground`, `/health`, `/ready`, `/metrics` |
-//! | [`graphql`] | the async-graphql schema: types, queries, mutations, loaders, error codes (no axum) |
-//! | [`service`] | business rules: validation, timestamps, integrity, category tree, versions |
-//! | [`datastore`] | the `Datastore` trait, entities, errors, backends and the instrumented decorator |
+//! | [`app`] | wiring: opens the datastore, builds the schema and the HTTP state, `run(listener, shutdown)` |
+//! | [`http`] | axum router and its own state: `/graphql`, `/playground`, `/health`, `/ready`, `/metrics` |
+//! | [`graphql`] | the async-graphql schema: queries, mutations (one part per entity), types, loaders, cursors, error codes (no axum) |
+//! | [`service`] | business rules, one file per entity: validation, timestamps, integrity, category tree, versions |
+//! | [`error`] | the domain error every layer above the datastore speaks |
+//! | [`datastore`] | the `Datastore` trait, entities, storage errors, the backends and the instrumented decorator |
+//!
+//! Dependencies point down the table's last four rows: `http` → `graphql` → `service` →
+//! `datastore`, each with its own vocabulary (relay cursors and argument names in
+//! `graphql`, keys and entities in `service`, rows in the backends). Only `main` uses
+//! `app`.
 
 pub mod app;
 pub mod config;

@@ -1,4 +1,12 @@
 //! Output types of the schema and the `Node` interface.
+//!
+//! Each entity type here is a newtype over the datastore entity of the same name
+//! (`types::Product(datastore::Product)`): the Rust name is the GraphQL type name the
+//! schema exposes, and the newtype is what lets this layer add resolvers (loaders,
+//! paging) without the datastore knowing GraphQL. `CatalogStats` is a copy rather than
+//! a newtype because GraphQL's `Int` is 32 bits. Everywhere else a GraphQL type whose
+//! name would clash with another layer's gets a suffix in Rust and keeps its GraphQL
+//! name (`ProductFilterInput` is the GraphQL `ProductFilter`).
 
 use std::sync::Arc;
 

@@ -89,3 +89,29 @@ async fn readme_examples_work_in_order() {
         1
     );
 }
+
+/// Every file or directory the README links to (`[..](path)`) exists, so the
+/// architecture map cannot point at a file that was moved or split.
+#[test]
+fn readme_links_point_at_existing_files() {
+    let readme = include_str!("../../README.md");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for (at, _) in readme.match_indices("](") {
+        let rest = &readme[at + 2..];
+        let Some(end) = rest.find(')') else { continue };
+        let target = rest[..end].split('#').next().unwrap_or_default();
+        if target.is_empty() || target.contains("://") || target.starts_with('<') {
+            continue;
+        }
+        assert!(
+            root.join(target).exists(),
+            "README links to {target}, which does not exist"
+        );
+        checked += 1;
+    }
+    assert!(
+        checked > 20,
+        "only {checked} links found; is the parser right?"
+    );
+}
