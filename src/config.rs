@@ -162,6 +162,47 @@ pub struct GraphqlConfig {
     /// Answer introspection queries (GraphiQL needs them).
     #[arg(long = "graphql-introspection", env = "GITSTORE_GRAPHQL_INTROSPECTION", default_value_t = true, action = clap::ArgAction::Set, global = true)]
     pub introspection: bool,
+    /// Most operations in one batched request (a JSON array of requests).
+    #[arg(
+        long = "graphql-max-batch",
+        env = "GITSTORE_GRAPHQL_MAX_BATCH",
+        default_value_t = 10,
+        global = true
+    )]
+    pub max_batch: usize,
+    /// Largest GraphQL document (the `query` text), in bytes.
+    #[arg(
+        long = "graphql-max-document-bytes",
+        env = "GITSTORE_GRAPHQL_MAX_DOCUMENT_BYTES",
+        default_value_t = 64 * 1024,
+        global = true
+    )]
+    pub max_document_bytes: usize,
+    /// Most fields a document may select once every fragment spread is expanded in place
+    /// (checked before validation, so fragments that spread each other cannot explode).
+    #[arg(
+        long = "graphql-max-expanded-fields",
+        env = "GITSTORE_GRAPHQL_MAX_EXPANDED_FIELDS",
+        default_value_t = 5_000,
+        global = true
+    )]
+    pub max_expanded_fields: usize,
+    /// Largest `first`/`last` a list accepts.
+    #[arg(
+        long = "graphql-max-page-size",
+        env = "GITSTORE_GRAPHQL_MAX_PAGE_SIZE",
+        default_value_t = 1000,
+        global = true
+    )]
+    pub max_page_size: u32,
+    /// Rows a list returns when neither `first` nor `last` is given.
+    #[arg(
+        long = "graphql-default-page-size",
+        env = "GITSTORE_GRAPHQL_DEFAULT_PAGE_SIZE",
+        default_value_t = 100,
+        global = true
+    )]
+    pub default_page_size: u32,
 }
 
 /// Datastore settings.

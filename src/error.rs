@@ -172,6 +172,14 @@ impl From<datastore::Error> for Error {
                 value,
             },
             datastore::Error::Conflict(current) => Self::Conflict(current),
+            datastore::Error::Cycle { category, parent } => Self::reference(
+                Input::Parent,
+                parent,
+                Problem::Cycle { category },
+            ),
+            datastore::Error::InUse { entity, key } => Self::FailedPrecondition(format!(
+                "{entity} {key:?} still has child categories or products"
+            )),
             datastore::Error::Unavailable { message, .. } => Self::Unavailable { message },
             datastore::Error::Internal { message, .. } => Self::Internal { message },
         }

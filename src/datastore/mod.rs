@@ -13,10 +13,21 @@
 //! and `Internal` once; no layer above logs it again or sends it to clients.
 //!
 //! # What a backend must guarantee
-//! Backends store and fetch; validation, timestamps and referential checks live in
-//! [`crate::service`]. A backend enforces atomically only what cannot be checked from
-//! above without a race: uniqueness of sku and slugs (on create and update) and the
-//! `updated_at` version check of updates. The generic contract suite in `tests/it/contract/`
+//! Backends store and fetch; validation, timestamps and the friendly reference checks
+//! live in [`crate::service`]. A backend enforces atomically, in the same step as the
+//! write, everything that a concurrent write could otherwise break between the service's
+//! check and the write:
+//! - uniqueness of sku and slugs, on create and update ([`Error::AlreadyExists`]);
+//! - the `updated_at` version check of updates ([`Error::Conflict`]);
+//! - referential integrity: a product's category and collections, a collection's member
+//!   products and a category's parent exist when the write lands ([`Error::NotFound`]
+//!   naming the *referenced* entity); a category is never placed under itself or one of
+//!   its descendants ([`Error::Cycle`]); a category with child categories or products is
+//!   never deleted ([`Error::InUse`]); deleting a product or collection removes its
+//!   memberships in the same step.
+//!
+//! So no interleaving of writes can leave a cycle, an orphaned product or a membership
+//! that points at nothing. Each backend says in its module doc how it achieves this. The generic contract suite in `tests/it/contract/`
 //! is the definition of the rest.
 
 pub mod instrumented;
@@ -71,6 +82,24 @@ pub enum Error {
     /// The version given does not match the stored one; nothing was written.
     #[error("version conflict: the stored entity has changed")]
     Conflict(Current),
+    /// The category write would make `category` its own ancestor through `parent`;
+    /// nothing was written.
+    #[error("category {category:?} cannot be placed under {parent:?}: that would make a cycle")]
+    Cycle {
+        /// The category being written.
+        category: String,
+        /// The parent it was given.
+        parent: String,
+    },
+    /// The entity cannot be deleted while others refer to it (a category with child
+    /// categories or products); nothing was written.
+    #[error("{entity} {key:?} is still in use")]
+    InUse {
+        /// Entity name, e.g. `category`.
+        entity: &'static str,
+        /// Its id.
+        key: String,
+    },
     /// The backend could not answer.
     #[error("datastore unavailable: {message}")]
     Unavailable {
@@ -143,6 +172,8 @@ impl Error {
             Self::NotFound { .. } => "not_found",
             Self::AlreadyExists { .. } => "already_exists",
             Self::Conflict(_) => "conflict",
+            Self::Cycle { .. } => "cycle",
+            Self::InUse { .. } => "in_use",
             Self::Unavailable { .. } => "unavailable",
             Self::Internal { .. } => "internal",
         }
@@ -160,7 +191,8 @@ pub trait Datastore: Send + Sync + 'static {
     /// Stores a new product and its collection memberships.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] for a taken id or sku.
+    /// [`Error::AlreadyExists`] for a taken id or sku; [`Error::NotFound`] for a category
+    /// or collection that does not exist when the write lands.
     fn create_product(&self, product: &Product) -> impl Future<Output = Result<()>> + Send;
     /// Reads one product.
     ///
@@ -182,8 +214,9 @@ pub trait Datastore: Send + Sync + 'static {
     /// so a product write never undoes a concurrent collection write).
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::Conflict`] with the stored product, or
-    /// [`Error::AlreadyExists`] when the new sku is taken.
+    /// [`Error::NotFound`] (the product, or its new category or collections),
+    /// [`Error::Conflict`] with the stored product, or [`Error::AlreadyExists`] when the
+    /// new sku is taken.
     fn update_product(
         &self,
         product: &Product,
@@ -213,7 +246,8 @@ pub trait Datastore: Send + Sync + 'static {
     /// Stores a new category.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] for a taken id or slug.
+    /// [`Error::AlreadyExists`] for a taken id or slug; [`Error::NotFound`] for a parent
+    /// that does not exist when the write lands.
     fn create_category(&self, category: &Category) -> impl Future<Output = Result<()>> + Send;
     /// Reads one category.
     ///
@@ -238,25 +272,29 @@ pub trait Datastore: Send + Sync + 'static {
     /// # Errors
     /// Only [`Error::Unavailable`].
     fn list_categories(&self) -> impl Future<Output = Result<Vec<Category>>> + Send;
-    /// Replaces a category if its stored `updated_at` is `expected`.
+    /// Replaces a category if its stored `updated_at` is `expected`, its parent exists and
+    /// the parent is neither the category nor one of its descendants.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::Conflict`], or [`Error::AlreadyExists`] for a taken slug.
+    /// [`Error::NotFound`] (the category or its parent), [`Error::Conflict`],
+    /// [`Error::Cycle`], or [`Error::AlreadyExists`] for a taken slug.
     fn update_category(
         &self,
         category: &Category,
         expected: Timestamp,
     ) -> impl Future<Output = Result<()>> + Send;
-    /// Deletes a category (the service has checked it has no children or products).
+    /// Deletes a category that has no child categories and no products.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when absent.
+    /// [`Error::NotFound`] when absent; [`Error::InUse`] when it has children or products
+    /// when the delete lands.
     fn delete_category(&self, id: &CategoryId) -> impl Future<Output = Result<()>> + Send;
 
     /// Stores a new collection with its member products.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`] for a taken id or slug.
+    /// [`Error::AlreadyExists`] for a taken id or slug; [`Error::NotFound`] for a member
+    /// product that does not exist when the write lands.
     fn create_collection(
         &self,
         collection: &Collection,
@@ -290,7 +328,8 @@ pub trait Datastore: Send + Sync + 'static {
     /// also replaces its members.
     ///
     /// # Errors
-    /// [`Error::NotFound`], [`Error::Conflict`], or [`Error::AlreadyExists`] for a taken slug.
+    /// [`Error::NotFound`] (the collection, or a new member product), [`Error::Conflict`],
+    /// or [`Error::AlreadyExists`] for a taken slug.
     fn update_collection(
         &self,
         collection: &Collection,
