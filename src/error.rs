@@ -158,6 +158,26 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A parent reference error reported against `input` instead (a reorder's new
+    /// parent is checked by the same code as an update's parent).
+    #[must_use]
+    pub fn for_input(self, input: Input) -> Self {
+        match self {
+            Self::Reference {
+                input: Input::Parent,
+                key,
+                problem,
+            } => Self::Reference {
+                input,
+                key,
+                problem,
+            },
+            other => other,
+        }
+    }
+}
+
 impl From<datastore::Error> for Error {
     fn from(err: datastore::Error) -> Self {
         match err {
@@ -172,11 +192,9 @@ impl From<datastore::Error> for Error {
                 value,
             },
             datastore::Error::Conflict(current) => Self::Conflict(current),
-            datastore::Error::Cycle { category, parent } => Self::reference(
-                Input::Parent,
-                parent,
-                Problem::Cycle { category },
-            ),
+            datastore::Error::Cycle { category, parent } => {
+                Self::reference(Input::Parent, parent, Problem::Cycle { category })
+            }
             datastore::Error::InUse { entity, key } => Self::FailedPrecondition(format!(
                 "{entity} {key:?} still has child categories or products"
             )),

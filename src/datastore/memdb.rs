@@ -8,6 +8,14 @@
 //! Membership lives in one small `RwLock`-guarded pair of maps: a product's collections
 //! and a collection's products are updated under the same lock and so always agree.
 //!
+//! Integrity: every write takes one store-wide `integrity` mutex, and checks the
+//! references it creates or removes (the product's category and collections, a
+//! collection's members, a category's parent and its ancestors, a deleted category's
+//! children and products) while holding it, so the check and the write are one step and
+//! no interleaving of writes can leave a cycle or an orphan. Writes are microseconds on
+//! this backend, so serialising them costs little; reads never take it. It is always
+//! taken before any table lock.
+//!
 //! Listing walks an ordered `(created_at, id)` index from the page's cursor and stops as
 //! soon as the page is full, so a page costs O(page + rows skipped by the filter), not a
 //! sort of the whole table. The index is only written on create and delete (`created_at`
@@ -16,7 +24,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
 use std::ops::Bound;
-use std::sync::RwLock;
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -266,6 +274,11 @@ pub struct MemdbStore {
     /// Every product key in `(created_at, id)` order.
     order: RwLock<BTreeSet<Key>>,
     versions: RwLock<Vec<CatalogVersion>>,
+    /// Held by every write for its checks and its changes (see the module doc).
+    integrity: Mutex<()>,
+    /// How many products each category holds, kept under `integrity`, so deleting a
+    /// category does not scan every product.
+    products_per_category: Mutex<HashMap<CategoryId, usize>>,
 }
 
 impl MemdbStore {
@@ -301,6 +314,94 @@ impl MemdbStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn integrity(&self) -> MutexGuard<'_, ()> {
+        // The guarded state is `()`: a panic while it was held cannot have broken it.
+        self.integrity
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn per_category(&self) -> MutexGuard<'_, HashMap<CategoryId, usize>> {
+        self.products_per_category
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Moves one product's count from `from` to `to` (either may be absent).
+    fn recount(&self, from: Option<&CategoryId>, to: Option<&CategoryId>) {
+        let mut counts = self.per_category();
+        if let Some(from) = from
+            && let Some(n) = counts.get_mut(from)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(from);
+            }
+        }
+        if let Some(to) = to {
+            *counts.entry(to.clone()).or_default() += 1;
+        }
+    }
+
+    /// The referenced category exists (call with `integrity` held).
+    fn check_category(&self, id: &CategoryId) -> Result<()> {
+        if self.categories.rows.contains_key(id) {
+            Ok(())
+        } else {
+            Err(Error::not_found("category", id.as_str()))
+        }
+    }
+
+    /// Every referenced collection exists (call with `integrity` held).
+    fn check_collections(&self, ids: &[CollectionId]) -> Result<()> {
+        match ids
+            .iter()
+            .find(|id| !self.collections.rows.contains_key(*id))
+        {
+            Some(missing) => Err(Error::not_found("collection", missing.as_str())),
+            None => Ok(()),
+        }
+    }
+
+    /// Every referenced product exists (call with `integrity` held).
+    fn check_products(&self, ids: &[ProductId]) -> Result<()> {
+        match ids.iter().find(|id| !self.products.rows.contains_key(*id)) {
+            Some(missing) => Err(Error::not_found("product", missing.as_str())),
+            None => Ok(()),
+        }
+    }
+
+    /// `category` may be placed under its `parent_id` (call with `integrity` held): the
+    /// parent exists and walking up from it never meets `category`.
+    fn check_parent(&self, category: &Category) -> Result<()> {
+        let Some(parent) = &category.parent_id else {
+            return Ok(());
+        };
+        let mut next = Some(parent.clone());
+        let mut steps = 0_usize;
+        while let Some(id) = next {
+            if id == category.id {
+                return Err(Error::Cycle {
+                    category: category.id.as_str().to_owned(),
+                    parent: parent.as_str().to_owned(),
+                });
+            }
+            let Some(row) = self.categories.rows.get(&id) else {
+                if id == *parent {
+                    return Err(Error::not_found("category", parent.as_str()));
+                }
+                break;
+            };
+            next = row.parent_id.clone();
+            steps += 1;
+            // The tree is acyclic under this lock; the bound only guards a bug.
+            if steps > self.categories.rows.len() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn with_collections(&self, mut product: Product) -> Product {
         product.collection_ids = self.membership().collections_of(&product.id);
         product
@@ -333,9 +434,13 @@ impl Datastore for MemdbStore {
     }
 
     async fn create_product(&self, product: &Product) -> Result<()> {
+        let _integrity = self.integrity();
+        self.check_category(&product.category_id)?;
+        self.check_collections(&product.collection_ids)?;
         let mut stored = product.clone();
         stored.collection_ids.clear();
         self.products.insert(stored)?;
+        self.recount(None, Some(&product.category_id));
         self.order_mut().insert(Key::of(product));
         self.membership_mut()
             .set_for_product(&product.id, &product.collection_ids);
@@ -367,24 +472,42 @@ impl Datastore for MemdbStore {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
     ) -> Result<()> {
+        let _integrity = self.integrity();
+        self.check_category(&product.category_id)?;
+        if let Some(ids) = collection_ids {
+            self.check_collections(ids)?;
+        }
+        let previous = self.products.get(&product.id).ok().map(|p| p.category_id);
         let mut stored = product.clone();
         stored.collection_ids.clear();
         self.products.update(stored, expected, || {
             if let Some(ids) = collection_ids {
                 self.membership_mut().set_for_product(&product.id, ids);
             }
-        })
+        })?;
+        if previous.as_ref() != Some(&product.category_id) {
+            self.recount(previous.as_ref(), Some(&product.category_id));
+        }
+        Ok(())
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
+        let _integrity = self.integrity();
         let removed = self
             .products
             .remove(id, || self.membership_mut().remove_product(id))?;
+        self.recount(Some(&removed.category_id), None);
         self.order_mut().remove(&Key::of(&removed));
         Ok(())
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
+        if let (Some(after), Some(before)) = (&page.after, &page.before)
+            && after >= before
+        {
+            // An empty window (`BTreeSet::range` would panic on it).
+            return Ok(Vec::new());
+        }
         if filter.collection_id.is_some() {
             // Collection members are few: filter them, then order and window.
             let mut rows: Vec<Product> = self
@@ -437,6 +560,8 @@ impl Datastore for MemdbStore {
     }
 
     async fn create_category(&self, category: &Category) -> Result<()> {
+        let _integrity = self.integrity();
+        self.check_parent(category)?;
         self.categories.insert(category.clone())
     }
 
@@ -457,10 +582,31 @@ impl Datastore for MemdbStore {
     }
 
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
+        let _integrity = self.integrity();
+        if !self.categories.rows.contains_key(&category.id) {
+            return Err(Error::not_found("category", category.id.as_str()));
+        }
+        self.check_parent(category)?;
         self.categories.update(category.clone(), expected, || ())
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
+        let _integrity = self.integrity();
+        if !self.categories.rows.contains_key(id) {
+            return Err(Error::not_found("category", id.as_str()));
+        }
+        let has_children = self
+            .categories
+            .rows
+            .iter()
+            .any(|c| c.parent_id.as_ref() == Some(id));
+        let has_products = self.per_category().get(id).is_some_and(|n| *n > 0);
+        if has_children || has_products {
+            return Err(Error::InUse {
+                entity: "category",
+                key: id.as_str().to_owned(),
+            });
+        }
         self.categories.remove(id, || ()).map(drop)
     }
 
@@ -469,6 +615,8 @@ impl Datastore for MemdbStore {
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
+        let _integrity = self.integrity();
+        self.check_products(product_ids)?;
         self.collections.insert(collection.clone())?;
         self.membership_mut()
             .set_for_collection(&collection.id, product_ids);
@@ -497,6 +645,10 @@ impl Datastore for MemdbStore {
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
     ) -> Result<()> {
+        let _integrity = self.integrity();
+        if let Some(ids) = product_ids {
+            self.check_products(ids)?;
+        }
         self.collections.update(collection.clone(), expected, || {
             if let Some(ids) = product_ids {
                 self.membership_mut()
@@ -506,6 +658,7 @@ impl Datastore for MemdbStore {
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
+        let _integrity = self.integrity();
         self.collections
             .remove(id, || self.membership_mut().remove_collection(id))
             .map(drop)

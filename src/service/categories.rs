@@ -122,7 +122,10 @@ impl<D: Datastore> Catalog<D> {
             created_at: now,
             updated_at: now,
         };
-        self.store.create_category(&category).await?;
+        self.store
+            .create_category(&category)
+            .await
+            .map_err(|e| Error::from(e).missing_reference("category", Input::Parent))?;
         Ok(category)
     }
 
@@ -203,8 +206,15 @@ impl<D: Datastore> Catalog<D> {
                 skus.join(", ")
             )));
         }
-        self.store.delete_category(&id).await?;
-        Ok(id)
+        match self.store.delete_category(&id).await {
+            Ok(()) => Ok(id),
+            // A child or product arrived between the check above and the delete.
+            Err(crate::datastore::Error::InUse { .. }) => Err(Error::FailedPrecondition(format!(
+                "category {:?} still has child categories or products",
+                category.slug
+            ))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Moves `moved` under `new_parent` (if given), then sets `displayOrder` of each of
@@ -244,9 +254,11 @@ impl<D: Datastore> Catalog<D> {
                 None => None,
             };
             let version = stored.updated_at;
-            if let Updated::Conflict { current, .. } =
-                self.write_category(stored, next, version).await?
-            {
+            let written = self
+                .write_category(stored, next, version)
+                .await
+                .map_err(|e| e.for_input(Input::NewParent))?;
+            if let Updated::Conflict { current, .. } = written {
                 return Err(Error::Conflict(Current::Category(Box::new(current))));
             }
         } else if let Some(raw) = new_parent {
@@ -362,6 +374,12 @@ impl<D: Datastore> Catalog<D> {
             Ok(()) => Ok(Updated::Written(next)),
             Err(crate::datastore::Error::Conflict(Current::Category(current))) => {
                 Ok(category_conflict(*current, &next, version))
+            }
+            // The parent vanished between the check and the write.
+            Err(crate::datastore::Error::NotFound { entity, key })
+                if entity == "category" && key != next.id.as_str() =>
+            {
+                Err(Error::reference(Input::Parent, key, Problem::Missing))
             }
             Err(e) => Err(e.into()),
         }

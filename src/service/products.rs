@@ -65,10 +65,11 @@ impl<D: Datastore> Catalog<D> {
         validate_product(&product)?;
         product.category_id = self.check_category_exists(&input.category_id).await?;
         product.collection_ids = self.check_collections_exist(&input.collection_ids).await?;
-        self.store
-            .create_product(&product)
-            .await
-            .map_err(|e| Error::from(e).missing_reference("collection", Input::Collections))?;
+        self.store.create_product(&product).await.map_err(|e| {
+            Error::from(e)
+                .missing_reference("collection", Input::Collections)
+                .missing_reference("category", Input::Category)
+        })?;
         Ok(product)
     }
 
@@ -137,7 +138,9 @@ impl<D: Datastore> Catalog<D> {
             Err(crate::datastore::Error::Conflict(Current::Product(current))) => {
                 Ok(product_conflict(*current, &next, version))
             }
-            Err(e) => Err(Error::from(e).missing_reference("collection", Input::Collections)),
+            Err(e) => Err(Error::from(e)
+                .missing_reference("collection", Input::Collections)
+                .missing_reference("category", Input::Category)),
         }
     }
 

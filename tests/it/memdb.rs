@@ -11,10 +11,10 @@ mod graphql {
     crate::graphql_suite!(async { Some(crate::support::memdb_api()) });
 }
 
-/// A product whose category vanished (written behind the service's back) is an integrity
-/// failure the API reports as `INTERNAL`, naming what is missing, rather than a `null`.
+/// A product whose category does not exist cannot be written even behind the service's
+/// back: the backend checks the reference in the same step, so no orphan is ever counted.
 #[tokio::test]
-async fn broken_reference_is_internal_error() {
+async fn an_orphan_is_refused_by_the_backend() {
     use gitstore_api::datastore::{
         AnyDatastore, CategoryId, Datastore, InventoryStatus, Product, ProductId, Timestamp,
     };
@@ -36,18 +36,28 @@ async fn broken_reference_is_internal_error() {
         created_at: now,
         updated_at: now,
     };
-    store.create_product(&product).await.unwrap();
-    let api = crate::support::api_over(AnyDatastore::Memdb(store));
-    let r = crate::support::exec(&api, "{ product(sku: \"ORPHAN-1\") { sku category { slug } } catalogVersion { stats { orphanedReferences } } }", serde_json::Value::Null).await;
-    assert_eq!(r["errors"][0]["extensions"]["code"], "INTERNAL", "{r}");
+    // The backend refuses the orphan in the same step as the write.
+    let refused = store.create_product(&product).await;
     assert!(
-        r["errors"][0]["message"]
-            .as_str()
-            .unwrap()
-            .contains("ORPHAN-1")
+        matches!(
+            refused,
+            Err(gitstore_api::datastore::Error::NotFound {
+                entity: "category",
+                ..
+            })
+        ),
+        "{refused:?}"
     );
+    let api = crate::support::api_over(AnyDatastore::Memdb(store));
+    let r = crate::support::exec(
+        &api,
+        "{ product(sku: \"ORPHAN-1\") { sku } catalogVersion { stats { orphanedReferences } } }",
+        serde_json::Value::Null,
+    )
+    .await;
+    assert_eq!(r["data"]["product"], serde_json::Value::Null, "{r}");
     assert_eq!(
         r["data"]["catalogVersion"]["stats"]["orphanedReferences"],
-        1
+        0
     );
 }

@@ -6,12 +6,14 @@
 
 //!
 //! One file per concept: `products`, `categories`, `collections` (with memberships),
-//! `paging` (keyset windows and order), `races` (colliding writers and stale versions)
-//! and `versions` (catalogue versions). This file holds the macro, which lists every
+//! `paging` (keyset windows and order), `races` (colliding writers and stale versions),
+//! `integrity` (references, cycles and in-use deletes, alone and racing) and `versions`
+//! (catalogue versions). This file holds the macro, which lists every
 //! case by path, and the helpers the cases share.
 
 pub mod categories;
 pub mod collections;
+pub mod integrity;
 pub mod paging;
 pub mod products;
 pub mod races;
@@ -87,6 +89,12 @@ macro_rules! contract_suite {
             races::racing_creates_one_sku,
             races::racing_stale_updates,
             versions::catalog_versions,
+            integrity::references_must_exist,
+            integrity::cycles_are_refused,
+            integrity::categories_in_use_are_kept,
+            integrity::racing_parent_swaps_never_cycle,
+            integrity::racing_create_and_category_delete_never_orphan,
+            integrity::racing_membership_and_deletes_never_dangle,
         );
     };
 }
