@@ -20,6 +20,7 @@ use crate::datastore::{self, AnyDatastore, Datastore, Instrumented, MemdbStore, 
 use crate::graphql::{self, Limits};
 use crate::http::HttpState;
 use crate::service::Catalog;
+use crate::service::validate::PageSizes;
 
 /// Opens the configured backend (connects, but does not migrate).
 ///
@@ -90,15 +91,20 @@ impl App {
     #[must_use]
     pub fn with_store(config: Config, store: AnyDatastore) -> Self {
         let store = Instrumented::new(store);
-        let catalog = Arc::new(Catalog::new(store.clone()));
-        let api = graphql::build_schema(
-            catalog,
-            Limits {
-                max_depth: config.graphql.max_depth,
-                max_complexity: config.graphql.max_complexity,
-                introspection: config.graphql.introspection,
-            },
-        );
+        let limits = Limits {
+            max_depth: config.graphql.max_depth,
+            max_complexity: config.graphql.max_complexity,
+            introspection: config.graphql.introspection,
+            max_document_bytes: config.graphql.max_document_bytes,
+            max_expanded_fields: config.graphql.max_expanded_fields,
+            default_page_size: config.graphql.default_page_size,
+            max_page_size: config.graphql.max_page_size,
+        };
+        let catalog = Arc::new(Catalog::new(store.clone()).with_page_sizes(PageSizes {
+            default: limits.default_page_size,
+            max: limits.max_page_size,
+        }));
+        let api = graphql::build_schema(catalog, limits);
         let state = HttpState {
             api,
             store,

@@ -151,11 +151,12 @@ pub struct GraphqlConfig {
         global = true
     )]
     pub max_depth: usize,
-    /// Highest allowed GraphQL query complexity (list fields weighted by first/last).
+    /// Highest allowed cost of one operation: a fetched row costs 1, a page its size times
+    /// one row, counts and whole-catalogue fields more (README: "Limits and cost model").
     #[arg(
         long = "graphql-max-complexity",
         env = "GITSTORE_GRAPHQL_MAX_COMPLEXITY",
-        default_value_t = 1000,
+        default_value_t = 5000,
         global = true
     )]
     pub max_complexity: usize,

@@ -6,6 +6,7 @@
 
 pub mod cursor;
 pub mod error;
+pub mod guard;
 pub mod loaders;
 pub mod metrics;
 pub mod mutation;
@@ -33,21 +34,51 @@ pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
 pub struct Limits {
     /// Deepest allowed selection nesting.
     pub max_depth: usize,
-    /// Highest allowed query complexity (list fields weighted by `first`/`last`).
+    /// Highest allowed cost (see [`guard`]).
     pub max_complexity: usize,
     /// Whether `__schema`/`__type` queries are answered.
     pub introspection: bool,
+    /// Largest document, in bytes.
+    pub max_document_bytes: usize,
+    /// Most fields once fragments are expanded.
+    pub max_expanded_fields: usize,
+    /// Rows when a list gives neither `first` nor `last`.
+    pub default_page_size: u32,
+    /// Largest `first`/`last`.
+    pub max_page_size: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Self {
             max_depth: 15,
-            max_complexity: 1000,
+            max_complexity: 5_000,
             introspection: true,
+            max_document_bytes: 64 * 1024,
+            max_expanded_fields: 5_000,
+            default_page_size: crate::service::validate::PAGE_DEFAULT,
+            max_page_size: crate::service::validate::PAGE_MAX,
         }
     }
 }
+
+impl Limits {
+    /// The document limits the [`guard::Guard`] enforces.
+    #[must_use]
+    pub fn document(&self) -> guard::DocumentLimits {
+        guard::DocumentLimits {
+            max_document_bytes: self.max_document_bytes,
+            max_expanded_fields: self.max_expanded_fields,
+            max_cost: self.max_complexity as u64,
+            default_page_size: self.default_page_size,
+            max_page_size: self.max_page_size,
+        }
+    }
+}
+
+/// The cost model of this schema, built once from its SDL.
+static COST_MODEL: std::sync::LazyLock<Arc<guard::CostModel>> =
+    std::sync::LazyLock::new(|| Arc::new(guard::CostModel::from_sdl(&sdl())));
 
 /// The schema plus what each request needs.
 #[derive(Clone)]
@@ -61,7 +92,7 @@ pub fn build_schema(catalog: Arc<AppCatalog>, limits: Limits) -> GraphqlApi {
     let mut builder = Schema::build(Query, Mutation::default(), EmptySubscription)
         .data(catalog.clone())
         .limit_depth(limits.max_depth)
-        .limit_complexity(limits.max_complexity)
+        .extension(guard::Guard::new(COST_MODEL.clone(), limits.document()))
         .extension(metrics::RequestMetrics);
     if !limits.introspection {
         builder = builder.disable_introspection();
@@ -112,13 +143,4 @@ pub fn sdl() -> String {
 /// The catalogue service of a request.
 pub(crate) fn catalog<'a>(ctx: &Context<'a>) -> &'a AppCatalog {
     ctx.data_unchecked::<Arc<AppCatalog>>()
-}
-
-/// Complexity of a paged field: the page size times the cost of one row.
-pub(crate) fn page_complexity(first: Option<i32>, last: Option<i32>, child: usize) -> usize {
-    let size = first
-        .or(last)
-        .unwrap_or(crate::service::validate::PAGE_DEFAULT)
-        .clamp(1, crate::service::validate::PAGE_MAX);
-    usize::try_from(size).unwrap_or(1) * child + 1
 }

@@ -40,7 +40,6 @@ impl Query {
     }
 
     /// Entities by global ids, in the order asked; null where unknown.
-    #[graphql(complexity = "ids.len() * child_complexity")]
     async fn nodes(&self, ctx: &Context<'_>, ids: Vec<ID>) -> Result<Vec<Option<Node>>> {
         nodes(ctx, &ids).await
     }
@@ -56,7 +55,6 @@ impl Query {
     }
 
     /// Products, keyset-paged by `(createdAt, id)`, optionally filtered.
-    #[graphql(complexity = "super::page_complexity(first, last, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,

@@ -176,7 +176,6 @@ impl Category {
         self.0.display_order
     }
     /// Products directly in this category, keyset-paged by `(createdAt, id)`.
-    #[graphql(complexity = "super::page_complexity(first, last, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -256,7 +255,6 @@ impl Collection {
         self.0.display_order
     }
     /// Member products, keyset-paged by `(createdAt, id)`.
-    #[graphql(complexity = "super::page_complexity(first, last, child_complexity)")]
     async fn products(
         &self,
         ctx: &Context<'_>,

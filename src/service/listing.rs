@@ -64,7 +64,7 @@ impl<D: Datastore> Catalog<D> {
         filter: &ProductFilter,
         request: &PageRequest,
     ) -> Result<ProductPage> {
-        let (size, from_end) = validate::page_size(request.first, request.last)?;
+        let (size, from_end) = validate::page_size(request.first, request.last, self.page_sizes)?;
         let after = request.after.clone();
         let before = request.before.clone();
         let window = Page {

@@ -51,6 +51,7 @@ use crate::error::{Error, Input, Problem, Result};
 pub struct Catalog<D> {
     store: D,
     clock: Clock,
+    page_sizes: validate::PageSizes,
 }
 
 impl<D: Datastore> Catalog<D> {
@@ -59,7 +60,20 @@ impl<D: Datastore> Catalog<D> {
         Self {
             store,
             clock: Clock::default(),
+            page_sizes: validate::PageSizes::default(),
         }
+    }
+
+    /// The same service with configured page sizes.
+    #[must_use]
+    pub const fn with_page_sizes(mut self, sizes: validate::PageSizes) -> Self {
+        self.page_sizes = sizes;
+        self
+    }
+
+    /// The page sizes listings accept.
+    pub const fn page_sizes(&self) -> validate::PageSizes {
+        self.page_sizes
     }
 
     /// The datastore underneath (health checks, shutdown).

@@ -18,10 +18,29 @@ pub const IMAGE_LEN_MAX: usize = 2048;
 pub const BLOB_MAX: usize = 64 * 1024;
 /// Most fractional digits of a price.
 pub const PRICE_SCALE_MAX: u32 = 8;
-/// Largest page size.
-pub const PAGE_MAX: i32 = 100;
-/// Page size when neither `first` nor `last` is given.
-pub const PAGE_DEFAULT: i32 = 20;
+/// Largest page size unless configured (`GITSTORE_GRAPHQL_MAX_PAGE_SIZE`).
+pub const PAGE_MAX: u32 = 1000;
+/// Page size when neither `first` nor `last` is given, unless configured
+/// (`GITSTORE_GRAPHQL_DEFAULT_PAGE_SIZE`).
+pub const PAGE_DEFAULT: u32 = 100;
+
+/// The page sizes a listing accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageSizes {
+    /// Rows when neither `first` nor `last` is given.
+    pub default: u32,
+    /// Largest `first`/`last`.
+    pub max: u32,
+}
+
+impl Default for PageSizes {
+    fn default() -> Self {
+        Self {
+            default: PAGE_DEFAULT,
+            max: PAGE_MAX,
+        }
+    }
+}
 
 fn invalid(message: String) -> Error {
     Error::InvalidArgument(message)
@@ -180,23 +199,21 @@ pub fn tag(value: &str) -> Result<()> {
     key_token("version", value, SLUG_MAX)
 }
 
-/// `first`/`last` within 0–100, not both; returns the page size and whether it counts
-/// from the end.
-pub fn page_size(first: Option<i32>, last: Option<i32>) -> Result<(usize, bool)> {
-    let check = |arg: &str, n: i32| {
-        if (0..=PAGE_MAX).contains(&n) {
-            Ok(usize::try_from(n).unwrap_or_default())
-        } else {
-            Err(invalid(format!(
-                "{arg} {n} must be between 0 and {PAGE_MAX}"
-            )))
-        }
+/// `first`/`last` within 0 and the largest page size, not both; returns the page size
+/// and whether it counts from the end.
+pub fn page_size(first: Option<i32>, last: Option<i32>, sizes: PageSizes) -> Result<(usize, bool)> {
+    let check = |arg: &str, n: i32| match u32::try_from(n) {
+        Ok(n) if n <= sizes.max => Ok(n as usize),
+        _ => Err(invalid(format!(
+            "{arg} {n} must be between 0 and {}",
+            sizes.max
+        ))),
     };
     match (first, last) {
         (Some(_), Some(_)) => Err(invalid("first and last cannot be used together".to_owned())),
         (Some(n), None) => Ok((check("first", n)?, false)),
         (None, Some(n)) => Ok((check("last", n)?, true)),
-        (None, None) => Ok((check("first", PAGE_DEFAULT)?, false)),
+        (None, None) => Ok((sizes.default.min(sizes.max) as usize, false)),
     }
 }
 
@@ -282,12 +299,25 @@ mod tests {
 
     #[test]
     fn page_sizes() {
-        assert_eq!(page_size(None, None).expect("default"), (20, false));
-        assert_eq!(page_size(Some(0), None).expect("zero"), (0, false));
-        assert_eq!(page_size(None, Some(PAGE_MAX)).expect("max"), (100, true));
-        assert!(message(page_size(Some(1), Some(1))).contains("together"));
-        assert!(message(page_size(Some(-1), None)).contains("first -1"));
-        assert!(message(page_size(None, Some(PAGE_MAX + 1))).contains("last 101"));
+        let sizes = PageSizes::default();
+        assert_eq!(page_size(None, None, sizes).expect("default"), (100, false));
+        assert_eq!(page_size(Some(0), None, sizes).expect("zero"), (0, false));
+        assert_eq!(
+            page_size(None, Some(1000), sizes).expect("max"),
+            (1000, true)
+        );
+        assert!(message(page_size(Some(1), Some(1), sizes)).contains("together"));
+        assert!(message(page_size(Some(-1), None, sizes)).contains("first -1"));
+        assert!(message(page_size(None, Some(1001), sizes)).contains("last 1001"));
+        let small = PageSizes {
+            default: 5,
+            max: 10,
+        };
+        assert_eq!(
+            page_size(None, None, small).expect("configured"),
+            (5, false)
+        );
+        assert!(message(page_size(Some(11), None, small)).contains("between 0 and 10"));
     }
 
     #[test]

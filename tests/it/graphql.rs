@@ -606,7 +606,7 @@ pub async fn input_validation(api: &GraphqlApi) {
     );
     out.insert(
         "first_too_big".into(),
-        exec(api, q, json!({ "first": 101 })).await,
+        exec(api, q, json!({ "first": 1001 })).await,
     );
     out.insert(
         "bad_cursor".into(),
