@@ -122,8 +122,7 @@ impl<D: Datastore> Catalog<D> {
             created_at: now,
             updated_at: now,
         };
-        self.store
-            .create_category(&category)
+        self.write(self.store.create_category(&category))
             .await
             .map_err(|e| Error::from(e).missing_reference("category", Input::Parent))?;
         Ok(category)
@@ -206,7 +205,7 @@ impl<D: Datastore> Catalog<D> {
                 skus.join(", ")
             )));
         }
-        match self.store.delete_category(&id).await {
+        match self.write(self.store.delete_category(&id)).await {
             Ok(()) => Ok(id),
             // A child or product arrived between the check above and the delete.
             Err(crate::datastore::Error::InUse { .. }) => Err(Error::FailedPrecondition(format!(
@@ -370,7 +369,7 @@ impl<D: Datastore> Catalog<D> {
             return Ok(category_conflict(stored, &next, version));
         }
         next.updated_at = self.clock.next(Some(stored.updated_at));
-        match self.store.update_category(&next, version).await {
+        match self.write(self.store.update_category(&next, version)).await {
             Ok(()) => Ok(Updated::Written(next)),
             Err(crate::datastore::Error::Conflict(Current::Category(current))) => {
                 Ok(category_conflict(*current, &next, version))

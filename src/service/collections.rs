@@ -71,8 +71,7 @@ impl<D: Datastore> Catalog<D> {
             created_at: now,
             updated_at: now,
         };
-        self.store
-            .create_collection(&collection, &members)
+        self.write(self.store.create_collection(&collection, &members))
             .await
             .map_err(|e| Error::from(e).missing_reference("product", Input::Products))?;
         Ok(collection)
@@ -121,7 +120,7 @@ impl<D: Datastore> Catalog<D> {
     /// [`Error::NotFound`]; backend failures.
     pub async fn delete_collection(&self, id: &str) -> Result<CollectionId> {
         let id = CollectionId::parse(id).ok_or_else(|| Error::not_found("collection", id))?;
-        self.store.delete_collection(&id).await?;
+        self.write(self.store.delete_collection(&id)).await?;
         Ok(id)
     }
 
@@ -212,7 +211,10 @@ impl<D: Datastore> Catalog<D> {
             return Ok(collection_conflict(stored, &next, version));
         }
         next.updated_at = self.clock.next(Some(stored.updated_at));
-        match self.store.update_collection(&next, version, members).await {
+        match self
+            .write(self.store.update_collection(&next, version, members))
+            .await
+        {
             Ok(()) => Ok(Updated::Written(next)),
             Err(crate::datastore::Error::Conflict(Current::Collection(current))) => {
                 Ok(collection_conflict(*current, &next, version))

@@ -44,6 +44,8 @@ pub use input::{
 };
 pub use versions::Snapshot;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::datastore::Datastore;
 use crate::error::{Error, Input, Problem, Result};
 
@@ -52,6 +54,10 @@ pub struct Catalog<D> {
     store: D,
     clock: Clock,
     page_sizes: validate::PageSizes,
+    /// Bumped after every write this service makes (see [`Catalog::write`]).
+    generation: AtomicU64,
+    /// The last draft snapshot: the generation it was computed at, when, and what.
+    draft: tokio::sync::Mutex<Option<(u64, std::time::Instant, Snapshot)>>,
 }
 
 impl<D: Datastore> Catalog<D> {
@@ -61,6 +67,8 @@ impl<D: Datastore> Catalog<D> {
             store,
             clock: Clock::default(),
             page_sizes: validate::PageSizes::default(),
+            generation: AtomicU64::new(0),
+            draft: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -74,6 +82,23 @@ impl<D: Datastore> Catalog<D> {
     /// The page sizes listings accept.
     pub const fn page_sizes(&self) -> validate::PageSizes {
         self.page_sizes
+    }
+
+    /// Runs one datastore write and then records that the catalogue may have changed
+    /// (after the write has landed or failed, so a snapshot computed meanwhile is not
+    /// mistaken for a current one).
+    async fn write<T>(
+        &self,
+        write: impl std::future::Future<Output = crate::datastore::Result<T>>,
+    ) -> crate::datastore::Result<T> {
+        let result = write.await;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        result
+    }
+
+    /// How many writes this service has made.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// The datastore underneath (health checks, shutdown).

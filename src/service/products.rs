@@ -65,11 +65,13 @@ impl<D: Datastore> Catalog<D> {
         validate_product(&product)?;
         product.category_id = self.check_category_exists(&input.category_id).await?;
         product.collection_ids = self.check_collections_exist(&input.collection_ids).await?;
-        self.store.create_product(&product).await.map_err(|e| {
-            Error::from(e)
-                .missing_reference("collection", Input::Collections)
-                .missing_reference("category", Input::Category)
-        })?;
+        self.write(self.store.create_product(&product))
+            .await
+            .map_err(|e| {
+                Error::from(e)
+                    .missing_reference("collection", Input::Collections)
+                    .missing_reference("category", Input::Category)
+            })?;
         Ok(product)
     }
 
@@ -130,8 +132,10 @@ impl<D: Datastore> Catalog<D> {
         }
         next.updated_at = self.clock.next(Some(stored.updated_at));
         match self
-            .store
-            .update_product(&next, version, collections.as_deref())
+            .write(
+                self.store
+                    .update_product(&next, version, collections.as_deref()),
+            )
             .await
         {
             Ok(()) => Ok(Updated::Written(next)),
@@ -150,7 +154,7 @@ impl<D: Datastore> Catalog<D> {
     /// [`Error::NotFound`]; backend failures.
     pub async fn delete_product(&self, id: &str) -> Result<ProductId> {
         let id = ProductId::parse(id).ok_or_else(|| Error::not_found("product", id))?;
-        self.store.delete_product(&id).await?;
+        self.write(self.store.delete_product(&id)).await?;
         Ok(id)
     }
 

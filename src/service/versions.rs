@@ -10,9 +10,12 @@ use sha2::{Digest, Sha256};
 
 use super::{Catalog, validate};
 use crate::datastore::{
-    CatalogStats, CatalogVersion, CategoryId, CollectionId, Datastore, Key, Page, Product,
-    ProductFilter, ProductId, Timestamp,
+    CatalogStats, CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Key,
+    Page, Product, ProductFilter, ProductId, Timestamp,
 };
+
+/// How long a draft snapshot may be reused when this process saw no write.
+pub const DRAFT_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(2);
 use crate::error::{Error, Result};
 
 /// The catalogue as a whole, for `catalogVersion` before anything is published.
@@ -36,9 +39,6 @@ impl<D: Datastore> Catalog<D> {
         categories.sort_by(|a, b| a.id.cmp(&b.id));
         let mut collections = self.store.list_collections().await?;
         collections.sort_by(|a, b| a.id.cmp(&b.id));
-        let category_ids: HashSet<&CategoryId> = categories.iter().map(|c| &c.id).collect();
-        let collection_ids: HashSet<&CollectionId> = collections.iter().map(|c| &c.id).collect();
-
         let mut products: BTreeMap<ProductId, Product> = BTreeMap::new();
         let mut page = Page {
             limit: BATCH,
@@ -57,40 +57,33 @@ impl<D: Datastore> Catalog<D> {
             }
         }
 
-        let mut orphaned = 0_i64;
-        let mut hasher = Sha256::new();
-        for c in &categories {
-            if c.parent_id
-                .as_ref()
-                .is_some_and(|p| !category_ids.contains(p))
-            {
-                orphaned += 1;
-            }
-            hash_line(&mut hasher, "category", c);
+        // Hashing tens of thousands of rows is CPU work: keep it off the async workers.
+        tokio::task::spawn_blocking(move || digest(&categories, &collections, &products))
+            .await
+            .map_err(|e| Error::Internal {
+                message: format!("hashing the catalogue failed: {e}"),
+            })
+    }
+
+    /// The draft version's snapshot, computed at most once per catalogue change.
+    ///
+    /// Every write through this service bumps a generation counter after it lands; a
+    /// snapshot is reused while the generation it was computed at is still current and it
+    /// is younger than [`DRAFT_MAX_AGE`] (writes made by *other* instances sharing the
+    /// database are not counted here, so they show within that age). Concurrent requests
+    /// wait for one computation instead of each hashing the catalogue.
+    async fn draft_snapshot(&self) -> Result<Snapshot> {
+        let mut cached = self.draft.lock().await;
+        let generation = self.generation();
+        if let Some((at, when, snapshot)) = cached.as_ref()
+            && *at == generation
+            && when.elapsed() < DRAFT_MAX_AGE
+        {
+            return Ok(snapshot.clone());
         }
-        for c in &collections {
-            hash_line(&mut hasher, "collection", c);
-        }
-        for p in products.values() {
-            if !category_ids.contains(&p.category_id) {
-                orphaned += 1;
-            }
-            orphaned += p
-                .collection_ids
-                .iter()
-                .filter(|c| !collection_ids.contains(c))
-                .count() as i64;
-            hash_line(&mut hasher, "product", p);
-        }
-        Ok(Snapshot {
-            commit: hex::encode(hasher.finalize()),
-            stats: CatalogStats {
-                product_count: products.len() as i64,
-                category_count: categories.len() as i64,
-                collection_count: collections.len() as i64,
-                orphaned_references: orphaned,
-            },
-        })
+        let snapshot = self.snapshot().await?;
+        *cached = Some((generation, std::time::Instant::now(), snapshot.clone()));
+        Ok(snapshot)
     }
 
     /// Records an immutable catalogue version tagged `tag`.
@@ -114,7 +107,8 @@ impl<D: Datastore> Catalog<D> {
             message: Some(message.to_owned()),
             stats: snapshot.stats,
         };
-        self.store.create_catalog_version(&version).await?;
+        self.write(self.store.create_catalog_version(&version))
+            .await?;
         Ok(version)
     }
 
@@ -126,7 +120,7 @@ impl<D: Datastore> Catalog<D> {
         if let Some(v) = self.store.latest_catalog_version().await? {
             return Ok(v);
         }
-        let snapshot = self.snapshot().await?;
+        let snapshot = self.draft_snapshot().await?;
         Ok(CatalogVersion {
             tag: "draft".to_owned(),
             commit: snapshot.commit,
@@ -134,6 +128,50 @@ impl<D: Datastore> Catalog<D> {
             message: None,
             stats: snapshot.stats,
         })
+    }
+}
+
+/// The content hash and counts of a catalogue read in canonical order.
+fn digest(
+    categories: &[Category],
+    collections: &[Collection],
+    products: &BTreeMap<ProductId, Product>,
+) -> Snapshot {
+    let category_ids: HashSet<&CategoryId> = categories.iter().map(|c| &c.id).collect();
+    let collection_ids: HashSet<&CollectionId> = collections.iter().map(|c| &c.id).collect();
+    let mut orphaned = 0_i64;
+    let mut hasher = Sha256::new();
+    for c in categories {
+        if c.parent_id
+            .as_ref()
+            .is_some_and(|p| !category_ids.contains(p))
+        {
+            orphaned += 1;
+        }
+        hash_line(&mut hasher, "category", c);
+    }
+    for c in collections {
+        hash_line(&mut hasher, "collection", c);
+    }
+    for p in products.values() {
+        if !category_ids.contains(&p.category_id) {
+            orphaned += 1;
+        }
+        orphaned += p
+            .collection_ids
+            .iter()
+            .filter(|c| !collection_ids.contains(c))
+            .count() as i64;
+        hash_line(&mut hasher, "product", p);
+    }
+    Snapshot {
+        commit: hex::encode(hasher.finalize()),
+        stats: CatalogStats {
+            product_count: products.len() as i64,
+            category_count: categories.len() as i64,
+            collection_count: collections.len() as i64,
+            orphaned_references: orphaned,
+        },
     }
 }
 
