@@ -111,6 +111,7 @@ impl App {
             metrics: crate::telemetry::metrics_handle(),
             migrated: Arc::new(AtomicBool::new(false)),
             started: Instant::now(),
+            max_batch: config.graphql.max_batch,
         };
         Self { state, config }
     }

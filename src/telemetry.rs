@@ -12,6 +12,8 @@ use crate::datastore::instrumented::{DURATION_BUCKETS, DURATION_METRIC};
 pub const HTTP_REQUESTS_METRIC: &str = "gitstore_http_requests_total";
 /// Name of the HTTP latency histogram.
 pub const HTTP_DURATION_METRIC: &str = "gitstore_http_request_duration_seconds";
+/// Name of the counter of request handlers that panicked (each answered `500`).
+pub const HTTP_PANICS_METRIC: &str = "gitstore_http_panics_total";
 
 /// Installs the global tracing subscriber; later calls are ignored (tests call it often).
 pub fn init_tracing(filter: &str, format: LogFormat) {
@@ -83,5 +85,9 @@ fn describe() {
         HTTP_DURATION_METRIC,
         metrics::Unit::Seconds,
         "HTTP request latency by method and matched route"
+    );
+    metrics::describe_counter!(
+        HTTP_PANICS_METRIC,
+        "Request handlers that panicked; each was answered 500 and the server kept running"
     );
 }

@@ -2,7 +2,7 @@
 //!
 //! | route | purpose |
 //! |---|---|
-//! | `POST /graphql`, `GET /graphql` | GraphQL over HTTP (JSON body, or `query`/`variables` parameters) |
+//! | `POST /graphql`, `GET /graphql` | GraphQL over HTTP (JSON body, or `query`/`variables` parameters; module `graphql`) |
 //! | `GET /playground` | GraphiQL, assets served from the binary ([`playground`]) |
 //! | `GET /` | redirect to `/playground` |
 //! | `GET /health` | liveness: `{status, version, timestamp}` |
@@ -11,55 +11,85 @@
 //!
 //! Every response is counted in `gitstore_http_requests_total{method,route,status}` with
 //! the *matched* route (never the raw path, so ids cannot explode label cardinality).
+//! Every error the HTTP layer produces itself is GraphQL-shaped with a code
+//! (`{"errors": [{"message", "extensions": {"code"}}]}`), see [`with_middleware`].
 
+mod errors;
+mod graphql;
 pub mod playground;
 pub mod state;
 
-use std::time::Instant;
+use std::any::Any;
+use std::time::{Duration, Instant};
 
-use async_graphql::{BatchRequest, BatchResponse};
-use async_graphql_axum::GraphQLResponse;
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, MatchedPath, RawQuery, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::get;
 use serde_json::json;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, Any as AnyOrigin, CorsLayer};
 
 use crate::config::HttpConfig;
 use crate::datastore::{Datastore, Timestamp};
-use crate::telemetry::{HTTP_DURATION_METRIC, HTTP_REQUESTS_METRIC};
+use crate::telemetry::{HTTP_DURATION_METRIC, HTTP_PANICS_METRIC, HTTP_REQUESTS_METRIC};
 pub use state::HttpState;
 
-/// Builds the router with its middleware.
+/// Builds the router with its middleware: [`routes`] wrapped by [`with_middleware`].
 pub fn router(state: HttpState, config: &HttpConfig) -> Router {
+    with_middleware(routes(state), config)
+}
+
+/// The application's routes, without middleware.
+pub fn routes(state: HttpState) -> Router {
     Router::new()
         .route("/", get(|| async { Redirect::temporary("/playground") }))
-        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route(
+            "/graphql",
+            get(graphql::get)
+                .post(graphql::post)
+                .fallback(graphql::method_not_allowed),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .merge(playground::routes())
         .fallback(not_found)
         .with_state(state)
+}
+
+/// Wraps `routes` in the HTTP middleware, outermost first:
+///
+/// 1. CORS, so every response carries its headers, errors of the layers below included;
+/// 2. request metrics by matched route (so `413`, `408` and `500` are counted);
+/// 3. the transport limits: a declared `Content-Length` over `max_body_bytes` is `413`
+///    at once, and a request still running after `request_timeout` is cancelled (its
+///    future dropped) and answered `408` with code `UNAVAILABLE`;
+/// 4. the body limit for extractors (a streamed body that grows past it is `413` too);
+/// 5. panic recovery: a panicking handler answers `500` with code `INTERNAL` (nothing
+///    about the panic is sent), counts `gitstore_http_panics_total`, and the process,
+///    the connection and the datastore pool carry on.
+///
+/// Every error produced here is GraphQL-shaped with a code. Public so tests can wrap
+/// routes of their own (e.g. one that panics) exactly as the server does.
+pub fn with_middleware(routes: Router, config: &HttpConfig) -> Router {
+    let limits = Limits {
+        max_body_bytes: config.max_body_bytes,
+        request_timeout: config.request_timeout,
+    };
+    routes
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(limits, transport_limits))
         .layer(middleware::from_fn(track))
         .layer(cors(&config.cors_origins))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            config.request_timeout,
-        ))
-        .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(RequestBodyLimitLayer::new(config.max_body_bytes))
 }
 
 fn cors(origins: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|o| o.trim() == "*") {
-        AllowOrigin::from(Any)
+        AllowOrigin::from(AnyOrigin)
     } else {
         AllowOrigin::list(
             origins
@@ -90,73 +120,53 @@ async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// A GraphQL-shaped error body with a code, for failures before the schema runs.
-fn request_error(status: StatusCode, message: String) -> Response {
-    let body = json!({
-        "errors": [{ "message": message, "extensions": { "code": "INVALID_ARGUMENT" } }]
-    });
-    (status, Json(body)).into_response()
+/// The transport limits of [`with_middleware`].
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    max_body_bytes: usize,
+    request_timeout: Duration,
 }
 
-async fn execute(state: &HttpState, batch: BatchRequest) -> Response {
-    let response = match batch {
-        BatchRequest::Single(request) => BatchResponse::Single(state.api.execute(request).await),
-        BatchRequest::Batch(requests) => {
-            let mut out = Vec::with_capacity(requests.len());
-            for request in requests {
-                out.push(state.api.execute(request).await);
-            }
-            BatchResponse::Batch(out)
-        }
-    };
-    GraphQLResponse::from(response).into_response()
-}
-
-async fn graphql_post(State(state): State<HttpState>, body: Bytes) -> Response {
-    if body.is_empty() {
-        return request_error(
-            StatusCode::BAD_REQUEST,
-            "request body is empty; send JSON like {\"query\": \"{ products { totalCount } }\"}"
-                .to_owned(),
-        );
+/// Body size (declared) and request time limits, answered GraphQL-shaped.
+async fn transport_limits(
+    State(limits): State<Limits>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limits.max_body_bytes as u64) {
+        return errors::too_large(limits.max_body_bytes);
     }
-    match serde_json::from_slice::<BatchRequest>(&body) {
-        Ok(batch) => execute(&state, batch).await,
-        Err(err) => request_error(
-            StatusCode::BAD_REQUEST,
-            format!("request body is not a valid GraphQL JSON request: {err}"),
+    request
+        .extensions_mut()
+        .insert(graphql::BodyLimit(limits.max_body_bytes));
+    match tokio::time::timeout(limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => errors::error_response(
+            StatusCode::REQUEST_TIMEOUT,
+            errors::UNAVAILABLE,
+            format!(
+                "request timed out after {}",
+                humantime::format_duration(limits.request_timeout)
+            ),
         ),
     }
 }
 
-async fn graphql_get(State(state): State<HttpState>, RawQuery(query): RawQuery) -> Response {
-    let Some(query) = query else {
-        return Redirect::temporary("/playground").into_response();
-    };
-    match async_graphql::http::parse_query_string(&query) {
-        Ok(request) => {
-            // GET must not change state: a link or an <img> could trigger it (CSRF).
-            if looks_like_mutation(&request.query) {
-                return request_error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "mutations must be sent with POST".to_owned(),
-                );
-            }
-            execute(&state, BatchRequest::Single(request)).await
-        }
-        Err(err) => request_error(
-            StatusCode::BAD_REQUEST,
-            format!("query string is not a valid GraphQL request: {err}"),
-        ),
-    }
-}
-
-fn looks_like_mutation(query: &str) -> bool {
-    async_graphql::parser::parse_query(query).is_ok_and(|doc| {
-        doc.operations
-            .iter()
-            .any(|(_, op)| op.node.ty == async_graphql::parser::types::OperationType::Mutation)
-    })
+/// The answer to a panicking handler: a bare `500`; the panic is logged and counted.
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(non-string panic payload)".to_owned());
+    tracing::error!(panic = %message, "a request handler panicked; answered 500");
+    metrics::counter!(HTTP_PANICS_METRIC).increment(1);
+    errors::internal()
 }
 
 async fn health() -> Json<serde_json::Value> {

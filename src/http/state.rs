@@ -22,6 +22,8 @@ pub struct HttpState {
     pub migrated: Arc<AtomicBool>,
     /// When the process started serving.
     pub started: Instant,
+    /// Most operations in one batched `POST /graphql` (`config.graphql.max_batch`).
+    pub max_batch: usize,
 }
 
 impl HttpState {

@@ -92,8 +92,17 @@ async fn transport_errors_are_clear() {
     );
     assert_eq!(body["errors"][0]["extensions"]["code"], "INVALID_ARGUMENT");
 
-    let empty = app.client.post(app.url("/graphql")).send().await.unwrap();
+    let empty = app
+        .client
+        .post(app.url("/graphql"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(empty.status(), 400);
+    // Without a content type the same empty POST is refused before its body is read.
+    let untyped = app.client.post(app.url("/graphql")).send().await.unwrap();
+    assert_eq!(untyped.status(), 415);
 
     let mutation_over_get = app
         .client

@@ -1,0 +1,529 @@
+//! GraphQL over HTTP: `POST /graphql` and `GET /graphql`, and every way a request can be
+//! refused before the schema runs.
+//!
+//! - `POST` takes `application/json` (a request object, or an array of them: a batch of at
+//!   most [`HttpState::max_batch`]), `application/graphql-response+json` (the same JSON) or
+//!   `application/graphql` (the body is the query text). Anything else is `415`: a
+//!   cross-origin HTML form can only send `text/plain`, `application/x-www-form-urlencoded`
+//!   or `multipart/form-data`, so it can never reach a mutation (CSRF).
+//! - `GET` takes `query`, `variables`, `operationName` parameters and refuses mutations
+//!   (`405`): a link or an `<img>` must not change state.
+//! - Any other method is `405`.
+//!
+//! Every refusal is GraphQL-shaped with a code (see `super::errors`). A whole batch is
+//! checked before any of its operations runs, so one bad item leaves nothing half done.
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+};
+use async_graphql::{
+    BatchRequest, BatchResponse, ErrorExtensionValues, Name, Positioned, ServerError, Value,
+};
+use async_graphql_axum::GraphQLResponse;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+
+use super::HttpState;
+use super::errors::{INVALID_ARGUMENT, bad_request, error_response, too_large};
+
+/// The body limit in bytes, handed by the middleware to the handlers (a request extension)
+/// so that a `413` can name it.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct BodyLimit(pub usize);
+
+/// How a POST body is to be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyKind {
+    /// A JSON request object or a batch (`application/json`,
+    /// `application/graphql-response+json`).
+    Json,
+    /// The query text itself (`application/graphql`).
+    QueryText,
+}
+
+/// Classifies the `content-type` of a POST, or says why it is refused (`415`).
+fn body_kind(headers: &HeaderMap) -> Result<BodyKind, String> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Err("request has no content type; send application/json".to_owned());
+    };
+    let Ok(value) = value.to_str() else {
+        return Err("content type is not readable text; send application/json".to_owned());
+    };
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let kind = match essence.as_str() {
+        "application/json" | "application/graphql-response+json" => BodyKind::Json,
+        "application/graphql" => BodyKind::QueryText,
+        _ => {
+            let shown = if essence.is_empty() {
+                "(empty)"
+            } else {
+                &essence
+            };
+            return Err(format!(
+                "content type {shown} is not accepted; send application/json"
+            ));
+        }
+    };
+    for parameter in parts {
+        let Some((name, value)) = parameter.split_once('=') else {
+            continue;
+        };
+        if name.trim().eq_ignore_ascii_case("charset") {
+            let charset = value.trim().trim_matches('"');
+            if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+                return Err(format!("charset {charset} is not accepted; send UTF-8"));
+            }
+        }
+    }
+    Ok(kind)
+}
+
+/// `POST /graphql`.
+pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Response {
+    let kind = match body_kind(request.headers()) {
+        Ok(kind) => kind,
+        Err(message) => {
+            return error_response(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                INVALID_ARGUMENT,
+                message,
+            );
+        }
+    };
+    let limit = request.extensions().get::<BodyLimit>().map(|l| l.0);
+    // `Bytes` honours the `DefaultBodyLimit` the middleware sets from the same number.
+    let body = match Bytes::from_request(request, &state).await {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return limit.map_or_else(|| rejection.into_response(), too_large);
+        }
+        Err(rejection) => {
+            return bad_request(format!(
+                "request body could not be read: {}",
+                rejection.body_text()
+            ));
+        }
+    };
+    if body.is_empty() {
+        return bad_request(
+            "request body is empty; send JSON like {\"query\": \"{ products { totalCount } }\"}",
+        );
+    }
+    let batch = match kind {
+        BodyKind::QueryText => match String::from_utf8(body.to_vec()) {
+            Ok(text) => BatchRequest::Single(async_graphql::Request::new(text)),
+            Err(_) => return bad_request("request body is not valid UTF-8"),
+        },
+        BodyKind::Json => match parse_json_batch(&body, state.max_batch) {
+            Ok(batch) => batch,
+            Err(message) => return bad_request(message),
+        },
+    };
+    let requests = match &batch {
+        BatchRequest::Single(request) => std::slice::from_ref(request),
+        BatchRequest::Batch(requests) => requests.as_slice(),
+    };
+    for (i, request) in requests.iter().enumerate() {
+        if request.query.trim().is_empty() {
+            let which = match &batch {
+                BatchRequest::Single(_) => "request".to_owned(),
+                BatchRequest::Batch(_) => format!("batch item {i}"),
+            };
+            return bad_request(format!(
+                "{which} has no query; send {{\"query\": \"{{ products {{ totalCount }} }}\"}}"
+            ));
+        }
+    }
+    execute(&state, batch).await
+}
+
+/// Reads a JSON request object or a batch, refusing empty and over-long batches and
+/// anything that is not a request object, before any operation runs.
+fn parse_json_batch(body: &[u8], max_batch: usize) -> Result<BatchRequest, String> {
+    const PREFIX: &str = "request body is not a valid GraphQL JSON request";
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|err| format!("{PREFIX}: {err}"))?;
+    let one = |value: serde_json::Value, what: &str| {
+        if !value.is_object() {
+            return Err(format!(
+                "{PREFIX}: {what} must be a JSON object like {{\"query\": \"...\"}}, not {}",
+                json_kind(&value)
+            ));
+        }
+        serde_json::from_value::<async_graphql::Request>(value)
+            .map_err(|err| format!("{PREFIX}: {what}: {err}"))
+    };
+    match value {
+        serde_json::Value::Array(items) => {
+            if items.is_empty() {
+                return Err("batch is empty; send at least one operation".to_owned());
+            }
+            if items.len() > max_batch {
+                return Err(format!(
+                    "batch has {} operations, more than the limit of {max_batch}",
+                    items.len()
+                ));
+            }
+            let requests = items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| one(item, &format!("batch item {i}")))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(BatchRequest::Batch(requests))
+        }
+        value => one(value, "the body").map(BatchRequest::Single),
+    }
+}
+
+fn json_kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// `GET /graphql`: a query from the query string; without one, the playground.
+pub(super) async fn get(State(state): State<HttpState>, RawQuery(query): RawQuery) -> Response {
+    let Some(query) = query else {
+        return Redirect::temporary("/playground").into_response();
+    };
+    let request = match async_graphql::http::parse_query_string(&query) {
+        Ok(request) => request,
+        Err(err) => {
+            return bad_request(format!(
+                "query string is not a valid GraphQL request: {err}"
+            ));
+        }
+    };
+    if request.query.trim().is_empty() {
+        return bad_request(
+            "query string has no query; send ?query={ products { totalCount } }".to_owned(),
+        );
+    }
+    // GET must not change state: a link or an <img> could trigger it (CSRF).
+    if looks_like_mutation(&request.query) {
+        let mut response = error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            INVALID_ARGUMENT,
+            "mutations must be sent with POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, BatchRequest::Single(request)).await
+}
+
+/// Any other method on `/graphql`.
+pub(super) async fn method_not_allowed(method: Method) -> Response {
+    let mut response = error_response(
+        StatusCode::METHOD_NOT_ALLOWED,
+        INVALID_ARGUMENT,
+        format!("method {method} is not allowed on /graphql; use POST (or GET for queries)"),
+    );
+    response
+        .headers_mut()
+        .insert(header::ALLOW, header::HeaderValue::from_static("GET, POST"));
+    response
+}
+
+fn looks_like_mutation(query: &str) -> bool {
+    async_graphql::parser::parse_query(query).is_ok_and(|doc| {
+        doc.operations
+            .iter()
+            .any(|(_, op)| op.node.ty == OperationType::Mutation)
+    })
+}
+
+async fn execute(state: &HttpState, batch: BatchRequest) -> Response {
+    let response = match batch {
+        BatchRequest::Single(request) => BatchResponse::Single(execute_one(state, request).await),
+        BatchRequest::Batch(requests) => {
+            let mut out = Vec::with_capacity(requests.len());
+            for request in requests {
+                out.push(execute_one(state, request).await);
+            }
+            BatchResponse::Batch(out)
+        }
+    };
+    GraphQLResponse::from(response).into_response()
+}
+
+async fn execute_one(
+    state: &HttpState,
+    request: async_graphql::Request,
+) -> async_graphql::Response {
+    let errors = typename_errors(&request);
+    if errors.is_empty() {
+        state.api.execute(request).await
+    } else {
+        async_graphql::Response::from_errors(errors)
+    }
+}
+
+/// Checks what async-graphql 7.2 leaves unchecked on `__typename` fields.
+///
+/// Its validator skips `__typename` selections entirely (`visit_selection` only calls
+/// `visit_field` for other names), so their arguments and directives are never validated;
+/// then `remove_skipped_selection` reads `@include(if:)`/`@skip(if:)` with
+/// `InputType::parse(..).unwrap_or_default()`, so a value that is not a Boolean becomes
+/// `false`. `{ __typename @include(if: "yes") }` thus silently drops the only field and
+/// answers `{"data": null}`. These are the validation errors the engine would report for
+/// any other field, with code `INVALID_ARGUMENT`.
+fn typename_errors(request: &async_graphql::Request) -> Vec<ServerError> {
+    // Cheap filter: only documents that mention `__typename` are parsed a second time.
+    if !request.query.contains("__typename") {
+        return Vec::new();
+    }
+    // A document that does not parse is the schema's to report.
+    let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+        return Vec::new();
+    };
+    let mut check = TypenameCheck {
+        document: &document,
+        variables: &request.variables,
+        errors: Vec::new(),
+    };
+    match &document.operations {
+        DocumentOperations::Single(op) => check.selection_set(&op.node.selection_set),
+        DocumentOperations::Multiple(ops) => {
+            for op in ops.values() {
+                check.selection_set(&op.node.selection_set);
+            }
+        }
+    }
+    for fragment in document.fragments.values() {
+        check.selection_set(&fragment.node.selection_set);
+    }
+    check.errors
+}
+
+struct TypenameCheck<'a> {
+    document: &'a ExecutableDocument,
+    variables: &'a async_graphql::Variables,
+    errors: Vec<ServerError>,
+}
+
+impl TypenameCheck<'_> {
+    fn error(&mut self, message: String, pos: async_graphql::Pos) {
+        let mut error = ServerError::new(message, Some(pos));
+        let mut extensions = ErrorExtensionValues::default();
+        extensions.set("code", INVALID_ARGUMENT);
+        error.extensions = Some(extensions);
+        self.errors.push(error);
+    }
+
+    fn selection_set(&mut self, set: &Positioned<SelectionSet>) {
+        for selection in &set.node.items {
+            match &selection.node {
+                Selection::Field(field) => {
+                    if field.node.name.node == "__typename" {
+                        for (name, _) in &field.node.arguments {
+                            self.error(
+                                format!(
+                                    "Unknown argument \"{}\" on field \"__typename\"",
+                                    name.node
+                                ),
+                                name.pos,
+                            );
+                        }
+                        for directive in &field.node.directives {
+                            self.directive(directive);
+                        }
+                    }
+                    self.selection_set(&field.node.selection_set);
+                }
+                Selection::InlineFragment(fragment) => {
+                    self.selection_set(&fragment.node.selection_set);
+                }
+                // Fragment definitions are walked on their own.
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+
+    fn directive(&mut self, directive: &Positioned<async_graphql::parser::types::Directive>) {
+        let name = directive.node.name.node.as_str();
+        if name != "include" && name != "skip" {
+            self.error(
+                format!("Unknown directive \"@{name}\" on field \"__typename\""),
+                directive.pos,
+            );
+            return;
+        }
+        let mut has_if = false;
+        for (arg, value) in &directive.node.arguments {
+            if arg.node != "if" {
+                self.error(
+                    format!("Unknown argument \"{}\" on directive \"@{name}\"", arg.node),
+                    arg.pos,
+                );
+                continue;
+            }
+            has_if = true;
+            let resolved = value
+                .node
+                .clone()
+                .into_const_with(|var| self.variable(&var).ok_or(()))
+                .ok();
+            if !matches!(resolved, Some(Value::Boolean(_))) {
+                let shown = resolved.map_or_else(|| value.node.to_string(), |v| v.to_string());
+                self.error(
+                    format!(
+                        "Invalid value for argument \"if\" of directive \"@{name}\", expected type \"Boolean!\", got {shown}"
+                    ),
+                    value.pos,
+                );
+            }
+        }
+        if !has_if {
+            self.error(
+                format!(
+                    "Directive \"@{name}\" argument \"if\" of type \"Boolean!\" is required, but not provided"
+                ),
+                directive.pos,
+            );
+        }
+    }
+
+    /// The value of `$var`: the request's, else the default of the operation declaring it.
+    fn variable(&self, var: &Name) -> Option<Value> {
+        if let Some(value) = self.variables.get(var) {
+            return Some(value.clone());
+        }
+        self.document
+            .operations
+            .iter()
+            .flat_map(|(_, op)| op.node.variable_definitions.iter())
+            .find(|def| def.node.name.node == *var)
+            .and_then(|def| def.node.default_value.as_ref())
+            .map(|default| default.node.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(ct: Option<&str>) -> Option<BodyKind> {
+        let mut headers = HeaderMap::new();
+        if let Some(ct) = ct {
+            headers.insert(header::CONTENT_TYPE, ct.parse().unwrap());
+        }
+        body_kind(&headers).ok()
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(kind(Some("application/json")), Some(BodyKind::Json));
+        assert_eq!(
+            kind(Some("Application/JSON; Charset=\"UTF-8\"")),
+            Some(BodyKind::Json)
+        );
+        assert_eq!(
+            kind(Some("application/graphql-response+json")),
+            Some(BodyKind::Json)
+        );
+        assert_eq!(
+            kind(Some("application/graphql; charset=utf-8")),
+            Some(BodyKind::QueryText)
+        );
+        for refused in [
+            None,
+            Some("text/plain"),
+            Some("application/x-www-form-urlencoded"),
+            Some("multipart/form-data; boundary=x"),
+            Some("application/json; charset=latin1"),
+            Some("application/jsonx"),
+            Some(""),
+        ] {
+            assert_eq!(kind(refused), None, "{refused:?}");
+        }
+    }
+
+    #[test]
+    fn batches() {
+        assert!(matches!(
+            parse_json_batch(br#"{"query":"{ a }"}"#, 2),
+            Ok(BatchRequest::Single(_))
+        ));
+        assert!(matches!(
+            parse_json_batch(br#"[{"query":"{ a }"},{"query":"{ b }"}]"#, 2),
+            Ok(BatchRequest::Batch(v)) if v.len() == 2
+        ));
+        let err = parse_json_batch(
+            br#"[{"query":"{ a }"},{"query":"{ b }"},{"query":"{ c }"}]"#,
+            2,
+        )
+        .err()
+        .unwrap();
+        assert!(err.contains("limit of 2"), "{err}");
+        assert!(parse_json_batch(b"[]", 2).unwrap_err().contains("empty"));
+        let err = parse_json_batch(br#"[{"query":"{ a }"}, 5]"#, 2)
+            .err()
+            .unwrap();
+        assert!(err.contains("batch item 1"), "{err}");
+        assert!(
+            parse_json_batch(b"\"{ a }\"", 2)
+                .unwrap_err()
+                .contains("not a string")
+        );
+    }
+
+    #[test]
+    fn typename_directives() {
+        let errors = |q: &str, vars: serde_json::Value| {
+            typename_errors(
+                &async_graphql::Request::new(q)
+                    .variables(async_graphql::Variables::from_json(vars)),
+            )
+            .len()
+        };
+        let none = serde_json::json!({});
+        assert_eq!(errors("{ __typename @include(if: true) }", none.clone()), 0);
+        assert_eq!(
+            errors("{ __typename @include(if: \"yes\") }", none.clone()),
+            1
+        );
+        assert_eq!(errors("{ __typename @skip(if: 1) }", none.clone()), 1);
+        assert_eq!(errors("{ __typename @include }", none.clone()), 1);
+        assert_eq!(errors("{ __typename(x: 1) }", none.clone()), 1);
+        assert_eq!(errors("{ __typename @foo }", none.clone()), 1);
+        assert_eq!(
+            errors(
+                "query($v: Boolean!) { __typename @include(if: $v) }",
+                serde_json::json!({ "v": false })
+            ),
+            0
+        );
+        assert_eq!(
+            errors(
+                "query($v: Boolean = true) { __typename @include(if: $v) }",
+                none.clone()
+            ),
+            0
+        );
+        assert_eq!(
+            errors(
+                "query($v: String) { __typename @include(if: $v) }",
+                serde_json::json!({ "v": "yes" })
+            ),
+            1
+        );
+        assert_eq!(
+            errors(
+                "{ ...F } fragment F on Query { __typename @skip(if: null) }",
+                none
+            ),
+            1
+        );
+    }
+}
