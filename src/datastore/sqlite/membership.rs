@@ -109,7 +109,7 @@ pub(super) async fn set_collection_members(
 #[cfg(test)]
 mod tests {
     use crate::datastore::{
-        CategoryId, Collection, CollectionId, Datastore, Error, InventoryStatus, Product,
+        Category, CategoryId, Collection, CollectionId, Datastore, Error, InventoryStatus, Product,
         ProductId, SqliteStore, Timestamp,
     };
 
@@ -125,6 +125,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = store(&dir).await;
         let now = Timestamp::now();
+        let home = Category {
+            id: CategoryId::generate(),
+            name: "Home".to_owned(),
+            slug: "home".to_owned(),
+            parent_id: None,
+            display_order: 0,
+            body: None,
+            created_at: now,
+            updated_at: now,
+        };
+        store.create_category(&home).await.unwrap();
         let missing_collection = CollectionId::generate();
         let product = Product {
             id: ProductId::generate(),
@@ -135,7 +146,7 @@ mod tests {
             currency: "USD".to_owned(),
             inventory_status: InventoryStatus::InStock,
             inventory_quantity: None,
-            category_id: CategoryId::generate(),
+            category_id: home.id.clone(),
             collection_ids: vec![missing_collection.clone()],
             images: Vec::new(),
             metadata: None,

@@ -17,16 +17,44 @@
 //! for the machine whose connections are `query_only`; in WAL mode they read a consistent
 //! snapshot and never wait for the writer.
 //!
+//! # Integrity
+//! Because writers are serialized by SQLite's lock, every rule a concurrent write could
+//! break is checked inside the write's own transaction, on its connection, after the
+//! write and before the commit; a failed check rolls the write back. So a product's
+//! category and collections, a collection's members and a category's parent exist at the
+//! commit; a category move walks the parents of its new parent with a recursive query
+//! and refuses a cycle ([`Error::Cycle`]); a category with children or products is not
+//! deleted ([`Error::InUse`]); memberships are removed with their product or collection
+//! by `ON DELETE CASCADE` in the same statement. Two crossed moves, or a product created
+//! in a category being deleted, are thus serialized and the second sees the first.
+//!
+//! # Cancellation
+//! A write runs on a task of its own and always ends in a commit or a rollback, even when
+//! its caller is dropped; a connection whose transaction end cannot be confirmed is
+//! closed, not reused (see `writer`).
+//!
+//! # Reads of bad rows
+//! JSON columns (images, metadata) are decoded in Rust, never by SQLite's JSON functions
+//! in a read. A row that cannot be decoded is left out of listings with an error logged
+//! naming it, and a direct read of it is [`Error::Internal`]: one bad row does not break
+//! reads for everyone. (Counts are SQL `COUNT(*)` and still include such a row.)
+//!
 //! # Layout
 //! The schema itself is in `migrations/sqlite/`, applied by [`SqliteStore::migrate`].
-//! Here: the store, its pools and the [`Datastore`] operations; beside it, the SQL of
-//! product reads and how prices and search are stored (`query`), the rows and their
-//! decoding (`rows`), membership writes (`membership`), and error mapping (`errors`).
+//! Here: the store, its pools and the [`Datastore`] operations; beside it, the write
+//! transaction machinery (`writer`), the write bodies of each entity (`products`,
+//! `categories`, `collections`) and of memberships (`membership`), the SQL of product
+//! reads and how prices and search are stored (`query`), the rows and their decoding
+//! (`rows`), and error mapping (`errors`).
 
+mod categories;
+mod collections;
 mod errors;
 mod membership;
+mod products;
 mod query;
 mod rows;
+mod writer;
 
 use std::time::Duration;
 
@@ -37,16 +65,15 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use self::errors::{open_error, preflight, unavailable, unique_violation, write_error};
-use self::membership::{set_collection_members, set_product_memberships};
+use self::errors::{open_error, preflight, unavailable, unique_violation};
 use self::query::{
-    CATEGORY_COLUMNS, COLLECTION_COLUMNS, PRODUCT_COLUMNS, ids_json, price_key, product_source,
+    CATEGORY_COLUMNS, COLLECTION_COLUMNS, PRODUCT_COLUMNS, ids_json, product_source,
     push_conditions,
 };
-use self::rows::{CategoryRow, CollectionRow, ProductRow, VersionRow, product_on};
+use self::rows::{CategoryRow, CollectionRow, ProductRow, VersionRow, decodable, product_on};
 use super::{
-    CatalogVersion, Category, CategoryId, Collection, CollectionId, Current, Datastore, Error,
-    Page, Product, ProductFilter, ProductId, Result, Timestamp,
+    CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Error, Page,
+    Product, ProductFilter, ProductId, Result, Timestamp,
 };
 
 /// The migrations in `migrations/sqlite/`, embedded at compile time.
@@ -58,9 +85,6 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a call waits for a pooled connection (writers queue here for the one
 /// write connection).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Opens every write transaction: takes the write lock at once so it is waited for.
-const BEGIN_WRITE: &str = "BEGIN IMMEDIATE";
 
 /// The `sqlite` backend: a read pool and a single-connection write pool on one file.
 pub struct SqliteStore {
@@ -145,13 +169,6 @@ impl SqliteStore {
             Error::unavailable(message, err)
         })
     }
-
-    async fn begin(&self, what: &str) -> Result<sqlx::Transaction<'static, Sqlite>> {
-        self.writer
-            .begin_with(BEGIN_WRITE)
-            .await
-            .map_err(|e| unavailable(what, e))
-    }
 }
 
 impl Datastore for SqliteStore {
@@ -160,46 +177,12 @@ impl Datastore for SqliteStore {
     }
 
     async fn create_product(&self, product: &Product) -> Result<()> {
-        let what = &format!("creating product {:?}", product.sku);
-        let mut tx = self.begin(what).await?;
-        sqlx::query(
-            "INSERT INTO products (id, sku, title, body, price, price_key, currency, \
-             inventory_status, inventory_quantity, category_id, images, metadata, \
-             search_title, search_sku, search_body, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(product.id.as_str())
-        .bind(&product.sku)
-        .bind(&product.title)
-        .bind(&product.body)
-        .bind(product.price.to_string())
-        .bind(price_key(product.price))
-        .bind(&product.currency)
-        .bind(product.inventory_status.as_str())
-        .bind(product.inventory_quantity)
-        .bind(product.category_id.as_str())
-        .bind(ids_json(&product.images))
-        .bind(product.metadata.as_ref().map(ToString::to_string))
-        .bind(product.title.to_lowercase())
-        .bind(product.sku.to_lowercase())
-        .bind(product.body.as_ref().map(|b| b.to_lowercase()))
-        .bind(product.created_at.millis())
-        .bind(product.updated_at.millis())
-        .execute(&mut *tx)
+        let product = product.clone();
+        let what = format!("creating product {:?}", product.sku);
+        self.write(what, move |conn, what| {
+            Box::pin(async move { products::create(conn, &product, what).await })
+        })
         .await
-        .map_err(|e| {
-            write_error(
-                e,
-                "products",
-                "product",
-                product.id.as_str(),
-                "sku",
-                &product.sku,
-                what,
-            )
-        })?;
-        set_product_memberships(&mut tx, product, &product.collection_ids, false).await?;
-        tx.commit().await.map_err(|e| unavailable(what, e))
     }
 
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
@@ -248,102 +231,41 @@ impl Datastore for SqliteStore {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
     ) -> Result<()> {
-        let what = &format!("updating product {:?}", product.id.as_str());
-        let mut tx = self.begin(what).await?;
-        let written = sqlx::query(
-            "UPDATE products SET sku = ?, title = ?, body = ?, price = ?, price_key = ?, \
-             currency = ?, inventory_status = ?, inventory_quantity = ?, category_id = ?, \
-             images = ?, metadata = ?, search_title = ?, search_sku = ?, search_body = ?, \
-             created_at = ?, updated_at = ? \
-             WHERE id = ? AND updated_at = ?",
-        )
-        .bind(&product.sku)
-        .bind(&product.title)
-        .bind(&product.body)
-        .bind(product.price.to_string())
-        .bind(price_key(product.price))
-        .bind(&product.currency)
-        .bind(product.inventory_status.as_str())
-        .bind(product.inventory_quantity)
-        .bind(product.category_id.as_str())
-        .bind(ids_json(&product.images))
-        .bind(product.metadata.as_ref().map(ToString::to_string))
-        .bind(product.title.to_lowercase())
-        .bind(product.sku.to_lowercase())
-        .bind(product.body.as_ref().map(|b| b.to_lowercase()))
-        .bind(product.created_at.millis())
-        .bind(product.updated_at.millis())
-        .bind(product.id.as_str())
-        .bind(expected.millis())
-        .execute(&mut *tx)
+        let product = product.clone();
+        let collections = collection_ids.map(<[CollectionId]>::to_vec);
+        let what = format!("updating product {:?}", product.id.as_str());
+        self.write(what, move |conn, what| {
+            Box::pin(async move {
+                let collections = collections.as_deref();
+                products::update(conn, &product, expected, collections, what).await
+            })
+        })
         .await
-        .map_err(|e| {
-            write_error(
-                e,
-                "products",
-                "product",
-                product.id.as_str(),
-                "sku",
-                &product.sku,
-                what,
-            )
-        })?
-        .rows_affected();
-        if written == 0 {
-            // Read inside the same transaction: the row cannot change between the failed
-            // check and this report.
-            return Err(match product_on(&mut tx, product.id.as_str()).await? {
-                Some(stored) => Error::Conflict(Current::Product(Box::new(stored))),
-                None => Error::not_found("product", product.id.as_str()),
-            });
-        }
-        // Keep the membership copy of the creation time in step with the product.
-        sqlx::query(
-            "UPDATE memberships SET product_created_at = ?1 \
-             WHERE product_id = ?2 AND product_created_at <> ?1",
-        )
-        .bind(product.created_at.millis())
-        .bind(product.id.as_str())
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| unavailable(what, e))?;
-        if let Some(ids) = collection_ids {
-            set_product_memberships(&mut tx, product, ids, true).await?;
-        }
-        tx.commit().await.map_err(|e| unavailable(what, e))
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        let what = &format!("deleting product {:?}", id.as_str());
-        let mut tx = self.begin(what).await?;
-        // Memberships go with it (ON DELETE CASCADE).
-        let deleted = sqlx::query("DELETE FROM products WHERE id = ?")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unavailable(what, e))?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(Error::not_found("product", id.as_str()));
-        }
-        tx.commit().await.map_err(|e| unavailable(what, e))
+        let id = id.as_str().to_owned();
+        let what = format!("deleting product {id:?}");
+        self.write(what, move |conn, what| {
+            Box::pin(async move { products::delete(conn, &id, what).await })
+        })
+        .await
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
-        if page.limit == 0 {
+        let empty_window = matches!((&page.after, &page.before), (Some(a), Some(b)) if a >= b);
+        if page.limit == 0 || empty_window {
             return Ok(Vec::new());
         }
         let mut query = QueryBuilder::<Sqlite>::new(PRODUCT_COLUMNS);
         query.push(product_source(filter));
         push_conditions(&mut query, filter, Some(page));
-        let mut products = query
+        let rows = query
             .build_query_as::<ProductRow>()
             .fetch_all(&self.reader)
             .await
-            .map_err(|e| unavailable("listing products", e))?
-            .into_iter()
-            .map(ProductRow::into_product)
-            .collect::<Result<Vec<_>>>()?;
+            .map_err(|e| unavailable("listing products", e))?;
+        let mut products = decodable(rows);
         if page.from_end {
             products.reverse();
         }
@@ -363,34 +285,12 @@ impl Datastore for SqliteStore {
     }
 
     async fn create_category(&self, category: &Category) -> Result<()> {
-        let what = &format!("creating category {:?}", category.slug);
-        let mut tx = self.begin(what).await?;
-        sqlx::query(
-            "INSERT INTO categories (id, name, slug, parent_id, display_order, body, \
-             created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(category.id.as_str())
-        .bind(&category.name)
-        .bind(&category.slug)
-        .bind(category.parent_id.as_ref().map(CategoryId::as_str))
-        .bind(category.display_order)
-        .bind(&category.body)
-        .bind(category.created_at.millis())
-        .bind(category.updated_at.millis())
-        .execute(&mut *tx)
+        let category = category.clone();
+        let what = format!("creating category {:?}", category.slug);
+        self.write(what, move |conn, what| {
+            Box::pin(async move { categories::create(conn, &category, what).await })
+        })
         .await
-        .map_err(|e| {
-            write_error(
-                e,
-                "categories",
-                "category",
-                category.id.as_str(),
-                "slug",
-                &category.slug,
-                what,
-            )
-        })?;
-        tx.commit().await.map_err(|e| unavailable(what, e))
     }
 
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
@@ -419,63 +319,21 @@ impl Datastore for SqliteStore {
     }
 
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        let what = &format!("updating category {:?}", category.id.as_str());
-        let mut tx = self.begin(what).await?;
-        let written = sqlx::query(
-            "UPDATE categories SET name = ?, slug = ?, parent_id = ?, display_order = ?, \
-             body = ?, created_at = ?, updated_at = ? WHERE id = ? AND updated_at = ?",
-        )
-        .bind(&category.name)
-        .bind(&category.slug)
-        .bind(category.parent_id.as_ref().map(CategoryId::as_str))
-        .bind(category.display_order)
-        .bind(&category.body)
-        .bind(category.created_at.millis())
-        .bind(category.updated_at.millis())
-        .bind(category.id.as_str())
-        .bind(expected.millis())
-        .execute(&mut *tx)
+        let category = category.clone();
+        let what = format!("updating category {:?}", category.id.as_str());
+        self.write(what, move |conn, what| {
+            Box::pin(async move { categories::update(conn, &category, expected, what).await })
+        })
         .await
-        .map_err(|e| {
-            write_error(
-                e,
-                "categories",
-                "category",
-                category.id.as_str(),
-                "slug",
-                &category.slug,
-                what,
-            )
-        })?
-        .rows_affected();
-        if written == 0 {
-            let stored =
-                sqlx::query_as::<_, CategoryRow>(&format!("{CATEGORY_COLUMNS} WHERE id = ?"))
-                    .bind(category.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| unavailable(what, e))?;
-            return Err(match stored {
-                Some(row) => Error::Conflict(Current::Category(Box::new(row.into()))),
-                None => Error::not_found("category", category.id.as_str()),
-            });
-        }
-        tx.commit().await.map_err(|e| unavailable(what, e))
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        let what = &format!("deleting category {:?}", id.as_str());
-        let mut tx = self.begin(what).await?;
-        let deleted = sqlx::query("DELETE FROM categories WHERE id = ?")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unavailable(what, e))?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(Error::not_found("category", id.as_str()));
-        }
-        tx.commit().await.map_err(|e| unavailable(what, e))
+        let id = id.as_str().to_owned();
+        let what = format!("deleting category {id:?}");
+        self.write(what, move |conn, what| {
+            Box::pin(async move { categories::delete(conn, &id, what).await })
+        })
+        .await
     }
 
     async fn create_collection(
@@ -483,34 +341,12 @@ impl Datastore for SqliteStore {
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
-        let what = &format!("creating collection {:?}", collection.slug);
-        let mut tx = self.begin(what).await?;
-        sqlx::query(
-            "INSERT INTO collections (id, name, slug, display_order, body, created_at, \
-             updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(collection.id.as_str())
-        .bind(&collection.name)
-        .bind(&collection.slug)
-        .bind(collection.display_order)
-        .bind(&collection.body)
-        .bind(collection.created_at.millis())
-        .bind(collection.updated_at.millis())
-        .execute(&mut *tx)
+        let (collection, members) = (collection.clone(), product_ids.to_vec());
+        let what = format!("creating collection {:?}", collection.slug);
+        self.write(what, move |conn, what| {
+            Box::pin(async move { collections::create(conn, &collection, &members, what).await })
+        })
         .await
-        .map_err(|e| {
-            write_error(
-                e,
-                "collections",
-                "collection",
-                collection.id.as_str(),
-                "slug",
-                &collection.slug,
-                what,
-            )
-        })?;
-        set_collection_members(&mut tx, &collection.id, product_ids, false).await?;
-        tx.commit().await.map_err(|e| unavailable(what, e))
     }
 
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
@@ -544,93 +380,57 @@ impl Datastore for SqliteStore {
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
     ) -> Result<()> {
-        let what = &format!("updating collection {:?}", collection.id.as_str());
-        let mut tx = self.begin(what).await?;
-        let written = sqlx::query(
-            "UPDATE collections SET name = ?, slug = ?, display_order = ?, body = ?, \
-             created_at = ?, updated_at = ? WHERE id = ? AND updated_at = ?",
-        )
-        .bind(&collection.name)
-        .bind(&collection.slug)
-        .bind(collection.display_order)
-        .bind(&collection.body)
-        .bind(collection.created_at.millis())
-        .bind(collection.updated_at.millis())
-        .bind(collection.id.as_str())
-        .bind(expected.millis())
-        .execute(&mut *tx)
+        let collection = collection.clone();
+        let members = product_ids.map(<[ProductId]>::to_vec);
+        let what = format!("updating collection {:?}", collection.id.as_str());
+        self.write(what, move |conn, what| {
+            Box::pin(async move {
+                let members = members.as_deref();
+                collections::update(conn, &collection, expected, members, what).await
+            })
+        })
         .await
-        .map_err(|e| {
-            write_error(
-                e,
-                "collections",
-                "collection",
-                collection.id.as_str(),
-                "slug",
-                &collection.slug,
-                what,
-            )
-        })?
-        .rows_affected();
-        if written == 0 {
-            let stored =
-                sqlx::query_as::<_, CollectionRow>(&format!("{COLLECTION_COLUMNS} WHERE id = ?"))
-                    .bind(collection.id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(|e| unavailable(what, e))?;
-            return Err(match stored {
-                Some(row) => Error::Conflict(Current::Collection(Box::new(row.into()))),
-                None => Error::not_found("collection", collection.id.as_str()),
-            });
-        }
-        if let Some(ids) = product_ids {
-            set_collection_members(&mut tx, &collection.id, ids, true).await?;
-        }
-        tx.commit().await.map_err(|e| unavailable(what, e))
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        let what = &format!("deleting collection {:?}", id.as_str());
-        let mut tx = self.begin(what).await?;
-        // Memberships go with it (ON DELETE CASCADE).
-        let deleted = sqlx::query("DELETE FROM collections WHERE id = ?")
-            .bind(id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| unavailable(what, e))?
-            .rows_affected();
-        if deleted == 0 {
-            return Err(Error::not_found("collection", id.as_str()));
-        }
-        tx.commit().await.map_err(|e| unavailable(what, e))
+        let id = id.as_str().to_owned();
+        let what = format!("deleting collection {id:?}");
+        self.write(what, move |conn, what| {
+            Box::pin(async move { collections::delete(conn, &id, what).await })
+        })
+        .await
     }
 
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        let what = &format!("recording catalogue version {:?}", version.tag);
-        let mut tx = self.begin(what).await?;
-        sqlx::query(
-            "INSERT INTO catalog_versions (tag, commit_hash, published_at, message, \
-             product_count, category_count, collection_count, orphaned_references) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&version.tag)
-        .bind(&version.commit)
-        .bind(version.published_at.millis())
-        .bind(&version.message)
-        .bind(version.stats.product_count)
-        .bind(version.stats.category_count)
-        .bind(version.stats.collection_count)
-        .bind(version.stats.orphaned_references)
-        .execute(&mut *tx)
+        let version = version.clone();
+        let what = format!("recording catalogue version {:?}", version.tag);
+        self.write(what, move |conn, what| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO catalog_versions (tag, commit_hash, published_at, message, \
+                     product_count, category_count, collection_count, orphaned_references) \
+                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&version.tag)
+                .bind(&version.commit)
+                .bind(version.published_at.millis())
+                .bind(&version.message)
+                .bind(version.stats.product_count)
+                .bind(version.stats.category_count)
+                .bind(version.stats.collection_count)
+                .bind(version.stats.orphaned_references)
+                .execute(conn)
+                .await
+                .map_err(|e| match unique_violation(&e) {
+                    Some("catalog_versions.tag") => {
+                        Error::already_exists("catalog version", "tag", &version.tag)
+                    }
+                    _ => unavailable(what, e),
+                })?;
+                Ok(())
+            })
+        })
         .await
-        .map_err(|e| match unique_violation(&e) {
-            Some("catalog_versions.tag") => {
-                Error::already_exists("catalog version", "tag", &version.tag)
-            }
-            _ => unavailable(what, e),
-        })?;
-        tx.commit().await.map_err(|e| unavailable(what, e))
     }
 
     async fn latest_catalog_version(&self) -> Result<Option<CatalogVersion>> {

@@ -1,8 +1,13 @@
 //! The rows read back from the database and their decoding into entities.
 //!
 //! Images and metadata are stored as JSON text, so their order and content come back
-//! unchanged. A stored value that cannot be decoded is [`Error::Internal`] naming the
-//! entity and its id: a bug or a hand-edited database, not a failing backend.
+//! unchanged; they are decoded here, in Rust, never by SQLite's JSON functions in a read.
+//! A stored value that cannot be decoded is [`Error::Internal`] naming the entity and its
+//! id: a bug, a hand-edited database, or a row written before a limit existed (metadata
+//! nested deeper than the JSON reader accepts), not a failing backend. A listing leaves
+//! such a row out and logs it ([`decodable`]), so one bad row does not break everybody's
+//! reads; a direct read (one id, a sku, or a batch of ids) fails with that error. Counts
+//! do not decode rows, so they still include it.
 
 use std::str::FromStr;
 
@@ -73,6 +78,24 @@ pub(super) async fn product_on(conn: &mut SqliteConnection, id: &str) -> Result<
         .map_err(|e| unavailable(&format!("reading product {id:?}"), e))?
         .map(ProductRow::into_product)
         .transpose()
+}
+
+/// The products of a listing's `rows`, without those that cannot be decoded: each of
+/// those is logged once, naming it.
+pub(super) fn decodable(rows: Vec<ProductRow>) -> Vec<Product> {
+    rows.into_iter()
+        .filter_map(|row| match row.into_product() {
+            Ok(product) => Some(product),
+            Err(err) => {
+                tracing::error!(
+                    error = %err,
+                    source = ?std::error::Error::source(&err),
+                    "left an unreadable product out of a listing"
+                );
+                None
+            }
+        })
+        .collect()
 }
 
 #[derive(sqlx::FromRow)]

@@ -1,0 +1,153 @@
+//! The bodies of product writes, each run inside one write transaction
+//! ([`super::SqliteStore::write`]).
+//!
+//! Each writes first and then checks what the write refers to, on the same connection
+//! inside the same `BEGIN IMMEDIATE` transaction: no other writer can run in between,
+//! so a check that passes still holds at the commit, and one that fails rolls the write
+//! back.
+
+use sqlx::SqliteConnection;
+
+use super::errors::{unavailable, write_error};
+use super::membership::set_product_memberships;
+use super::query::{ids_json, price_key};
+use super::rows::product_on;
+use crate::datastore::{CategoryId, CollectionId, Current, Error, Product, Result, Timestamp};
+
+/// Stores a new product and its memberships; its category and collections must exist.
+pub(super) async fn create(
+    conn: &mut SqliteConnection,
+    product: &Product,
+    what: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO products (id, sku, title, body, price, price_key, currency, \
+         inventory_status, inventory_quantity, category_id, images, metadata, \
+         search_title, search_sku, search_body, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(product.id.as_str())
+    .bind(&product.sku)
+    .bind(&product.title)
+    .bind(&product.body)
+    .bind(product.price.to_string())
+    .bind(price_key(product.price))
+    .bind(&product.currency)
+    .bind(product.inventory_status.as_str())
+    .bind(product.inventory_quantity)
+    .bind(product.category_id.as_str())
+    .bind(ids_json(&product.images))
+    .bind(product.metadata.as_ref().map(ToString::to_string))
+    .bind(product.title.to_lowercase())
+    .bind(product.sku.to_lowercase())
+    .bind(product.body.as_ref().map(|b| b.to_lowercase()))
+    .bind(product.created_at.millis())
+    .bind(product.updated_at.millis())
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| sku_error(e, product, what))?;
+    require_category(conn, &product.category_id).await?;
+    set_product_memberships(conn, product, &product.collection_ids, false).await
+}
+
+/// Replaces a product whose stored version is `expected`; with `collections`, also its
+/// memberships. Its category and new collections must exist.
+pub(super) async fn update(
+    conn: &mut SqliteConnection,
+    product: &Product,
+    expected: Timestamp,
+    collections: Option<&[CollectionId]>,
+    what: &str,
+) -> Result<()> {
+    let written = sqlx::query(
+        "UPDATE products SET sku = ?, title = ?, body = ?, price = ?, price_key = ?, \
+         currency = ?, inventory_status = ?, inventory_quantity = ?, category_id = ?, \
+         images = ?, metadata = ?, search_title = ?, search_sku = ?, search_body = ?, \
+         created_at = ?, updated_at = ? \
+         WHERE id = ? AND updated_at = ?",
+    )
+    .bind(&product.sku)
+    .bind(&product.title)
+    .bind(&product.body)
+    .bind(product.price.to_string())
+    .bind(price_key(product.price))
+    .bind(&product.currency)
+    .bind(product.inventory_status.as_str())
+    .bind(product.inventory_quantity)
+    .bind(product.category_id.as_str())
+    .bind(ids_json(&product.images))
+    .bind(product.metadata.as_ref().map(ToString::to_string))
+    .bind(product.title.to_lowercase())
+    .bind(product.sku.to_lowercase())
+    .bind(product.body.as_ref().map(|b| b.to_lowercase()))
+    .bind(product.created_at.millis())
+    .bind(product.updated_at.millis())
+    .bind(product.id.as_str())
+    .bind(expected.millis())
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| sku_error(e, product, what))?
+    .rows_affected();
+    if written == 0 {
+        // Read inside the same transaction: the row cannot change between the failed
+        // check and this report.
+        return Err(match product_on(conn, product.id.as_str()).await? {
+            Some(stored) => Error::Conflict(Current::Product(Box::new(stored))),
+            None => Error::not_found("product", product.id.as_str()),
+        });
+    }
+    require_category(conn, &product.category_id).await?;
+    // Keep the membership copy of the creation time in step with the product.
+    sqlx::query(
+        "UPDATE memberships SET product_created_at = ?1 \
+         WHERE product_id = ?2 AND product_created_at <> ?1",
+    )
+    .bind(product.created_at.millis())
+    .bind(product.id.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| unavailable(what, e))?;
+    if let Some(ids) = collections {
+        set_product_memberships(conn, product, ids, true).await?;
+    }
+    Ok(())
+}
+
+/// Deletes a product; its memberships go with it (`ON DELETE CASCADE`, same statement).
+pub(super) async fn delete(conn: &mut SqliteConnection, id: &str, what: &str) -> Result<()> {
+    let deleted = sqlx::query("DELETE FROM products WHERE id = ?")
+        .bind(id)
+        .execute(conn)
+        .await
+        .map_err(|e| unavailable(what, e))?
+        .rows_affected();
+    if deleted == 0 {
+        return Err(Error::not_found("product", id));
+    }
+    Ok(())
+}
+
+/// `NotFound` naming `category` unless it exists.
+async fn require_category(conn: &mut SqliteConnection, category: &CategoryId) -> Result<()> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT 1 FROM categories WHERE id = ?")
+        .bind(category.as_str())
+        .fetch_optional(conn)
+        .await
+        .map_err(|e| unavailable("checking the product's category", e))?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(Error::not_found("category", category.as_str())),
+    }
+}
+
+fn sku_error(err: sqlx::Error, product: &Product, what: &str) -> Error {
+    write_error(
+        err,
+        "products",
+        "product",
+        product.id.as_str(),
+        "sku",
+        &product.sku,
+        what,
+    )
+}
