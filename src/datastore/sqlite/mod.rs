@@ -219,10 +219,10 @@ impl Datastore for SqliteStore {
         .bind(ids_json(ids))
         .fetch_all(&self.reader)
         .await
-        .map_err(|e| unavailable("reading products", e))?
-        .into_iter()
-        .map(ProductRow::into_product)
-        .collect()
+        .map_err(|e| unavailable("reading products", e))
+        // A batch serves loaders for many rows at once: an undecodable one is left out
+        // (and logged) rather than failing its neighbours.
+        .map(decodable)
     }
 
     async fn update_product(
