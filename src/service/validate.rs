@@ -14,6 +14,10 @@ pub const SLUG_MAX: usize = 100;
 pub const IMAGES_MAX: usize = 50;
 /// Longest image URL.
 pub const IMAGE_LEN_MAX: usize = 2048;
+/// Deepest nesting of metadata (an object holding an object is depth 2).
+pub const METADATA_DEPTH_MAX: usize = 32;
+/// Most object keys in metadata, counted at every level.
+pub const METADATA_KEYS_MAX: usize = 1_000;
 /// Largest body or metadata, in bytes.
 pub const BLOB_MAX: usize = 64 * 1024;
 /// Most fractional digits of a price.
@@ -146,7 +150,7 @@ pub fn quantity(value: Option<i32>) -> Result<()> {
     }
 }
 
-/// At most 50 images of at most 2048 characters, none empty.
+/// At most 50 absolute `http`/`https` URLs of at most 2048 characters each.
 pub fn images(values: &[String]) -> Result<()> {
     if values.len() > IMAGES_MAX {
         return Err(invalid(format!(
@@ -158,6 +162,16 @@ pub fn images(values: &[String]) -> Result<()> {
         if image.trim().is_empty() || image.chars().count() > IMAGE_LEN_MAX {
             return Err(invalid(format!(
                 "image {} must be 1-{IMAGE_LEN_MAX} characters",
+                shown(image)
+            )));
+        }
+        let web = url::Url::parse(image).is_ok_and(|url| {
+            matches!(url.scheme(), "http" | "https")
+                && url.host_str().is_some_and(|h| !h.is_empty())
+        });
+        if !web || image.chars().any(char::is_whitespace) {
+            return Err(invalid(format!(
+                "image {} must be an absolute http or https URL",
                 shown(image)
             )));
         }
@@ -176,13 +190,27 @@ pub fn body(value: Option<&str>) -> Result<()> {
     }
 }
 
-/// A JSON object of at most 64 KiB serialised.
+/// A JSON object of at most 64 KiB serialised, nested at most 32 levels deep, with at
+/// most 1,000 keys in all: what every backend can store *and read back* (SQLite's and
+/// serde_json's readers stop at 128 levels, so deeper documents would be written but
+/// never read again).
 pub fn metadata(value: Option<&serde_json::Value>) -> Result<()> {
     let Some(value) = value else { return Ok(()) };
     if !value.is_object() {
         return Err(invalid(format!(
             "metadata must be a JSON object, got {}",
             shown(&value.to_string())
+        )));
+    }
+    let (depth, keys) = shape(value);
+    if depth > METADATA_DEPTH_MAX {
+        return Err(invalid(format!(
+            "metadata is nested {depth} levels deep, at most {METADATA_DEPTH_MAX} are allowed"
+        )));
+    }
+    if keys > METADATA_KEYS_MAX {
+        return Err(invalid(format!(
+            "metadata has {keys} keys, at most {METADATA_KEYS_MAX} are allowed"
         )));
     }
     let size = value.to_string().len();
@@ -192,6 +220,29 @@ pub fn metadata(value: Option<&serde_json::Value>) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Nesting depth and number of object keys of a JSON value, without recursion (a hostile
+/// document must not be able to exhaust the stack here).
+fn shape(value: &serde_json::Value) -> (usize, usize) {
+    let mut deepest = 0;
+    let mut keys = 0;
+    let mut stack = vec![(value, 1_usize)];
+    while let Some((value, depth)) = stack.pop() {
+        match value {
+            serde_json::Value::Object(map) => {
+                deepest = deepest.max(depth);
+                keys += map.len();
+                stack.extend(map.values().map(|v| (v, depth + 1)));
+            }
+            serde_json::Value::Array(items) => {
+                deepest = deepest.max(depth);
+                stack.extend(items.iter().map(|v| (v, depth + 1)));
+            }
+            _ => deepest = deepest.max(depth.saturating_sub(1)),
+        }
+    }
+    (deepest, keys)
 }
 
 /// A catalogue version tag: 1–100 of `[A-Za-z0-9._-]`.
@@ -281,6 +332,17 @@ mod tests {
         assert!(quantity(Some(0)).is_ok());
         assert!(message(quantity(Some(-1))).contains("-1"));
         assert!(images(&vec!["https://x/a.png".to_owned(); IMAGES_MAX]).is_ok());
+        assert!(images(&["http://cdn.example/a b.png".to_owned()]).is_err());
+        for bad in [
+            "javascript:alert(1)",
+            "data:image/png;base64,AAAA",
+            "ftp://x/a.png",
+            "/a.png",
+            "https://",
+        ] {
+            let m = message(images(&[bad.to_owned()]));
+            assert!(m.contains("http or https"), "{bad}: {m}");
+        }
         assert!(images(&vec!["https://x/a.png".to_owned(); IMAGES_MAX + 1]).is_err());
         assert!(images(&[" ".to_owned()]).is_err());
         assert!(images(&["h".repeat(IMAGE_LEN_MAX + 1)]).is_err());
@@ -295,6 +357,25 @@ mod tests {
         assert!(message(metadata(Some(&json!([1])))).contains("JSON object"));
         let big = json!({ "k": "v".repeat(BLOB_MAX) });
         assert!(message(metadata(Some(&big))).contains("bytes"));
+        let nest = |levels: usize| {
+            let mut v = json!(1);
+            for _ in 0..levels {
+                v = json!({ "a": v });
+            }
+            v
+        };
+        assert!(metadata(Some(&nest(METADATA_DEPTH_MAX))).is_ok());
+        assert!(message(metadata(Some(&nest(METADATA_DEPTH_MAX + 1)))).contains("33 levels"));
+        assert!(metadata(Some(&nest(200))).is_err());
+        let mut arrays = json!([]);
+        for _ in 0..40 {
+            arrays = json!([arrays]);
+        }
+        assert!(metadata(Some(&json!({ "a": arrays }))).is_err());
+        let many: serde_json::Map<String, serde_json::Value> = (0..=METADATA_KEYS_MAX)
+            .map(|i| (format!("k{i}"), json!(i)))
+            .collect();
+        assert!(message(metadata(Some(&serde_json::Value::Object(many)))).contains("keys"));
     }
 
     #[test]
