@@ -2,14 +2,25 @@
 //! reused, every driver error becomes [`Error::Unavailable`] naming what was attempted,
 //! multi-row reads always go through driver paging, and lightweight transactions report
 //! only the `[applied]` column.
+//!
+//! Statement texts are written with bare table names; [`Cql`] qualifies every table name
+//! that follows `FROM`, `INTO` or `UPDATE` with the configured keyspace before the
+//! statement is prepared ([`qualify`]), so the keyspace stays a run-time setting while
+//! the cluster only ever prepares fully qualified statements (Cassandra warns on every
+//! prepare of a statement that leans on the session keyspace).
+//!
+//! A row that reaches the client but cannot be decoded (a column null or of a type this
+//! backend never writes) is [`Error::Internal`], not `Unavailable`: it concerns that row
+//! only, so listings can skip it (see `scan.rs`).
 
 use futures_util::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use scylla::client::caching_session::CachingSession;
+use scylla::client::pager::NextRowError;
 use scylla::deserialize::row::{ColumnIterator, DeserializeRow};
 use scylla::deserialize::value::DeserializeValue;
 use scylla::errors::{ExecutionError, RequestAttemptError};
-use scylla::response::query_result::QueryResult;
+use scylla::response::query_result::{MaybeFirstRowError, QueryResult};
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::Consistency;
 use scylla::statement::batch::{Batch, BatchType};
@@ -34,10 +45,46 @@ pub(super) enum Cas {
     Unknown(Box<ExecutionError>),
 }
 
-/// The shared session plus the consistency used for linearizable reads.
+/// The shared session plus the keyspace and the consistency used for linearizable reads.
 pub(super) struct Cql {
     session: CachingSession,
+    keyspace: String,
     serial_read: Consistency,
+}
+
+/// `text` with every table name after `FROM`, `INTO` and `UPDATE` qualified with
+/// `keyspace` (names that already contain a dot, like `system.local`, are kept).
+pub(super) fn qualify(text: &str, keyspace: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 4 * keyspace.len());
+    let mut qualify_next = false;
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if qualify_next && !word.is_empty() && !word.contains('.') {
+            out.push_str(keyspace);
+            out.push('.');
+        }
+        out.push_str(word);
+        if !word.is_empty() {
+            qualify_next = matches!(
+                word.to_ascii_uppercase().as_str(),
+                "FROM" | "INTO" | "UPDATE"
+            );
+        }
+    }
+    out
+}
+
+/// A row-level decoding failure of a stream becomes `Internal`, anything else
+/// `Unavailable`.
+fn stream_error(what: &str, err: NextRowError) -> Error {
+    match err {
+        NextRowError::RowDeserializationError(e) => {
+            Error::internal(format!("{what}: a stored row cannot be read"), e)
+        }
+        other => Error::unavailable(what, other),
+    }
 }
 
 /// Maps a driver error to [`Error::Unavailable`], keeping it as the source for logs.
@@ -49,12 +96,21 @@ where
 }
 
 impl Cql {
-    /// Wraps a session; `serial_read` is `SERIAL` or `LOCAL_SERIAL`.
-    pub(super) const fn new(session: CachingSession, serial_read: Consistency) -> Self {
+    /// Wraps a session working in `keyspace`; `serial_read` is `SERIAL` or
+    /// `LOCAL_SERIAL`.
+    pub(super) fn new(session: CachingSession, keyspace: &str, serial_read: Consistency) -> Self {
         Self {
             session,
+            keyspace: keyspace.to_owned(),
             serial_read,
         }
+    }
+
+    /// The statement with its table names qualified (see [`qualify`]).
+    fn q(&self, statement: impl Into<Statement>) -> Statement {
+        let mut statement = statement.into();
+        statement.contents = qualify(&statement.contents, &self.keyspace);
+        statement
     }
 
     /// The driver session, for DDL and schema agreement.
@@ -65,7 +121,7 @@ impl Cql {
     /// A statement that reads at serial consistency: it sees every committed lightweight
     /// transaction and completes any that is in flight.
     pub(super) fn serial(&self, text: &str) -> Statement {
-        let mut statement = Statement::new(text);
+        let mut statement = self.q(text);
         statement.set_consistency(self.serial_read);
         statement
     }
@@ -78,7 +134,7 @@ impl Cql {
         what: &str,
     ) -> Result<QueryResult> {
         self.session
-            .execute_unpaged(statement, values)
+            .execute_unpaged(self.q(statement), values)
             .await
             .map_err(unavailable(what))
     }
@@ -98,7 +154,12 @@ impl Cql {
             .await?
             .into_rows_result()
             .map_err(unavailable(what))?;
-        rows.maybe_first_row::<R>().map_err(unavailable(what))
+        rows.maybe_first_row::<R>().map_err(|err| match err {
+            MaybeFirstRowError::DeserializationFailed(e) => {
+                Error::internal(format!("{what}: the stored row cannot be read"), e)
+            }
+            other @ MaybeFirstRowError::TypeCheckFailed(_) => Error::unavailable(what, other),
+        })
     }
 
     /// Streams every row of a query, fetched page by page by the driver; dropping the
@@ -113,7 +174,7 @@ impl Cql {
     where
         R: for<'f, 'm> DeserializeRow<'f, 'm> + Send + 'static,
     {
-        let statement = Statement::new(text).with_page_size(page_size);
+        let statement = self.q(text).with_page_size(page_size);
         let pager = self
             .session
             .execute_iter(statement, values)
@@ -121,9 +182,7 @@ impl Cql {
             .map_err(unavailable(what))?;
         let rows = pager.rows_stream::<R>().map_err(unavailable(what))?;
         let what = what.to_owned();
-        Ok(rows
-            .map_err(move |e| Error::unavailable(what.clone(), e))
-            .boxed())
+        Ok(rows.map_err(move |e| stream_error(&what, e)).boxed())
     }
 
     /// Collects every row of a query through driver paging.
@@ -153,7 +212,11 @@ impl Cql {
         values: impl SerializeRow,
         what: &str,
     ) -> Result<Cas> {
-        match self.session.execute_unpaged(statement, values).await {
+        match self
+            .session
+            .execute_unpaged(self.q(statement), values)
+            .await
+        {
             Ok(result) => match applied(result) {
                 Ok(true) => Ok(Cas::Applied),
                 Ok(false) => Ok(Cas::NotApplied),
@@ -177,7 +240,7 @@ impl Cql {
         let mut batch = Batch::new(BatchType::Logged);
         let mut values = Vec::with_capacity(statements.len());
         for (text, bound) in statements {
-            batch.append_statement(text);
+            batch.append_statement(self.q(text));
             values.push(bound);
         }
         self.session
@@ -217,4 +280,33 @@ fn applied(result: QueryResult) -> std::result::Result<bool, String> {
         }
     }
     Err("conditional statement returned no [applied] column".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::qualify;
+
+    #[test]
+    fn table_names_are_qualified_with_the_keyspace() {
+        assert_eq!(
+            qualify("SELECT a, b FROM products WHERE id = ?", "ks"),
+            "SELECT a, b FROM ks.products WHERE id = ?"
+        );
+        assert_eq!(
+            qualify("INSERT INTO unique_keys (a) VALUES (?) IF NOT EXISTS", "ks"),
+            "INSERT INTO ks.unique_keys (a) VALUES (?) IF NOT EXISTS"
+        );
+        assert_eq!(
+            qualify("UPDATE categories USING TTL ? SET x = ?", "ks"),
+            "UPDATE ks.categories USING TTL ? SET x = ?"
+        );
+        assert_eq!(
+            qualify("DELETE FROM t WHERE id = ?", "ks"),
+            "DELETE FROM ks.t WHERE id = ?"
+        );
+        assert_eq!(
+            qualify("SELECT release_version FROM system.local", "ks"),
+            "SELECT release_version FROM system.local"
+        );
+    }
 }

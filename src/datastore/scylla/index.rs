@@ -152,15 +152,22 @@ impl ScyllaStore {
             .collect())
     }
 
+    /// The collections of a product that exist: a membership row whose collection is
+    /// gone (deleted concurrently, see `integrity.rs`) is never shown.
+    async fn live_collections_of(&self, id: &ProductId) -> Result<Vec<CollectionId>> {
+        let ids = self.collections_of(id).await?;
+        self.live_collections(&ids).await
+    }
+
     pub(super) async fn with_collections(&self, mut product: Product) -> Result<Product> {
-        product.collection_ids = self.collections_of(&product.id).await?;
+        product.collection_ids = self.live_collections_of(&product.id).await?;
         Ok(product)
     }
 
     pub(super) async fn full_product(&self, id: &ProductId) -> Result<Option<Product>> {
         let (product, collections) = futures_util::future::try_join(
             self.read::<Product>(id.as_str()),
-            self.collections_of(id),
+            self.live_collections_of(id),
         )
         .await?;
         Ok(product.map(|mut p| {
@@ -208,7 +215,9 @@ impl ScyllaStore {
     }
 
     /// Makes `products` exactly the members of collection `cid`; ids of products that do
-    /// not exist (any more) are skipped.
+    /// not exist (any more) are skipped. The rows it adds are checked afterwards: those
+    /// whose product, or the collection itself, was deleted meanwhile are removed again,
+    /// since the deleter's scan may have run before they were written.
     pub(super) async fn set_collection_members(
         &self,
         cid: &CollectionId,
@@ -227,18 +236,34 @@ impl ScyllaStore {
             .filter(|p| !present.contains(p))
             .collect();
         let found: Vec<Product> = self.read_many(added.into_iter()).await?;
-        for product in found {
+        for product in &found {
             statements.push(Self::membership_insert(
                 product.id.as_str(),
                 product.created_at,
                 cid.as_str(),
             ));
         }
-        self.write_batches(
-            statements,
-            &format!("writing the products of collection {cid:?}"),
-        )
-        .await
+        let what = format!("writing the products of collection {cid:?}");
+        self.write_batches(statements, &what).await?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let collection_gone = self
+            .read::<crate::datastore::Collection>(cid.as_str())
+            .await?
+            .is_none();
+        let still: HashSet<String> = self
+            .read_many::<Product>(found.iter().map(|p| p.id.as_str()))
+            .await?
+            .into_iter()
+            .map(|p| p.id.as_str().to_owned())
+            .collect();
+        let undo: Vec<Group> = found
+            .iter()
+            .filter(|p| collection_gone || !still.contains(p.id.as_str()))
+            .map(|p| Self::membership_delete(p.id.as_str(), p.created_at, cid.as_str()))
+            .collect();
+        self.write_batches(undo, &what).await
     }
 }
 

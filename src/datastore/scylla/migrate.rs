@@ -7,7 +7,10 @@
 //! next statement never reaches a node that has not seen the previous one. A migration
 //! is recorded in `schema_migrations` with the SHA-256 of its file only after all its
 //! statements succeeded; its statements must therefore be idempotent (`IF NOT EXISTS`),
-//! so that a migration cut short by a crash can run again from the start. Before doing
+//! so that a migration cut short by a crash can run again from the start. `ALTER TABLE t
+//! ADD c type` has no portable `IF NOT EXISTS` (Cassandra 5 has one, ScyllaDB does not),
+//! so the runner makes it idempotent itself: it skips the statement when
+//! `system_schema.columns` already lists the column ([`added_column`]). Before doing
 //! anything the runner compares what is recorded with what is embedded: a recorded
 //! migration whose file changed, or that this binary does not have, stops startup with
 //! an error naming the file — the database would otherwise drift from the code silently.
@@ -73,11 +76,18 @@ impl Migration {
 
 /// Every migration of the scylla backend, in version order. A test checks that this list
 /// and the `migrations/scylla/` directory agree, so a new file cannot be forgotten here.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    file: "0001_catalogue.cql",
-    cql: include_str!("../../../migrations/scylla/0001_catalogue.cql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        file: "0001_catalogue.cql",
+        cql: include_str!("../../../migrations/scylla/0001_catalogue.cql"),
+    },
+    Migration {
+        version: 2,
+        file: "0002_integrity.cql",
+        cql: include_str!("../../../migrations/scylla/0002_integrity.cql"),
+    },
+];
 
 /// The lock row's key: there is one lock per keyspace.
 const LOCK_NAME: &str = "migrations";
@@ -96,6 +106,43 @@ const RENEW_LOCK: &str = "UPDATE schema_migration_lock USING TTL ? SET holder = 
      heartbeat_at = ? WHERE name = ? IF holder = ?";
 const RELEASE_LOCK: &str = "DELETE FROM schema_migration_lock WHERE name = ? IF holder = ?";
 const SELECT_HOLDER: &str = "SELECT holder FROM schema_migration_lock WHERE name = ?";
+const SELECT_COLUMN: &str = "SELECT column_name FROM system_schema.columns \
+     WHERE keyspace_name = ? AND table_name = ? AND column_name = ?";
+
+/// `(table, column)` when `statement` is `ALTER TABLE <table> ADD <column> <type>`.
+#[must_use]
+pub fn added_column(statement: &str) -> Option<(String, String)> {
+    let words: Vec<&str> = statement.split_whitespace().collect();
+    match words.as_slice() {
+        [alter, table_kw, table, add, column, _type, ..]
+            if alter.eq_ignore_ascii_case("ALTER")
+                && table_kw.eq_ignore_ascii_case("TABLE")
+                && add.eq_ignore_ascii_case("ADD")
+                && !column.starts_with('(')
+                && !column.eq_ignore_ascii_case("IF") =>
+        {
+            Some((table.to_ascii_lowercase(), column.to_ascii_lowercase()))
+        }
+        _ => None,
+    }
+}
+
+/// Whether an `ALTER TABLE … ADD` statement has already been applied.
+async fn column_exists(
+    cql: &Cql,
+    keyspace: &str,
+    table: &str,
+    column: &str,
+) -> Result<bool, Error> {
+    let found: Option<(String,)> = cql
+        .one(
+            SELECT_COLUMN,
+            (keyspace, table, column),
+            "reading the columns of a table",
+        )
+        .await?;
+    Ok(found.is_some())
+}
 
 /// How the runner waits for and holds the lock.
 #[derive(Clone, Copy, Debug)]
@@ -231,7 +278,7 @@ pub(super) async fn run(
         });
     }
     let lock = MigrationLock::acquire(cql, keyspace, settings).await?;
-    let outcome = apply_pending(cql, &lock.holder, &lock.lost).await;
+    let outcome = apply_pending(cql, keyspace, &lock.holder, &lock.lost).await;
     lock.release().await;
     outcome
 }
@@ -367,6 +414,7 @@ fn pending(
 /// applies the rest.
 async fn apply_pending(
     cql: &Cql,
+    keyspace: &str,
     holder: &str,
     lost: &AtomicBool,
 ) -> Result<MigrationReport, MigrateError> {
@@ -382,6 +430,11 @@ async fn apply_pending(
             let number = index + 1;
             if lost.load(Ordering::Acquire) {
                 return Err(MigrateError::LockLost { path });
+            }
+            if let Some((table, column)) = added_column(&statement)
+                && column_exists(cql, keyspace, &table, &column).await?
+            {
+                continue;
             }
             cql.session()
                 .query_unpaged(statement, ())
@@ -750,12 +803,31 @@ mod tests {
             for s in m.statements() {
                 let upper = s.to_uppercase();
                 assert!(
-                    upper.starts_with("CREATE") && upper.contains("IF NOT EXISTS"),
+                    (upper.starts_with("CREATE") && upper.contains("IF NOT EXISTS"))
+                        || added_column(&s).is_some(),
                     "{}: a migration statement must be re-runnable: {s}",
                     m.file
                 );
             }
         }
+    }
+
+    #[test]
+    fn alter_add_is_recognised_for_the_runner_to_skip() {
+        assert_eq!(
+            added_column("ALTER TABLE categories ADD deleting text"),
+            Some(("categories".to_owned(), "deleting".to_owned()))
+        );
+        assert_eq!(
+            added_column("alter table Categories add Pending_Refs set<text>"),
+            Some(("categories".to_owned(), "pending_refs".to_owned()))
+        );
+        assert_eq!(added_column("ALTER TABLE t ADD (a int, b int)"), None);
+        assert_eq!(added_column("ALTER TABLE t ADD IF NOT EXISTS a int"), None);
+        assert_eq!(
+            added_column("CREATE TABLE IF NOT EXISTS t (a int PRIMARY KEY)"),
+            None
+        );
     }
 
     fn row(version: i32, checksum: &str) -> AppliedRow {

@@ -17,13 +17,27 @@
 //! logged batches: they may hold stale rows but never lack one, and every read through
 //! them checks the entity (`index.rs`, `scan.rs`).
 //!
+//! # Referential integrity
+//! References (a product's category and collections, a collection's members, a
+//! category's parent) are checked by the backend in the same step as the write, against
+//! concurrent deletes and parent changes from any number of instances: writers register
+//! with or re-read the referenced row around their own writes so that one lightweight
+//! transaction on the referenced row orders them against the deleter, and parent
+//! changes are serialised by a lease. `integrity.rs` gives the protocol and why it is
+//! correct; `unique_keys.rs` how reservations left by crashed writers are reclaimed.
+//!
+//! # Keyspace
+//! Statement texts use bare table names; `cql.rs` qualifies them with the configured
+//! keyspace before they are prepared.
+//!
 //! # Files
 //! - `config.rs`: [`ScyllaConfig`] and the consistency levels;
 //! - `statements.rs`: the CQL text, besides the entity statements in `rows.rs`;
 //! - `cql.rs`: the session wrapper (prepared statements, paging, LWT answers);
 //! - `rows.rs`: how entities map to CQL rows and back;
 //! - `lwt.rs`: entity reads and conditional writes;
-//! - `unique_keys.rs`: sku and slug reservations;
+//! - `unique_keys.rs`: sku and slug reservations, pending until confirmed;
+//! - `integrity.rs`: references, deletion marks and the category tree lease;
 //! - `index.rs`: index and membership rows;
 //! - `scan.rs`: listing and counting products;
 //! - `versions.rs`: catalogue versions;
@@ -32,6 +46,7 @@
 mod config;
 mod cql;
 mod index;
+mod integrity;
 mod lwt;
 pub mod migrate;
 mod rows;
@@ -40,8 +55,9 @@ mod statements;
 mod unique_keys;
 mod versions;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use scylla::client::caching_session::CachingSession;
@@ -51,6 +67,7 @@ use scylla::client::session_builder::SessionBuilder;
 pub use self::config::{ConsistencyLevel, ScyllaConfig, SerialConsistencyLevel};
 use self::cql::Cql;
 use self::index::{boxed, month_of};
+use self::integrity::Refs;
 use self::lwt::Write;
 use self::migrate::{LockSettings, MigrateError, MigrationReport};
 use self::rows::{Entity, ts};
@@ -67,6 +84,9 @@ use super::{
 const FETCH_CONCURRENCY: usize = 32;
 /// Prepared statements kept by the caching session.
 const STATEMENT_CACHE: usize = 256;
+/// Lifetime of pending reservations, category references, deletion marks and the
+/// category tree lease (see `integrity.rs` and `unique_keys.rs`).
+const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(60);
 
 /// The `scylla` backend. Cheap to share: one session with its connection pools and
 /// prepared-statement cache.
@@ -76,6 +96,10 @@ pub struct ScyllaStore {
     lock: LockSettings,
     /// Months this process has already recorded in `product_months`.
     known_months: Mutex<BTreeSet<i32>>,
+    /// TTL of everything a crashed writer could leave taken (see `integrity.rs`).
+    lease_ttl: Duration,
+    /// Unreadable rows already logged by a listing, so each is logged once.
+    reported: Mutex<HashSet<String>>,
 }
 
 impl ScyllaStore {
@@ -105,6 +129,7 @@ impl ScyllaStore {
             .map_err(|e| Error::unavailable(format!("connecting to scylla at {hosts}"), e))?;
         let cql = Cql::new(
             CachingSession::from(session, STATEMENT_CACHE),
+            &cfg.keyspace,
             cfg.serial_consistency.read_consistency(),
         );
         let found: Option<(String,)> = cql
@@ -136,7 +161,61 @@ impl ScyllaStore {
                 wait_timeout: cfg.migration_wait_timeout,
             },
             known_months: Mutex::new(BTreeSet::new()),
+            lease_ttl: DEFAULT_LEASE_TTL,
+            reported: Mutex::new(HashSet::new()),
         })
+    }
+
+    /// Sets the TTL of pending reservations, category references, deletion marks and
+    /// the category tree lease (default one minute; at least two seconds): how long a
+    /// crashed writer can keep a key or a category blocked. Tests shorten it.
+    #[doc(hidden)]
+    #[must_use]
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl.max(Duration::from_secs(2));
+        self
+    }
+
+    /// Logs an unreadable row a listing skips, once per row and store.
+    fn skip_unreadable(&self, err: &Error) {
+        let key = match err {
+            Error::Internal { message, source } => format!("{message}: {source}"),
+            other => other.to_string(),
+        };
+        let first = self
+            .reported
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key);
+        if first {
+            tracing::error!(error = %err, source = ?std::error::Error::source(err), "skipping a stored row that cannot be read");
+        }
+    }
+
+    /// Decoded rows of a whole-table listing; unreadable rows are skipped and logged.
+    async fn list_all<T: Entity>(&self, text: &str, what: &str) -> Result<Vec<T>>
+    where
+        T::Row: Send + 'static,
+    {
+        let mut rows = self
+            .cql
+            .stream::<T::Row>(text, cql::SCAN_PAGE_SIZE, (), what)
+            .await?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().await {
+            match row.and_then(T::from_row) {
+                Ok(entity) => out.push(entity),
+                Err(err @ Error::Internal { .. }) => self.skip_unreadable(&err),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a write failed with its outcome unknown: its registrations are then left
+    /// to expire instead of being released (see `integrity.rs`).
+    const fn unsettled(result: &Result<()>) -> bool {
+        matches!(result, Err(Error::Unavailable { .. }))
     }
 
     /// Applies the embedded migrations that are not applied yet, under the distributed
@@ -176,20 +255,41 @@ impl Datastore for ScyllaStore {
     }
 
     async fn create_product(&self, product: &Product) -> Result<()> {
-        let mut rows = vec![self.product_index_rows(product)];
-        let mut collections: Vec<&CollectionId> = product.collection_ids.iter().collect();
+        let mut collections: Vec<CollectionId> = product.collection_ids.clone();
         collections.sort();
         collections.dedup();
-        for cid in collections {
-            rows.push(Self::membership_insert(
-                product.id.as_str(),
-                product.created_at,
-                cid.as_str(),
-            ));
+        let category = self.refer_category(&product.category_id).await?;
+        let result = async {
+            self.require_collections(&collections).await?;
+            let mut rows = vec![self.product_index_rows(product)];
+            for cid in &collections {
+                rows.push(Self::membership_insert(
+                    product.id.as_str(),
+                    product.created_at,
+                    cid.as_str(),
+                ));
+            }
+            let mut stored = product.clone();
+            stored.collection_ids.clear();
+            let undo = collections
+                .iter()
+                .map(|cid| {
+                    Self::membership_delete(product.id.as_str(), product.created_at, cid.as_str())
+                })
+                .collect();
+            let refs = Refs {
+                collections: &collections,
+                since: Some(category.since),
+                undo,
+                ..Refs::default()
+            };
+            self.create_keyed(&stored, rows, refs).await
         }
-        let mut stored = product.clone();
-        stored.collection_ids.clear();
-        self.create_keyed(&stored, rows).await?;
+        .await;
+        if !Self::unsettled(&result) {
+            self.unrefer_category(category).await;
+        }
+        result?;
         self.known_months
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -235,45 +335,32 @@ impl Datastore for ScyllaStore {
         next.created_at = stored.created_at;
         let moved = next.category_id != stored.category_id;
         let pid = product.id.as_str();
-        if moved {
-            let row = (next.category_id.as_str(), ts(stored.created_at), pid);
-            self.cql
-                .execute(
-                    INSERT_CATEGORY_ROW,
-                    row,
-                    &format!("indexing product {pid:?}"),
-                )
-                .await?;
-        }
-        // Which category index row is stale afterwards: the old one if the write
-        // landed, the new one if it surely did not, neither if nobody knows.
-        let (stale_category, result) = match self.update_keyed(&stored, &next, expected).await {
-            Ok(Write::Done) => (Some(&stored.category_id), Ok(())),
-            Ok(Write::Stale(current)) => (
-                Some(&next.category_id),
-                Err(self.product_conflict(current).await),
-            ),
-            Ok(Write::Missing) => (
-                Some(&next.category_id),
-                Err(Error::not_found(ProductId::ENTITY, pid)),
-            ),
-            Err(err @ Error::AlreadyExists { .. }) => (Some(&next.category_id), Err(err)),
-            Err(err) => (None, Err(err)),
+        let category = if moved {
+            Some(self.refer_category(&next.category_id).await?)
+        } else {
+            None
         };
-        if let Some(stale_category) = stale_category.filter(|_| moved) {
-            let row = (stale_category.as_str(), ts(stored.created_at), pid);
-            if let Err(err) = self
-                .cql
-                .execute(DELETE_CATEGORY_ROW, row, "unindexing a product")
-                .await
-            {
-                // Harmless: reads check the entity's category.
-                tracing::warn!(product = pid, error = %err, "could not remove a stale category index row");
-            }
+        let since = category.as_ref().map(|c| c.since);
+        let result = self
+            .update_product_row(&stored, &next, expected, collection_ids, since)
+            .await;
+        if let Some(category) = category
+            && !Self::unsettled(&result)
+        {
+            self.unrefer_category(category).await;
         }
         result?;
         if let Some(ids) = collection_ids {
             self.set_product_collections(&product.id, stored.created_at, ids)
+                .await?;
+            // A collection deleted since the check may have missed these rows: drop them.
+            let live = self.live_collections(ids).await?;
+            let dead: Vec<_> = ids
+                .iter()
+                .filter(|c| !live.contains(c))
+                .map(|c| Self::membership_delete(pid, stored.created_at, c.as_str()))
+                .collect();
+            self.write_batches(dead, "dropping memberships of deleted collections")
                 .await?;
         }
         Ok(())
@@ -332,7 +419,21 @@ impl Datastore for ScyllaStore {
     }
 
     async fn create_category(&self, category: &Category) -> Result<()> {
-        self.create_keyed(category, Vec::new()).await
+        let parent = match &category.parent_id {
+            Some(parent) => Some(self.refer_category(parent).await?),
+            None => None,
+        };
+        let refs = Refs {
+            since: parent.as_ref().map(|p| p.since),
+            ..Refs::default()
+        };
+        let result = self.create_keyed(category, Vec::new(), refs).await;
+        if let Some(parent) = parent
+            && !Self::unsettled(&result)
+        {
+            self.unrefer_category(parent).await;
+        }
+        result
     }
 
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
@@ -350,11 +451,8 @@ impl Datastore for ScyllaStore {
     }
 
     async fn list_categories(&self) -> Result<Vec<Category>> {
-        let rows: Vec<rows::CategoryRow> = self
-            .cql
-            .all(SELECT_ALL_CATEGORIES, (), "listing categories")
-            .await?;
-        rows.into_iter().map(Category::from_row).collect()
+        self.list_all(SELECT_ALL_CATEGORIES, "listing categories")
+            .await
     }
 
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
@@ -366,15 +464,44 @@ impl Datastore for ScyllaStore {
         }
         let mut next = category.clone();
         next.created_at = stored.created_at;
-        match self.update_keyed(&stored, &next, expected).await? {
-            Write::Done => Ok(()),
-            Write::Stale(current) => Err(Error::Conflict(current.into_current())),
-            Write::Missing => Err(Error::not_found(CategoryId::ENTITY, category.id.as_str())),
+        // Only a new parent can close a cycle or point at a deleted category.
+        let Some(parent) = next
+            .parent_id
+            .as_ref()
+            .filter(|p| Some(*p) != stored.parent_id.as_ref())
+        else {
+            return self.write_category(&stored, &next, expected, None).await;
+        };
+        if *parent == next.id {
+            return Err(Error::Cycle {
+                category: next.id.as_str().to_owned(),
+                parent: parent.as_str().to_owned(),
+            });
         }
+        let reference = self.refer_category(parent).await?;
+        let result = match self.take_tree_lease().await {
+            Ok(lease) => {
+                let result = match self.check_acyclic(&lease, &next.id, parent).await {
+                    Ok(()) => {
+                        let since = reference.since.min(lease.since);
+                        self.write_category(&stored, &next, expected, Some(since))
+                            .await
+                    }
+                    Err(err) => Err(err),
+                };
+                self.release_tree_lease(lease).await;
+                result
+            }
+            Err(err) => Err(err),
+        };
+        if !Self::unsettled(&result) {
+            self.unrefer_category(reference).await;
+        }
+        result
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        let stored = self.remove::<Category>(id.as_str()).await?;
+        let stored = self.delete_unused_category(id).await?;
         self.release::<Category>(&stored.slug, id.as_str(), None)
             .await;
         Ok(())
@@ -385,9 +512,27 @@ impl Datastore for ScyllaStore {
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
-        self.create_keyed(collection, Vec::new()).await?;
-        self.set_collection_members(&collection.id, product_ids)
-            .await
+        let ids: Vec<&str> = product_ids
+            .iter()
+            .map(ProductId::as_str)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let members = self.require_products(&ids).await?;
+        let rows = members
+            .iter()
+            .map(|p| Self::membership_insert(p.id.as_str(), p.created_at, collection.id.as_str()))
+            .collect();
+        let undo = members
+            .iter()
+            .map(|p| Self::membership_delete(p.id.as_str(), p.created_at, collection.id.as_str()))
+            .collect();
+        let refs = Refs {
+            products: &ids,
+            undo,
+            ..Refs::default()
+        };
+        self.create_keyed(collection, rows, refs).await
     }
 
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
@@ -405,11 +550,8 @@ impl Datastore for ScyllaStore {
     }
 
     async fn list_collections(&self) -> Result<Vec<Collection>> {
-        let rows: Vec<rows::CollectionRow> = self
-            .cql
-            .all(SELECT_ALL_COLLECTIONS, (), "listing collections")
-            .await?;
-        rows.into_iter().map(Collection::from_row).collect()
+        self.list_all(SELECT_ALL_COLLECTIONS, "listing collections")
+            .await
     }
 
     async fn update_collection(
@@ -427,9 +569,13 @@ impl Datastore for ScyllaStore {
         if stored.updated_at != expected {
             return Err(Error::Conflict(stored.into_current()));
         }
+        if let Some(ids) = product_ids {
+            let ids: Vec<&str> = ids.iter().map(ProductId::as_str).collect();
+            self.require_products(&ids).await?;
+        }
         let mut next = collection.clone();
         next.created_at = stored.created_at;
-        match self.update_keyed(&stored, &next, expected).await? {
+        match self.update_keyed(&stored, &next, expected, None).await? {
             Write::Done => {}
             Write::Stale(current) => {
                 return Err(Error::Conflict(current.into_current()));
@@ -448,29 +594,32 @@ impl Datastore for ScyllaStore {
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        if self.read::<Collection>(id.as_str()).await?.is_none() {
-            return Err(Error::not_found(CollectionId::ENTITY, id.as_str()));
-        }
-        // Memberships first: if the entity delete then fails, a retry finishes the job,
-        // whereas the other order could leave products listing a deleted collection.
-        let mut statements = Vec::new();
-        for (created_at, pid) in self.members_of(id).await? {
-            statements.push(Self::membership_delete(&pid, created_at, id.as_str()));
-        }
-        statements.push(vec![(
-            DELETE_ALL_COLLECTION_SIDE,
-            boxed((id.as_str().to_owned(),)),
-        )]);
-        self.write_batches(
-            statements,
-            &format!("removing the products of collection {id:?}"),
-        )
-        .await?;
+        // The entity first: its delete is what writers adding members race against (see
+        // `integrity.rs`); memberships left behind by a failure here are never shown.
         let stored = self.remove::<Collection>(id.as_str()).await?;
         self.release::<Collection>(&stored.slug, id.as_str(), None)
             .await;
+        let cleanup = async {
+            let mut statements = Vec::new();
+            for (created_at, pid) in self.members_of(id).await? {
+                statements.push(Self::membership_delete(&pid, created_at, id.as_str()));
+            }
+            statements.push(vec![(
+                DELETE_ALL_COLLECTION_SIDE,
+                boxed((id.as_str().to_owned(),)),
+            )]);
+            self.write_batches(
+                statements,
+                &format!("removing the products of collection {id:?}"),
+            )
+            .await
+        };
+        if let Err(err) = cleanup.await {
+            tracing::warn!(collection = id.as_str(), error = %err, "could not remove the memberships of a deleted collection");
+        }
         Ok(())
     }
+
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
         self.record_version(version).await
     }
@@ -486,5 +635,79 @@ impl Datastore for ScyllaStore {
     async fn close(&self) {
         // The driver closes its connections when the last session handle is dropped;
         // there is nothing to flush, so closing early would only fail in-flight calls.
+    }
+}
+
+impl ScyllaStore {
+    /// The entity part of `update_product`: the new category's index row first, the
+    /// versioned write, then whichever category index row is stale.
+    async fn update_product_row(
+        &self,
+        stored: &Product,
+        next: &Product,
+        expected: Timestamp,
+        collection_ids: Option<&[CollectionId]>,
+        since: Option<std::time::Instant>,
+    ) -> Result<()> {
+        if let Some(ids) = collection_ids {
+            self.require_collections(ids).await?;
+        }
+        let moved = next.category_id != stored.category_id;
+        let pid = next.id.as_str();
+        if moved {
+            let row = (next.category_id.as_str(), ts(stored.created_at), pid);
+            self.cql
+                .execute(
+                    INSERT_CATEGORY_ROW,
+                    row,
+                    &format!("indexing product {pid:?}"),
+                )
+                .await?;
+        }
+        // Which category index row is stale afterwards: the old one if the write
+        // landed, the new one if it surely did not, neither if nobody knows.
+        let (stale_category, result) = match self.update_keyed(stored, next, expected, since).await
+        {
+            Ok(Write::Done) => (Some(&stored.category_id), Ok(())),
+            Ok(Write::Stale(current)) => (
+                Some(&next.category_id),
+                Err(self.product_conflict(current).await),
+            ),
+            Ok(Write::Missing) => (
+                Some(&next.category_id),
+                Err(Error::not_found(ProductId::ENTITY, pid)),
+            ),
+            Err(err @ Error::AlreadyExists { .. }) => (Some(&next.category_id), Err(err)),
+            Err(err) => (None, Err(err)),
+        };
+        if let Some(stale_category) = stale_category.filter(|_| moved) {
+            let row = (stale_category.as_str(), ts(stored.created_at), pid);
+            if let Err(err) = self
+                .cql
+                .execute(DELETE_CATEGORY_ROW, row, "unindexing a product")
+                .await
+            {
+                // Harmless: reads check the entity's category.
+                tracing::warn!(product = pid, error = %err, "could not remove a stale category index row");
+            }
+        }
+        result
+    }
+}
+
+impl ScyllaStore {
+    /// The versioned write of a category, once its parent is settled.
+    async fn write_category(
+        &self,
+        stored: &Category,
+        next: &Category,
+        expected: Timestamp,
+        since: Option<std::time::Instant>,
+    ) -> Result<()> {
+        match self.update_keyed(stored, next, expected, since).await? {
+            Write::Done => Ok(()),
+            Write::Stale(current) => Err(Error::Conflict(current.into_current())),
+            Write::Missing => Err(Error::not_found(CategoryId::ENTITY, next.id.as_str())),
+        }
     }
 }

@@ -12,6 +12,13 @@
 //! counter tables were rejected because CQL counters are not idempotent (a retried
 //! increment counts twice), cannot join a logged batch with the rows they count, and
 //! could not count filtered subsets anyway.
+//!
+//! A window whose `after` is not below its `before` is empty, and answers so without a
+//! query. A listing by collection first checks that the collection exists (membership
+//! rows can outlive a deleted collection for a moment, see `integrity.rs`). A product
+//! row that cannot be decoded is skipped and logged once (`ScyllaStore::skip_unreadable`)
+//! instead of failing the listing for everyone; reading it directly still fails with
+//! `Error::Internal`.
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 use scylla::value::CqlValue;
@@ -21,7 +28,14 @@ use super::index::{KeyRow, month_of};
 use super::rows::ts;
 use super::statements::SELECT_MONTHS;
 use super::{FETCH_CONCURRENCY, ScyllaStore};
-use crate::datastore::{CategoryId, CollectionId, Page, Product, ProductFilter, Result};
+use crate::datastore::{
+    CategoryId, Collection, CollectionId, Error, Page, Product, ProductFilter, Result,
+};
+
+/// Whether the window's bounds leave no room for any key.
+fn empty_window(page: &Page) -> bool {
+    matches!((&page.after, &page.before), (Some(after), Some(before)) if after >= before)
+}
 
 /// Which index a product scan reads.
 enum Source<'a> {
@@ -47,7 +61,7 @@ impl ScyllaStore {
         filter: &ProductFilter,
         page: &Page,
     ) -> Result<Vec<Product>> {
-        if page.limit == 0 {
+        if page.limit == 0 || empty_window(page) {
             return Ok(Vec::new());
         }
         let mut found = Vec::with_capacity(page.limit);
@@ -112,7 +126,15 @@ impl ScyllaStore {
         page_size: i32,
         mut visit: impl FnMut(Product) -> bool + Send,
     ) -> Result<()> {
+        if empty_window(page) {
+            return Ok(());
+        }
         let source = Source::for_filter(filter);
+        if let Source::Collection(c) = &source
+            && self.read::<Collection>(c.as_str()).await?.is_none()
+        {
+            return Ok(());
+        }
         let (table, partition_column, id_column, partitions): (&str, &str, &str, Vec<CqlValue>) =
             match &source {
                 Source::Collection(c) => (
@@ -164,7 +186,14 @@ impl ScyllaStore {
                 .stream::<KeyRow>(&text, page_size, values, "scanning products")
                 .await?
                 .map_ok(|(created_at, id)| async move {
-                    let product = self.read::<Product>(&id).await?;
+                    let product = match self.read::<Product>(&id).await {
+                        Ok(product) => product,
+                        Err(err @ Error::Internal { .. }) => {
+                            self.skip_unreadable(&err);
+                            None
+                        }
+                        Err(err) => return Err(err),
+                    };
                     Ok(product.filter(|p| p.created_at.millis() == created_at.0))
                 })
                 .try_buffered(FETCH_CONCURRENCY);
@@ -180,5 +209,33 @@ impl ScyllaStore {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::{Key, Timestamp};
+
+    fn key(ms: i64, id: &str) -> Option<Key> {
+        Some(Key {
+            created_at: Timestamp::from_millis(ms),
+            id: id.to_owned(),
+        })
+    }
+
+    #[test]
+    fn a_window_without_room_is_empty() {
+        let page = |after, before| Page {
+            after,
+            before,
+            limit: 10,
+            from_end: false,
+        };
+        assert!(empty_window(&page(key(5, "b"), key(5, "b"))));
+        assert!(empty_window(&page(key(6, "a"), key(5, "z"))));
+        assert!(!empty_window(&page(key(5, "a"), key(5, "b"))));
+        assert!(!empty_window(&page(key(5, "a"), None)));
+        assert!(!empty_window(&page(None, None)));
     }
 }

@@ -12,9 +12,13 @@ pub(super) const PING: &str = "SELECT release_version FROM system.local";
 
 // Unique keys (`unique_keys.rs`).
 pub(super) const RESERVE: &str = "INSERT INTO unique_keys \
+     (scope, value, owner, claim, reserved_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS USING TTL ?";
+pub(super) const RESERVE_CONFIRMED: &str = "INSERT INTO unique_keys \
      (scope, value, owner, claim, reserved_at) VALUES (?, ?, ?, ?, ?) IF NOT EXISTS";
-pub(super) const TAKE_OVER: &str = "UPDATE unique_keys SET claim = ?, reserved_at = ? \
-     WHERE scope = ? AND value = ? IF owner = ? AND claim = ?";
+pub(super) const TAKE_OVER: &str = "UPDATE unique_keys USING TTL ? SET claim = ?, \
+     reserved_at = ? WHERE scope = ? AND value = ? IF owner = ? AND claim = ?";
+pub(super) const CONFIRM: &str = "UPDATE unique_keys SET owner = ?, claim = ?, reserved_at = ? \
+     WHERE scope = ? AND value = ? IF claim = ?";
 pub(super) const RELEASE: &str = "DELETE FROM unique_keys WHERE scope = ? AND value = ? \
      IF owner = ? AND claim = ?";
 pub(super) const SELECT_OWNER: &str = "SELECT owner FROM unique_keys WHERE scope = ? AND value = ?";
