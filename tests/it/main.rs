@@ -8,6 +8,7 @@ mod graphql;
 mod hostile_http;
 mod http;
 mod memdb;
+mod props;
 mod readme;
 mod scylla;
 mod sqlite;
