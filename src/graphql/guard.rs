@@ -453,6 +453,13 @@ impl Extension for GuardExtension {
         }
         let doc = next.run(ctx, query, variables).await?;
         check(&doc, variables, &self.model, self.limits).map_err(refused)?;
+        if query.contains("__typename")
+            && let Some(first) = super::typename::typename_errors(&doc, variables)
+                .into_iter()
+                .next()
+        {
+            return Err(first);
+        }
         Ok(doc)
     }
 }

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod mutation;
 pub mod query;
 pub mod scalars;
+pub mod typename;
 pub mod types;
 
 use std::sync::Arc;
