@@ -37,12 +37,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
+};
 use async_graphql::parser::types::{
     BaseType, DocumentOperations, ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
     ServiceDocument, Type, TypeKind, TypeSystemDefinition,
 };
-use async_graphql::{Name, Positioned, ServerError, ServerResult, Value, Variables};
+use async_graphql::{Name, Positioned, Request, ServerError, ServerResult, Value, Variables};
 use async_graphql_value::Value as DocValue;
 
 /// Arguments of a field as written in the document.
@@ -211,7 +213,9 @@ impl<'a> Meter<'a> {
         let mut total: u64 = 0;
         for item in &set.items {
             let add = match &item.node {
-                Selection::Field(field) => 1 + self.size(&field.node.selection_set.node)?,
+                Selection::Field(field) => {
+                    self.size(&field.node.selection_set.node)?.saturating_add(1)
+                }
                 Selection::InlineFragment(inline) => self.size(&inline.node.selection_set.node)?,
                 Selection::FragmentSpread(spread) => {
                     let name = &spread.node.fragment_name.node;
@@ -252,12 +256,12 @@ impl<'a> Meter<'a> {
                         // `pageInfo` are paid once.
                         let page = self.page_size(&field.arguments);
                         let inner = self.cost(&target, &field.selection_set.node, page)?;
-                        total = total.saturating_add(1 + inner);
+                        total = total.saturating_add(inner.saturating_add(1));
                         continue;
                     }
                     if parent.ends_with("Connection") && field.name.node.as_str() == "edges" {
                         let inner = self.cost(&target, &field.selection_set.node, 1)?;
-                        total = total.saturating_add(rows.saturating_mul(1 + inner));
+                        total = total.saturating_add(rows.saturating_mul(inner.saturating_add(1)));
                         continue;
                     }
                     let inner = self.cost(&target, &field.selection_set.node, 1)?;
@@ -265,14 +269,13 @@ impl<'a> Meter<'a> {
                         Charge::Page => unreachable!("handled above"),
                         Charge::ByIds => {
                             let ids = self.list_len(&field.arguments, "ids");
-                            ids.saturating_mul(1 + inner)
+                            ids.saturating_mul(inner.saturating_add(1))
                         }
                         Charge::Count => COUNT_COST,
-                        Charge::Table => {
-                            WHOLE_TABLE_COST.saturating_add(TABLE_ROWS.saturating_mul(1 + inner))
-                        }
-                        Charge::Related => RELATED_ROWS.saturating_mul(1 + inner),
-                        Charge::One => 1 + inner,
+                        Charge::Table => WHOLE_TABLE_COST
+                            .saturating_add(TABLE_ROWS.saturating_mul(inner.saturating_add(1))),
+                        Charge::Related => RELATED_ROWS.saturating_mul(inner.saturating_add(1)),
+                        Charge::One => inner.saturating_add(1),
                         Charge::Fixed(n) => n.saturating_add(inner),
                         Charge::Free => inner,
                     }
@@ -437,30 +440,35 @@ struct GuardExtension {
 
 #[async_trait::async_trait]
 impl Extension for GuardExtension {
-    async fn parse_query(
+    /// Runs before async-graphql parses the document itself: its own parse step already
+    /// walks every fragment spread (its recursion-depth check), so a fragment bomb must be
+    /// refused before that. The document parsed here is handed on, not parsed twice.
+    async fn prepare_request(
         &self,
         ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        if query.len() > self.limits.max_document_bytes {
+        mut request: Request,
+        next: NextPrepareRequest<'_>,
+    ) -> ServerResult<Request> {
+        if request.query.len() > self.limits.max_document_bytes {
             return Err(refused(format!(
                 "the document is {} bytes; at most {} are allowed",
-                query.len(),
+                request.query.len(),
                 self.limits.max_document_bytes
             )));
         }
-        let doc = next.run(ctx, query, variables).await?;
-        check(&doc, variables, &self.model, self.limits).map_err(refused)?;
-        if query.contains("__typename")
-            && let Some(first) = super::typename::typename_errors(&doc, variables)
-                .into_iter()
-                .next()
-        {
-            return Err(first);
+        // A document that does not parse is left to the engine, which reports it.
+        if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
+            check(&doc, &request.variables, &self.model, self.limits).map_err(refused)?;
+            if request.query.contains("__typename")
+                && let Some(first) = super::typename::typename_errors(&doc, &request.variables)
+                    .into_iter()
+                    .next()
+            {
+                return Err(first);
+            }
+            request.set_parsed_query(doc);
         }
-        Ok(doc)
+        next.run(ctx, request).await
     }
 }
 

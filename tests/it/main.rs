@@ -5,6 +5,7 @@ mod cli;
 mod contract;
 mod deploy;
 mod graphql;
+mod hostile;
 mod hostile_http;
 mod http;
 mod memdb;

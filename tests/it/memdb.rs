@@ -11,6 +11,10 @@ mod graphql {
     crate::graphql_suite!(async { Some(crate::support::memdb_api()) });
 }
 
+mod hostile {
+    crate::hostile_suite!(async { Some(crate::support::memdb_api()) });
+}
+
 /// A product whose category does not exist cannot be written even behind the service's
 /// back: the backend checks the reference in the same step, so no orphan is ever counted.
 #[tokio::test]

@@ -252,6 +252,10 @@ mod graphql {
     crate::graphql_suite!(super::graphql_api());
 }
 
+mod hostile {
+    crate::hostile_suite!(super::graphql_api());
+}
+
 /// `(version, file, applied_by)` of every recorded migration, by version.
 async fn recorded(session: &Session, keyspace: &str) -> Vec<(i32, String, String)> {
     let rows = session

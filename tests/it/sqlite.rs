@@ -72,6 +72,15 @@ mod graphql {
     });
 }
 
+mod hostile {
+    use gitstore_api::datastore::AnyDatastore;
+    crate::hostile_suite!(async {
+        Some(crate::support::api_over(AnyDatastore::Sqlite(
+            super::open_store().await,
+        )))
+    });
+}
+
 // ---------- many writers on one database ----------
 
 /// Writers per test: the concurrency the issue asks the backend to absorb.
