@@ -4,7 +4,8 @@
 //! - `documents`: GraphQL document shapes meant to exhaust the server (fragment bombs,
 //!   deep nesting, alias floods, crafted cursors and windows, bad variables, directives);
 //! - `values`: domain values at and past every limit (skus, slugs, prices, metadata,
-//!   images, ids of other formats, versions);
+//!   images, ids of other formats, versions).
+//!
 //! Transport-level cases (methods, content types, bodies, batches) are in
 //! `hostile_http.rs`, and concurrent writes in the contract suite's `integrity` cases.
 //!
