@@ -235,7 +235,7 @@ pub async fn documents(api: &GraphqlApi) {
         format!(
             "{{ collections {{ products(last: 3, after: \"{cursor}\", before: \"{cursor}\") {{ edges {{ cursor }} }} }} }}"
         ),
-        format!("{{ products(first: 0) {{ edges {{ cursor }} pageInfo {{ hasNextPage }} }} }}"),
+        "{ products(first: 0) { edges { cursor } pageInfo { hasNextPage } } }".to_owned(),
         format!(
             "{{ products(after: \"{}\") {{ edges {{ cursor }} }} }}",
             hex::encode("9223372036854775807|zzz")
