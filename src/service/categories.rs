@@ -2,7 +2,7 @@
 //!
 //! The tree must stay acyclic: a new parent is checked by walking its ancestors up to a
 //! root before the write, and readers that walk parents ([`Catalog::category_path`],
-//! [`tree_order`]) are cycle-safe anyway, so even a tree corrupted by hand cannot make a
+//! `tree_order`) are cycle-safe anyway, so even a tree corrupted by hand cannot make a
 //! request loop.
 
 use std::collections::{HashMap, HashSet};

@@ -24,7 +24,7 @@
 //!
 //! The service speaks keys and entities: relay cursors and GraphQL argument names live
 //! in `crate::graphql`, and a rejected reference is reported as an
-//! [`Input`](crate::error::Input) the GraphQL layer names.
+//! [`crate::error::Input`] the GraphQL layer names.
 
 pub mod categories;
 pub mod clock;

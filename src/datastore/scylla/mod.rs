@@ -35,6 +35,8 @@
 //! - `statements.rs`: the CQL text, besides the entity statements in `rows.rs`;
 //! - `cql.rs`: the session wrapper (prepared statements, paging, LWT answers);
 //! - `rows.rs`: how entities map to CQL rows and back;
+//! - `products.rs`, `categories.rs`, `collections.rs`: the writes of each entity, which
+//!   the [`Datastore`] impl here delegates to;
 //! - `lwt.rs`: entity reads and conditional writes;
 //! - `unique_keys.rs`: sku and slug reservations, pending until confirmed;
 //! - `integrity.rs`: references, deletion marks and the category tree lease;
@@ -43,12 +45,15 @@
 //! - `versions.rs`: catalogue versions;
 //! - [`migrate`]: the self-migration runner and its lock.
 
+mod categories;
+mod collections;
 mod config;
 mod cql;
 mod index;
 mod integrity;
 mod lwt;
 pub mod migrate;
+mod products;
 mod rows;
 mod scan;
 mod statements;
@@ -59,22 +64,16 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::StreamExt as _;
 use scylla::client::caching_session::CachingSession;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session_builder::SessionBuilder;
 
 pub use self::config::{ConsistencyLevel, ScyllaConfig, SerialConsistencyLevel};
 use self::cql::Cql;
-use self::index::{boxed, month_of};
-use self::integrity::Refs;
-use self::lwt::Write;
 use self::migrate::{LockSettings, MigrateError, MigrationReport};
-use self::rows::{Entity, ts};
-use self::statements::{
-    CHECK_KEYSPACE, DELETE_ALL_COLLECTION_SIDE, DELETE_ALL_PRODUCT_SIDE, DELETE_CATEGORY_ROW,
-    DELETE_MONTH_ROW, INSERT_CATEGORY_ROW, PING, SELECT_ALL_CATEGORIES, SELECT_ALL_COLLECTIONS,
-};
+use self::rows::Entity;
+use self::statements::{CHECK_KEYSPACE, PING, SELECT_ALL_CATEGORIES, SELECT_ALL_COLLECTIONS};
 use super::{
     CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Error, Page,
     Product, ProductFilter, ProductId, Result, Timestamp,
@@ -255,46 +254,7 @@ impl Datastore for ScyllaStore {
     }
 
     async fn create_product(&self, product: &Product) -> Result<()> {
-        let mut collections: Vec<CollectionId> = product.collection_ids.clone();
-        collections.sort();
-        collections.dedup();
-        let category = self.refer_category(&product.category_id).await?;
-        let result = async {
-            self.require_collections(&collections).await?;
-            let mut rows = vec![self.product_index_rows(product)];
-            for cid in &collections {
-                rows.push(Self::membership_insert(
-                    product.id.as_str(),
-                    product.created_at,
-                    cid.as_str(),
-                ));
-            }
-            let mut stored = product.clone();
-            stored.collection_ids.clear();
-            let undo = collections
-                .iter()
-                .map(|cid| {
-                    Self::membership_delete(product.id.as_str(), product.created_at, cid.as_str())
-                })
-                .collect();
-            let refs = Refs {
-                collections: &collections,
-                since: Some(category.since),
-                undo,
-                ..Refs::default()
-            };
-            self.create_keyed(&stored, rows, refs).await
-        }
-        .await;
-        if !Self::unsettled(&result) {
-            self.unrefer_category(category).await;
-        }
-        result?;
-        self.known_months
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(month_of(product.created_at));
-        Ok(())
+        self.insert_product(product).await
     }
 
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
@@ -309,12 +269,7 @@ impl Datastore for ScyllaStore {
     }
 
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
-        futures_util::stream::iter(ids.to_vec())
-            .map(|id| async move { self.full_product(&id).await })
-            .buffer_unordered(FETCH_CONCURRENCY)
-            .try_filter_map(|p| async move { Ok(p) })
-            .try_collect()
-            .await
+        self.fetch_products(ids).await
     }
 
     async fn update_product(
@@ -323,91 +278,11 @@ impl Datastore for ScyllaStore {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
     ) -> Result<()> {
-        let Some(stored) = self.read::<Product>(product.id.as_str()).await? else {
-            return Err(Error::not_found(ProductId::ENTITY, product.id.as_str()));
-        };
-        if stored.updated_at != expected {
-            return Err(self.product_conflict(stored).await);
-        }
-        let mut next = product.clone();
-        next.collection_ids.clear();
-        // created_at is immutable: the index rows are keyed by the stored one.
-        next.created_at = stored.created_at;
-        let moved = next.category_id != stored.category_id;
-        let pid = product.id.as_str();
-        let category = if moved {
-            Some(self.refer_category(&next.category_id).await?)
-        } else {
-            None
-        };
-        let since = category.as_ref().map(|c| c.since);
-        let result = self
-            .update_product_row(&stored, &next, expected, collection_ids, since)
-            .await;
-        if let Some(category) = category
-            && !Self::unsettled(&result)
-        {
-            self.unrefer_category(category).await;
-        }
-        result?;
-        if let Some(ids) = collection_ids {
-            self.set_product_collections(&product.id, stored.created_at, ids)
-                .await?;
-            // A collection deleted since the check may have missed these rows: drop them.
-            let live = self.live_collections(ids).await?;
-            let dead: Vec<_> = ids
-                .iter()
-                .filter(|c| !live.contains(c))
-                .map(|c| Self::membership_delete(pid, stored.created_at, c.as_str()))
-                .collect();
-            self.write_batches(dead, "dropping memberships of deleted collections")
-                .await?;
-        }
-        Ok(())
+        self.revise_product(product, expected, collection_ids).await
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        let stored = self.remove::<Product>(id.as_str()).await?;
-        self.release::<Product>(&stored.sku, id.as_str(), None)
-            .await;
-        let mut statements = vec![vec![
-            (
-                DELETE_MONTH_ROW,
-                boxed((
-                    month_of(stored.created_at),
-                    ts(stored.created_at),
-                    id.as_str().to_owned(),
-                )),
-            ),
-            (
-                DELETE_CATEGORY_ROW,
-                boxed((
-                    stored.category_id.as_str().to_owned(),
-                    ts(stored.created_at),
-                    id.as_str().to_owned(),
-                )),
-            ),
-        ]];
-        let cleanup = async {
-            for cid in self.collections_of(id).await? {
-                statements.push(Self::membership_delete(
-                    id.as_str(),
-                    stored.created_at,
-                    cid.as_str(),
-                ));
-            }
-            statements.push(vec![(
-                DELETE_ALL_PRODUCT_SIDE,
-                boxed((id.as_str().to_owned(),)),
-            )]);
-            self.write_batches(statements, &format!("unindexing product {id:?}"))
-                .await
-        };
-        if let Err(err) = cleanup.await {
-            // The product is gone; its leftover index rows are skipped by every read.
-            tracing::warn!(product = id.as_str(), error = %err, "could not remove the index rows of a deleted product");
-        }
-        Ok(())
+        self.purge_product(id).await
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
@@ -419,21 +294,7 @@ impl Datastore for ScyllaStore {
     }
 
     async fn create_category(&self, category: &Category) -> Result<()> {
-        let parent = match &category.parent_id {
-            Some(parent) => Some(self.refer_category(parent).await?),
-            None => None,
-        };
-        let refs = Refs {
-            since: parent.as_ref().map(|p| p.since),
-            ..Refs::default()
-        };
-        let result = self.create_keyed(category, Vec::new(), refs).await;
-        if let Some(parent) = parent
-            && !Self::unsettled(&result)
-        {
-            self.unrefer_category(parent).await;
-        }
-        result
+        self.insert_category(category).await
     }
 
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
@@ -456,55 +317,11 @@ impl Datastore for ScyllaStore {
     }
 
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        let Some(stored) = self.read::<Category>(category.id.as_str()).await? else {
-            return Err(Error::not_found(CategoryId::ENTITY, category.id.as_str()));
-        };
-        if stored.updated_at != expected {
-            return Err(Error::Conflict(stored.into_current()));
-        }
-        let mut next = category.clone();
-        next.created_at = stored.created_at;
-        // Only a new parent can close a cycle or point at a deleted category.
-        let Some(parent) = next
-            .parent_id
-            .as_ref()
-            .filter(|p| Some(*p) != stored.parent_id.as_ref())
-        else {
-            return self.write_category(&stored, &next, expected, None).await;
-        };
-        if *parent == next.id {
-            return Err(Error::Cycle {
-                category: next.id.as_str().to_owned(),
-                parent: parent.as_str().to_owned(),
-            });
-        }
-        let reference = self.refer_category(parent).await?;
-        let result = match self.take_tree_lease().await {
-            Ok(lease) => {
-                let result = match self.check_acyclic(&lease, &next.id, parent).await {
-                    Ok(()) => {
-                        let since = reference.since.min(lease.since);
-                        self.write_category(&stored, &next, expected, Some(since))
-                            .await
-                    }
-                    Err(err) => Err(err),
-                };
-                self.release_tree_lease(lease).await;
-                result
-            }
-            Err(err) => Err(err),
-        };
-        if !Self::unsettled(&result) {
-            self.unrefer_category(reference).await;
-        }
-        result
+        self.revise_category(category, expected).await
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        let stored = self.delete_unused_category(id).await?;
-        self.release::<Category>(&stored.slug, id.as_str(), None)
-            .await;
-        Ok(())
+        self.purge_category(id).await
     }
 
     async fn create_collection(
@@ -512,27 +329,7 @@ impl Datastore for ScyllaStore {
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
-        let ids: Vec<&str> = product_ids
-            .iter()
-            .map(ProductId::as_str)
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let members = self.require_products(&ids).await?;
-        let rows = members
-            .iter()
-            .map(|p| Self::membership_insert(p.id.as_str(), p.created_at, collection.id.as_str()))
-            .collect();
-        let undo = members
-            .iter()
-            .map(|p| Self::membership_delete(p.id.as_str(), p.created_at, collection.id.as_str()))
-            .collect();
-        let refs = Refs {
-            products: &ids,
-            undo,
-            ..Refs::default()
-        };
-        self.create_keyed(collection, rows, refs).await
+        self.insert_collection(collection, product_ids).await
     }
 
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
@@ -560,64 +357,12 @@ impl Datastore for ScyllaStore {
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
     ) -> Result<()> {
-        let Some(stored) = self.read::<Collection>(collection.id.as_str()).await? else {
-            return Err(Error::not_found(
-                CollectionId::ENTITY,
-                collection.id.as_str(),
-            ));
-        };
-        if stored.updated_at != expected {
-            return Err(Error::Conflict(stored.into_current()));
-        }
-        if let Some(ids) = product_ids {
-            let ids: Vec<&str> = ids.iter().map(ProductId::as_str).collect();
-            self.require_products(&ids).await?;
-        }
-        let mut next = collection.clone();
-        next.created_at = stored.created_at;
-        match self.update_keyed(&stored, &next, expected, None).await? {
-            Write::Done => {}
-            Write::Stale(current) => {
-                return Err(Error::Conflict(current.into_current()));
-            }
-            Write::Missing => {
-                return Err(Error::not_found(
-                    CollectionId::ENTITY,
-                    collection.id.as_str(),
-                ));
-            }
-        }
-        if let Some(ids) = product_ids {
-            self.set_collection_members(&collection.id, ids).await?;
-        }
-        Ok(())
+        self.revise_collection(collection, expected, product_ids)
+            .await
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        // The entity first: its delete is what writers adding members race against (see
-        // `integrity.rs`); memberships left behind by a failure here are never shown.
-        let stored = self.remove::<Collection>(id.as_str()).await?;
-        self.release::<Collection>(&stored.slug, id.as_str(), None)
-            .await;
-        let cleanup = async {
-            let mut statements = Vec::new();
-            for (created_at, pid) in self.members_of(id).await? {
-                statements.push(Self::membership_delete(&pid, created_at, id.as_str()));
-            }
-            statements.push(vec![(
-                DELETE_ALL_COLLECTION_SIDE,
-                boxed((id.as_str().to_owned(),)),
-            )]);
-            self.write_batches(
-                statements,
-                &format!("removing the products of collection {id:?}"),
-            )
-            .await
-        };
-        if let Err(err) = cleanup.await {
-            tracing::warn!(collection = id.as_str(), error = %err, "could not remove the memberships of a deleted collection");
-        }
-        Ok(())
+        self.purge_collection(id).await
     }
 
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
@@ -635,79 +380,5 @@ impl Datastore for ScyllaStore {
     async fn close(&self) {
         // The driver closes its connections when the last session handle is dropped;
         // there is nothing to flush, so closing early would only fail in-flight calls.
-    }
-}
-
-impl ScyllaStore {
-    /// The entity part of `update_product`: the new category's index row first, the
-    /// versioned write, then whichever category index row is stale.
-    async fn update_product_row(
-        &self,
-        stored: &Product,
-        next: &Product,
-        expected: Timestamp,
-        collection_ids: Option<&[CollectionId]>,
-        since: Option<std::time::Instant>,
-    ) -> Result<()> {
-        if let Some(ids) = collection_ids {
-            self.require_collections(ids).await?;
-        }
-        let moved = next.category_id != stored.category_id;
-        let pid = next.id.as_str();
-        if moved {
-            let row = (next.category_id.as_str(), ts(stored.created_at), pid);
-            self.cql
-                .execute(
-                    INSERT_CATEGORY_ROW,
-                    row,
-                    &format!("indexing product {pid:?}"),
-                )
-                .await?;
-        }
-        // Which category index row is stale afterwards: the old one if the write
-        // landed, the new one if it surely did not, neither if nobody knows.
-        let (stale_category, result) = match self.update_keyed(stored, next, expected, since).await
-        {
-            Ok(Write::Done) => (Some(&stored.category_id), Ok(())),
-            Ok(Write::Stale(current)) => (
-                Some(&next.category_id),
-                Err(self.product_conflict(current).await),
-            ),
-            Ok(Write::Missing) => (
-                Some(&next.category_id),
-                Err(Error::not_found(ProductId::ENTITY, pid)),
-            ),
-            Err(err @ Error::AlreadyExists { .. }) => (Some(&next.category_id), Err(err)),
-            Err(err) => (None, Err(err)),
-        };
-        if let Some(stale_category) = stale_category.filter(|_| moved) {
-            let row = (stale_category.as_str(), ts(stored.created_at), pid);
-            if let Err(err) = self
-                .cql
-                .execute(DELETE_CATEGORY_ROW, row, "unindexing a product")
-                .await
-            {
-                // Harmless: reads check the entity's category.
-                tracing::warn!(product = pid, error = %err, "could not remove a stale category index row");
-            }
-        }
-        result
-    }
-}
-
-impl ScyllaStore {
-    /// The versioned write of a category, once its parent is settled.
-    async fn write_category(
-        &self,
-        stored: &Category,
-        next: &Category,
-        expected: Timestamp,
-        since: Option<std::time::Instant>,
-    ) -> Result<()> {
-        match self.update_keyed(stored, next, expected, since).await? {
-            Write::Done => Ok(()),
-            Write::Stale(current) => Err(Error::Conflict(current.into_current())),
-            Write::Missing => Err(Error::not_found(CategoryId::ENTITY, next.id.as_str())),
-        }
     }
 }

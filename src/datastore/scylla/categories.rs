@@ -1,0 +1,102 @@
+//! Categories: creating, updating and deleting them, with the parent checks of
+//! `integrity.rs` (references, the category tree lease, cycles).
+
+use super::ScyllaStore;
+use super::integrity::Refs;
+use super::lwt::Write;
+use super::rows::Entity as _;
+use crate::datastore::{Category, CategoryId, Error, Result, Timestamp};
+
+impl ScyllaStore {
+    /// `create_category`: refers to the parent, if any, then writes the entity.
+    pub(super) async fn insert_category(&self, category: &Category) -> Result<()> {
+        let parent = match &category.parent_id {
+            Some(parent) => Some(self.refer_category(parent).await?),
+            None => None,
+        };
+        let refs = Refs {
+            since: parent.as_ref().map(|p| p.since),
+            ..Refs::default()
+        };
+        let result = self.create_keyed(category, Vec::new(), refs).await;
+        if let Some(parent) = parent
+            && !Self::unsettled(&result)
+        {
+            self.unrefer_category(parent).await;
+        }
+        result
+    }
+
+    /// `update_category`: a new parent is checked for cycles under the category tree lease.
+    pub(super) async fn revise_category(
+        &self,
+        category: &Category,
+        expected: Timestamp,
+    ) -> Result<()> {
+        let Some(stored) = self.read::<Category>(category.id.as_str()).await? else {
+            return Err(Error::not_found(CategoryId::ENTITY, category.id.as_str()));
+        };
+        if stored.updated_at != expected {
+            return Err(Error::Conflict(stored.into_current()));
+        }
+        let mut next = category.clone();
+        next.created_at = stored.created_at;
+        // Only a new parent can close a cycle or point at a deleted category.
+        let Some(parent) = next
+            .parent_id
+            .as_ref()
+            .filter(|p| Some(*p) != stored.parent_id.as_ref())
+        else {
+            return self.write_category(&stored, &next, expected, None).await;
+        };
+        if *parent == next.id {
+            return Err(Error::Cycle {
+                category: next.id.as_str().to_owned(),
+                parent: parent.as_str().to_owned(),
+            });
+        }
+        let reference = self.refer_category(parent).await?;
+        let result = match self.take_tree_lease().await {
+            Ok(lease) => {
+                let result = match self.check_acyclic(&lease, &next.id, parent).await {
+                    Ok(()) => {
+                        let since = reference.since.min(lease.since);
+                        self.write_category(&stored, &next, expected, Some(since))
+                            .await
+                    }
+                    Err(err) => Err(err),
+                };
+                self.release_tree_lease(lease).await;
+                result
+            }
+            Err(err) => Err(err),
+        };
+        if !Self::unsettled(&result) {
+            self.unrefer_category(reference).await;
+        }
+        result
+    }
+
+    /// `delete_category`: only an unused category, then its reservation.
+    pub(super) async fn purge_category(&self, id: &CategoryId) -> Result<()> {
+        let stored = self.delete_unused_category(id).await?;
+        self.release::<Category>(&stored.slug, id.as_str(), None)
+            .await;
+        Ok(())
+    }
+
+    /// The versioned write of a category, once its parent is settled.
+    async fn write_category(
+        &self,
+        stored: &Category,
+        next: &Category,
+        expected: Timestamp,
+        since: Option<std::time::Instant>,
+    ) -> Result<()> {
+        match self.update_keyed(stored, next, expected, since).await? {
+            Write::Done => Ok(()),
+            Write::Stale(current) => Err(Error::Conflict(current.into_current())),
+            Write::Missing => Err(Error::not_found(CategoryId::ENTITY, next.id.as_str())),
+        }
+    }
+}
