@@ -269,7 +269,7 @@ impl<D: Datastore> Auth<D> {
 /// The token of an `Authorization: Bearer <token>` header value.
 fn bearer(authorization: Option<&str>) -> Result<&str, AuthError> {
     let value = authorization.map(str::trim).unwrap_or_default();
-    if value.is_empty() {
+    if value.is_empty() || value.eq_ignore_ascii_case("bearer") {
         return Err(AuthError::MissingToken);
     }
     let (scheme, token) = value.split_once(' ').ok_or(AuthError::NotBearer)?;
