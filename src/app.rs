@@ -14,6 +14,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use tokio::net::TcpListener;
 
+use crate::auth::Auth;
 use crate::config::{Backend, Config, DatastoreConfig};
 use crate::datastore::scylla::ScyllaStore;
 use crate::datastore::{self, AnyDatastore, Datastore, Instrumented, MemdbStore, SqliteStore};
@@ -75,22 +76,36 @@ pub struct App {
 }
 
 impl App {
-    /// Opens the datastore and builds the schema.
+    /// Checks the settings, opens the datastore and builds the schema.
     ///
     /// # Errors
-    /// The datastore cannot be opened.
+    /// The authentication settings are incomplete or invalid, or the datastore cannot be
+    /// opened.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        // Refuse bad settings before connecting anywhere.
+        config.auth.settings().map_err(anyhow::Error::msg)?;
         let store = open_datastore(&config.datastore)
             .await
             .with_context(|| format!("cannot open the {} datastore", config.datastore.backend))?;
-        Ok(Self::with_store(config, store))
+        Self::with_store(config, store)
     }
 
     /// Builds around an already-open datastore: one instrumented handle shared by the
-    /// service (through the schema) and the HTTP layer (readiness, shutdown).
-    #[must_use]
-    pub fn with_store(config: Config, store: AnyDatastore) -> Self {
+    /// service (through the schema), the authenticator (revocations) and the HTTP layer
+    /// (readiness, shutdown).
+    ///
+    /// # Errors
+    /// The authentication settings are incomplete or invalid (the message names the
+    /// missing variables, never a secret).
+    pub fn with_store(config: Config, store: AnyDatastore) -> anyhow::Result<Self> {
+        let auth_settings = config.auth.settings().map_err(anyhow::Error::msg)?;
         let store = Instrumented::new(store);
+        let auth = match auth_settings {
+            Some(settings) => Some(Arc::new(
+                Auth::new(&settings, store.clone()).map_err(anyhow::Error::msg)?,
+            )),
+            None => None,
+        };
         let limits = Limits {
             max_depth: config.graphql.max_depth,
             max_complexity: config.graphql.max_complexity,
@@ -104,7 +119,7 @@ impl App {
             default: limits.default_page_size,
             max: limits.max_page_size,
         }));
-        let api = graphql::build_schema(catalog, limits);
+        let api = graphql::build_schema_with_auth(catalog, limits, auth.clone());
         let state = HttpState {
             api,
             store,
@@ -112,8 +127,9 @@ impl App {
             migrated: Arc::new(AtomicBool::new(false)),
             started: Instant::now(),
             max_batch: config.graphql.max_batch,
+            auth,
         };
-        Self { state, config }
+        Ok(Self { state, config })
     }
 
     /// The HTTP handlers' state (tests use it to reach the schema).
@@ -138,6 +154,14 @@ impl App {
                 "GraphiQL assets were not embedded at build time; /playground loads them from a CDN \
                  (build on a machine with Node.js and npm to serve them offline)"
             );
+        }
+        match &state.auth {
+            Some(auth) => tracing::info!(?auth, "authentication on: mutations need a bearer token"),
+            None => tracing::warn!(
+                "authentication is off: GITSTORE_AUTH_ADMIN_USERNAME, \
+                 GITSTORE_AUTH_ADMIN_PASSWORD_HASH and GITSTORE_AUTH_JWT_SECRET are not set, \
+                 so anyone who can reach this server can change the catalogue"
+            ),
         }
         let router = crate::http::router(state.clone(), &config.http);
         let (migration_failed_tx, migration_failed_rx) =
@@ -180,10 +204,14 @@ impl App {
             backend = state.store.backend(),
             "gitstore-api listening; GraphiQL at /playground"
         );
-        axum::serve(listener, router)
-            .with_graceful_shutdown(stop)
-            .await
-            .context("http server failed")?;
+        // The peer address reaches handlers as `ConnectInfo` (login rate limits).
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop)
+        .await
+        .context("http server failed")?;
         migration.abort();
         upkeep.abort();
         state.store.close().await;

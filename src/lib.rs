@@ -11,6 +11,7 @@
 //! | [`graphql`] | the async-graphql schema: queries, mutations (one part per entity), types, loaders, cursors, error codes (no axum) |
 //! | [`service`] | business rules, one file per entity: validation, timestamps, integrity, category tree, versions |
 //! | [`error`] | the domain error every layer above the datastore speaks |
+//! | [`auth`] | admin sessions: bcrypt password check, HS256 tokens, revocations (through the datastore), failed-login rate limits |
 //! | [`datastore`] | the `Datastore` trait, entities, storage errors, the backends and the instrumented decorator |
 //!
 //! Dependencies point down the table's last four rows: `http` → `graphql` → `service` →
@@ -19,6 +20,7 @@
 //! `app`.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod datastore;
 pub mod error;

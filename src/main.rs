@@ -22,6 +22,7 @@ async fn main() -> ExitCode {
             Ok(())
         }
         Command::Healthcheck => healthcheck(config.http.port).await,
+        Command::HashPassword => hash_password(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,6 +47,28 @@ async fn migrate(config: gitstore_api::config::Config) -> anyhow::Result<()> {
     let summary = app::migrate_datastore(&store).await;
     gitstore_api::datastore::Datastore::close(&store).await;
     println!("{}", summary?);
+    Ok(())
+}
+
+/// Reads a password from stdin (no echo on a terminal; one line otherwise) and prints
+/// its bcrypt hash for `GITSTORE_AUTH_ADMIN_PASSWORD_HASH`.
+fn hash_password() -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("again: ").context("cannot read the password")?;
+        anyhow::ensure!(first == again, "the passwords do not match");
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .context("cannot read the password from stdin")?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    let hash = gitstore_api::auth::hash_password(&password, bcrypt::DEFAULT_COST)
+        .map_err(anyhow::Error::msg)?;
+    println!("{hash}");
     Ok(())
 }
 

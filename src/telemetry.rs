@@ -87,6 +87,10 @@ fn describe() {
         "HTTP request latency by method and matched route"
     );
     metrics::describe_counter!(
+        crate::auth::FAILED_LOGINS_METRIC,
+        "Failed logins by reason (bad_credentials, rate_limited)"
+    );
+    metrics::describe_counter!(
         HTTP_PANICS_METRIC,
         "Request handlers that panicked; each was answered 500 and the server kept running"
     );

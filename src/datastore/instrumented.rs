@@ -230,6 +230,14 @@ impl<D: Datastore> Datastore for Instrumented<D> {
         )
         .await
     }
+    async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> Result<()> {
+        self.observe("revoke_token", self.inner.revoke_token(jti, expires_at))
+            .await
+    }
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        self.observe("is_token_revoked", self.inner.is_token_revoked(jti))
+            .await
+    }
     async fn ping(&self) -> Result<()> {
         self.observe("ping", self.inner.ping()).await
     }

@@ -279,6 +279,8 @@ pub struct MemdbStore {
     /// How many products each category holds, kept under `integrity`, so deleting a
     /// category does not scan every product.
     products_per_category: Mutex<HashMap<CategoryId, usize>>,
+    /// Revoked session tokens by `jti`, with the instant their revocation can go.
+    revoked_tokens: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl MemdbStore {
@@ -686,6 +688,29 @@ impl Datastore for MemdbStore {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Ok(versions.iter().max_by_key(|v| v.published_at).cloned())
+    }
+
+    async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> Result<()> {
+        let now = Timestamp::now();
+        let mut revoked = self
+            .revoked_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Pruned on insert: the map holds at most the tokens revoked within one lifetime.
+        revoked.retain(|_, until| *until > now);
+        let until = revoked.entry(jti.to_owned()).or_insert(expires_at);
+        *until = (*until).max(expires_at);
+        Ok(())
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        let now = Timestamp::now();
+        Ok(self
+            .revoked_tokens
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(jti)
+            .is_some_and(|until| *until > now))
     }
 
     async fn ping(&self) -> Result<()> {

@@ -357,6 +357,23 @@ pub trait Datastore: Send + Sync + 'static {
     fn latest_catalog_version(&self)
     -> impl Future<Output = Result<Option<CatalogVersion>>> + Send;
 
+    /// Records that the session token `jti` is revoked until `expires_at` (when the
+    /// token would have expired anyway); revoking twice is not an error. Backends drop
+    /// revocations after `expires_at` (memdb and SQLite on later writes, Scylla by TTL).
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn revoke_token(
+        &self,
+        jti: &str,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<()>> + Send;
+    /// Whether `jti` has a revocation that has not yet expired.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn is_token_revoked(&self, jti: &str) -> impl Future<Output = Result<bool>> + Send;
+
     /// Checks that the backend answers.
     ///
     /// # Errors
@@ -491,6 +508,12 @@ impl Datastore for AnyDatastore {
     }
     async fn latest_catalog_version(&self) -> Result<Option<CatalogVersion>> {
         dispatch!(self, s => s.latest_catalog_version())
+    }
+    async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> Result<()> {
+        dispatch!(self, s => s.revoke_token(jti, expires_at))
+    }
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        dispatch!(self, s => s.is_token_revoked(jti))
     }
     async fn ping(&self) -> Result<()> {
         dispatch!(self, s => s.ping())

@@ -4,6 +4,7 @@
 //! [`GraphqlApi`] whose [`GraphqlApi::execute`] runs one request with fresh DataLoaders.
 //! Tests execute requests here without a socket; `crate::http` only moves bytes.
 
+pub mod auth;
 pub mod cursor;
 pub mod error;
 pub mod guard;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use async_graphql::{Context, EmptySubscription, Request, Response, Schema};
 
+use crate::auth::AppAuth;
 use crate::datastore::{AnyDatastore, Instrumented};
 use crate::service::Catalog;
 pub use mutation::Mutation;
@@ -88,13 +90,27 @@ pub struct GraphqlApi {
     catalog: Arc<AppCatalog>,
 }
 
-/// Builds the schema over `catalog`.
+/// Builds the schema over `catalog`, with authentication off (mutations open).
 pub fn build_schema(catalog: Arc<AppCatalog>, limits: Limits) -> GraphqlApi {
+    build_schema_with_auth(catalog, limits, None)
+}
+
+/// Builds the schema over `catalog`; with `auth`, every mutation but `login` needs a
+/// valid bearer token, handed in as [`crate::auth::Credentials`] request data.
+pub fn build_schema_with_auth(
+    catalog: Arc<AppCatalog>,
+    limits: Limits,
+    auth: Option<Arc<AppAuth>>,
+) -> GraphqlApi {
     let mut builder = Schema::build(Query, Mutation::default(), EmptySubscription)
         .data(catalog.clone())
+        .data(auth::AuthHandle(auth.clone()))
         .limit_depth(limits.max_depth)
         .extension(guard::Guard::new(COST_MODEL.clone(), limits.document()))
         .extension(metrics::RequestMetrics);
+    if let Some(auth) = auth {
+        builder = builder.extension(auth::AuthGate(auth));
+    }
     if !limits.introspection {
         builder = builder.disable_introspection();
     }

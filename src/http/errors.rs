@@ -9,6 +9,8 @@ use serde_json::json;
 
 /// The request itself is wrong (bad method, content type, body, size or batch).
 pub const INVALID_ARGUMENT: &str = "INVALID_ARGUMENT";
+/// Missing or wrong credentials (`POST /api/login`).
+pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
 /// The server could not answer in time.
 pub const UNAVAILABLE: &str = "UNAVAILABLE";
 /// A bug: a handler panicked. Nothing about it is sent to the client.

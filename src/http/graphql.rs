@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use super::HttpState;
 use super::errors::{INVALID_ARGUMENT, bad_request, error_response, too_large};
+use crate::auth::Credentials;
 
 /// The body limit in bytes, handed by the middleware to the handlers (a request extension)
 /// so that a `413` can name it.
@@ -79,6 +80,7 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, String> {
 
 /// `POST /graphql`.
 pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Response {
+    let credentials = super::login::credentials(&request);
     let kind = match body_kind(request.headers()) {
         Ok(kind) => kind,
         Err(message) => {
@@ -133,7 +135,7 @@ pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Re
             ));
         }
     }
-    execute(&state, batch).await
+    execute(&state, batch, &credentials).await
 }
 
 /// Reads a JSON request object or a batch, refusing empty and over-long batches and
@@ -215,7 +217,13 @@ pub(super) async fn get(State(state): State<HttpState>, RawQuery(query): RawQuer
             .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, BatchRequest::Single(request)).await
+    // Queries are public: a GET carries no credentials down.
+    execute(
+        &state,
+        BatchRequest::Single(request),
+        &Credentials::default(),
+    )
+    .await
 }
 
 /// Any other method on `/graphql`.
@@ -239,13 +247,15 @@ fn looks_like_mutation(query: &str) -> bool {
     })
 }
 
-async fn execute(state: &HttpState, batch: BatchRequest) -> Response {
+async fn execute(state: &HttpState, batch: BatchRequest, credentials: &Credentials) -> Response {
     let response = match batch {
-        BatchRequest::Single(request) => BatchResponse::Single(execute_one(state, request).await),
+        BatchRequest::Single(request) => {
+            BatchResponse::Single(execute_one(state, request, credentials).await)
+        }
         BatchRequest::Batch(requests) => {
             let mut out = Vec::with_capacity(requests.len());
             for request in requests {
-                out.push(execute_one(state, request).await);
+                out.push(execute_one(state, request, credentials).await);
             }
             BatchResponse::Batch(out)
         }
@@ -253,11 +263,14 @@ async fn execute(state: &HttpState, batch: BatchRequest) -> Response {
     GraphQLResponse::from(response).into_response()
 }
 
+/// Runs one operation with the request's credentials as its data, so the schema's
+/// authentication gate checks each operation of a batch on its own.
 async fn execute_one(
     state: &HttpState,
     request: async_graphql::Request,
+    credentials: &Credentials,
 ) -> async_graphql::Response {
-    state.api.execute(request).await
+    state.api.execute(request.data(credentials.clone())).await
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! | `GET /health` | liveness: `{status, version, timestamp}` |
 //! | `GET /ready` | readiness: 503 until migrations are done and while the datastore does not answer |
 //! | `GET /metrics` | Prometheus text exposition |
+//! | `POST /api/login` | HTTP Basic credentials for a session token ([`login`]) |
 //!
 //! Every response is counted in `gitstore_http_requests_total{method,route,status}` with
 //! the *matched* route (never the raw path, so ids cannot explode label cardinality).
@@ -16,6 +17,7 @@
 
 mod errors;
 mod graphql;
+mod login;
 pub mod playground;
 pub mod state;
 
@@ -55,6 +57,7 @@ pub fn routes(state: HttpState) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/api/login", axum::routing::post(login::login))
         .merge(playground::routes())
         .fallback(not_found)
         .with_state(state)
@@ -186,8 +189,14 @@ async fn ready(State(state): State<HttpState>) -> Response {
         )
             .into_response();
     }
+    let auth = if state.auth.is_some() {
+        "enabled"
+    } else {
+        "disabled"
+    };
     match store.ping().await {
-        Ok(()) => Json(json!({ "status": "ready", "backend": store.backend() })).into_response(),
+        Ok(()) => Json(json!({ "status": "ready", "backend": store.backend(), "auth": auth }))
+            .into_response(),
         Err(err) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "unavailable", "backend": store.backend(), "error": err.to_string() })),

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::auth::AppAuth;
 use crate::datastore::{AnyDatastore, Instrumented};
 use crate::graphql::GraphqlApi;
 
@@ -24,6 +25,8 @@ pub struct HttpState {
     pub started: Instant,
     /// Most operations in one batched `POST /graphql` (`config.graphql.max_batch`).
     pub max_batch: usize,
+    /// The authenticator (`POST /api/login`); `None` when authentication is off.
+    pub auth: Option<Arc<AppAuth>>,
 }
 
 impl HttpState {

@@ -45,6 +45,10 @@ fn schema_keeps_the_go_surface() {
         "updateProduct(input: UpdateProductInput!): UpdateProductPayload!",
         "publishCatalog(input: PublishCatalogInput!): PublishCatalogPayload!",
         "login(input: LoginInput!): LoginPayload!",
+        "logout(input: LogoutInput): LogoutPayload!",
+        "refreshToken(input: RefreshTokenInput): RefreshTokenPayload!",
+        "input LogoutInput {\n\t\"\"\"\n\tEchoed in the payload.\n\t\"\"\"\n\tclientMutationId: String\n}",
+        "input RefreshTokenInput {\n\t\"\"\"\n\tEchoed in the payload.\n\t\"\"\"\n\tclientMutationId: String\n}",
         "scalar Decimal",
         "scalar DateTime",
         "scalar JSON",
@@ -52,6 +56,34 @@ fn schema_keeps_the_go_surface() {
         "enum InventoryStatus",
     ] {
         assert!(sdl.contains(needle), "SDL lacks `{needle}`");
+    }
+    // The session payloads of the Go SDL, field by field (descriptions aside).
+    for (ty, fields) in [
+        (
+            "type LogoutPayload {",
+            &["clientMutationId: String", "success: Boolean!"][..],
+        ),
+        (
+            "type RefreshTokenPayload {",
+            &["clientMutationId: String", "session: AuthSession"][..],
+        ),
+        (
+            "type AuthSession {",
+            &["token: String!", "expiresAt: DateTime!", "user: User!"][..],
+        ),
+        (
+            "type User {",
+            &["username: String!", "isAdmin: Boolean!"][..],
+        ),
+    ] {
+        let start = sdl.find(ty).unwrap_or_else(|| panic!("SDL lacks `{ty}`"));
+        let body = &sdl[start..=start + sdl[start..].find("\n}").unwrap()];
+        for field in fields {
+            assert!(
+                body.contains(&format!("\t{field}\n")),
+                "`{ty}` lacks `{field}`"
+            );
+        }
     }
 }
 

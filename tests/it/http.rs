@@ -22,7 +22,10 @@ async fn health_and_ready() {
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let body: Value = ready.json().await.unwrap();
-    assert_eq!(body, json!({ "status": "ready", "backend": "memdb" }));
+    assert_eq!(
+        body,
+        json!({ "status": "ready", "backend": "memdb", "auth": "disabled" })
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The single integration-test binary: every suite links once.
 
+mod auth;
 mod browser;
 mod cli;
 mod contract;

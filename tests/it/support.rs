@@ -27,7 +27,7 @@ pub async fn spawn_with(config: Config, store: AnyDatastore) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = oneshot::channel::<()>();
-    let app = App::with_store(config, store);
+    let app = App::with_store(config, store).expect("valid settings");
     tokio::spawn(app.run(listener, async move {
         let _ = rx.await;
     }));

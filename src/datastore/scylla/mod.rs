@@ -8,7 +8,8 @@
 //! - `products_by_month` + `product_months`: the keyset listing of all products;
 //! - `products_by_category`, `collection_products`: members in `(created_at, id)` order;
 //! - `product_collections`: a product's collections (the other direction of membership);
-//! - `catalog_versions` (unique tags) and `catalog_versions_by_time` (newest first).
+//! - `catalog_versions` (unique tags) and `catalog_versions_by_time` (newest first);
+//! - `revoked_tokens`: logged-out session tokens by `jti`, each row with a TTL.
 //!
 //! # Atomicity: what is a lightweight transaction and what is not
 //! Entity rows and reservation rows are only ever written with lightweight transactions
@@ -72,8 +73,11 @@ use scylla::client::session_builder::SessionBuilder;
 pub use self::config::{ConsistencyLevel, ScyllaConfig, SerialConsistencyLevel};
 use self::cql::Cql;
 use self::migrate::{LockSettings, MigrateError, MigrationReport};
-use self::rows::Entity;
-use self::statements::{CHECK_KEYSPACE, PING, SELECT_ALL_CATEGORIES, SELECT_ALL_COLLECTIONS};
+use self::rows::{Entity, ts};
+use self::statements::{
+    CHECK_KEYSPACE, INSERT_REVOKED_TOKEN, PING, SELECT_ALL_CATEGORIES, SELECT_ALL_COLLECTIONS,
+    SELECT_REVOKED_TOKEN,
+};
 use super::{
     CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Error, Page,
     Product, ProductFilter, ProductId, Result, Timestamp,
@@ -81,6 +85,9 @@ use super::{
 
 /// Entity reads in flight at once while scanning an index or reading a batch.
 const FETCH_CONCURRENCY: usize = 32;
+
+/// The longest TTL CQL accepts (20 years), for revocations of very long-lived tokens.
+const MAX_TTL_SECONDS: i32 = 630_720_000;
 /// Prepared statements kept by the caching session.
 const STATEMENT_CACHE: usize = 256;
 /// Lifetime of pending reservations, category references, deletion marks and the
@@ -371,6 +378,36 @@ impl Datastore for ScyllaStore {
 
     async fn latest_catalog_version(&self) -> Result<Option<CatalogVersion>> {
         self.latest_version().await
+    }
+
+    async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> Result<()> {
+        // The TTL is rounded up, so the row outlives the token by under a second.
+        let remaining_ms = expires_at
+            .millis()
+            .saturating_sub(Timestamp::now().millis());
+        if remaining_ms <= 0 {
+            return Ok(());
+        }
+        let ttl = i32::try_from(remaining_ms.saturating_add(999) / 1000)
+            .unwrap_or(MAX_TTL_SECONDS)
+            .min(MAX_TTL_SECONDS);
+        self.cql
+            .execute(
+                INSERT_REVOKED_TOKEN,
+                (jti, ts(expires_at), ttl),
+                "recording a token revocation",
+            )
+            .await
+            .map(drop)
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        let row: Option<(Option<scylla::value::CqlTimestamp>,)> = self
+            .cql
+            .one(SELECT_REVOKED_TOKEN, (jti,), "reading token revocations")
+            .await?;
+        let now = Timestamp::now().millis();
+        Ok(row.is_some_and(|(until,)| until.is_none_or(|t| t.0 > now)))
     }
 
     async fn ping(&self) -> Result<()> {

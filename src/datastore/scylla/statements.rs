@@ -75,3 +75,8 @@ pub(super) const INSERT_VERSION_BY_TIME: &str = "INSERT INTO catalog_versions_by
 pub(super) const LATEST_VERSION: &str = "SELECT tag, commit, published_at, message, product_count, \
      category_count, collection_count, orphaned_references FROM catalog_versions_by_time \
      WHERE shard = 0 LIMIT 1";
+
+// Token revocations (`ScyllaStore::revoke_token`): each row lives until the token's expiry.
+pub(super) const INSERT_REVOKED_TOKEN: &str =
+    "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) USING TTL ?";
+pub(super) const SELECT_REVOKED_TOKEN: &str = "SELECT expires_at FROM revoked_tokens WHERE jti = ?";

@@ -445,6 +445,45 @@ impl Datastore for SqliteStore {
         Ok(row.map(CatalogVersion::from))
     }
 
+    async fn revoke_token(&self, jti: &str, expires_at: Timestamp) -> Result<()> {
+        let jti = jti.to_owned();
+        let what = "recording a token revocation".to_owned();
+        self.write(what, move |conn, what| {
+            Box::pin(async move {
+                // Expired revocations go on the way in, so the table holds at most the
+                // tokens revoked within one token lifetime.
+                sqlx::query("DELETE FROM revoked_tokens WHERE expires_at <= ?")
+                    .bind(Timestamp::now().millis())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(|e| unavailable(what, e))?;
+                sqlx::query(
+                    "INSERT INTO revoked_tokens (jti, expires_at) VALUES (?, ?) \
+                     ON CONFLICT (jti) DO UPDATE SET expires_at = \
+                     max(expires_at, excluded.expires_at)",
+                )
+                .bind(&jti)
+                .bind(expires_at.millis())
+                .execute(&mut *conn)
+                .await
+                .map_err(|e| unavailable(what, e))?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM revoked_tokens WHERE jti = ? AND expires_at > ?")
+                .bind(jti)
+                .bind(Timestamp::now().millis())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(|e| unavailable("reading token revocations", e))?;
+        Ok(found.is_some())
+    }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.reader)

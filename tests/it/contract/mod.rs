@@ -8,9 +8,10 @@
 //! One file per concept: `products`, `categories`, `collections` (with memberships),
 //! `paging` (keyset windows and order), `races` (colliding writers and stale versions),
 //! `integrity` (references, cycles and in-use deletes, alone and racing) and `versions`
-//! (catalogue versions). This file holds the macro, which lists every
+//! (catalogue versions), `auth` (token revocations). This file holds the macro, which lists every
 //! case by path, and the helpers the cases share.
 
+pub mod auth;
 pub mod categories;
 pub mod collections;
 pub mod integrity;
@@ -95,6 +96,8 @@ macro_rules! contract_suite {
             integrity::racing_parent_swaps_never_cycle,
             integrity::racing_create_and_category_delete_never_orphan,
             integrity::racing_membership_and_deletes_never_dangle,
+            auth::token_revocations,
+            auth::expired_revocations_lapse,
         );
     };
 }

@@ -158,7 +158,7 @@ async fn a_panic_does_not_take_down_the_app_or_its_datastore_pool() {
     );
     migrate_datastore(&store).await.unwrap();
     let config = Config::defaults();
-    let app = App::with_store(config.clone(), store);
+    let app = App::with_store(config.clone(), store).expect("valid settings");
     let state = app.state().clone();
     state.mark_migrated();
     let panicking = state.clone();

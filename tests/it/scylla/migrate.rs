@@ -247,7 +247,8 @@ async fn scylla_an_edited_applied_migration_stops_startup_naming_the_file() {
     let app = App::with_store(
         Config::defaults(),
         AnyDatastore::Scylla(connect(&cfg).await),
-    );
+    )
+    .expect("valid settings");
     let run = tokio::time::timeout(
         Duration::from_secs(60),
         app.run(listener, std::future::pending()),
@@ -306,7 +307,8 @@ async fn scylla_ready_answers_503_until_migrations_are_done() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/ready", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = App::with_store(Config::defaults(), AnyDatastore::Scylla(store));
+    let app =
+        App::with_store(Config::defaults(), AnyDatastore::Scylla(store)).expect("valid settings");
     let server = tokio::spawn(app.run(listener, async move {
         let _ = stopped.await;
     }));

@@ -52,6 +52,11 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "0002_integrity.cql",
         cql: include_str!("../../../../migrations/scylla/0002_integrity.cql"),
     },
+    Migration {
+        version: 3,
+        file: "0003_revoked_tokens.cql",
+        cql: include_str!("../../../../migrations/scylla/0003_revoked_tokens.cql"),
+    },
 ];
 
 /// `(table, column)` when `statement` is `ALTER TABLE <table> ADD <column> <type>`.
