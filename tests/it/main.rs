@@ -2,6 +2,7 @@
 
 mod browser;
 mod cli;
+mod compat;
 mod contract;
 mod deploy;
 mod graphql;

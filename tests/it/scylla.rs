@@ -256,6 +256,10 @@ mod hostile {
     crate::hostile_suite!(super::graphql_api());
 }
 
+mod compat {
+    crate::compat_suite!(super::graphql_api());
+}
+
 /// `(version, file, applied_by)` of every recorded migration, by version.
 async fn recorded(session: &Session, keyspace: &str) -> Vec<(i32, String, String)> {
     let rows = session

@@ -81,6 +81,15 @@ mod hostile {
     });
 }
 
+mod compat {
+    use gitstore_api::datastore::AnyDatastore;
+    crate::compat_suite!(async {
+        Some(crate::support::api_over(AnyDatastore::Sqlite(
+            super::open_store().await,
+        )))
+    });
+}
+
 // ---------- many writers on one database ----------
 
 /// Writers per test: the concurrency the issue asks the backend to absorb.
