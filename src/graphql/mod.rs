@@ -112,6 +112,9 @@ impl GraphqlApi {
         let request = request.into().data(loaders::Loaders::new(&self.catalog));
         let mut response = self.schema.execute(request).await;
         for err in &mut response.errors {
+            if let Some(message) = unsupported_directive(&err.message) {
+                err.message = message;
+            }
             let ext = err.extensions.get_or_insert_with(Default::default);
             if ext.get("code").is_none() {
                 ext.set("code", "INVALID_ARGUMENT");
@@ -131,6 +134,21 @@ impl GraphqlApi {
     pub fn catalog(&self) -> &Arc<AppCatalog> {
         &self.catalog
     }
+}
+
+/// A clearer message for the incremental-delivery directives the Go service advertised
+/// (`@defer`, `@stream`), which this server does not implement.
+fn unsupported_directive(message: &str) -> Option<String> {
+    ["defer", "stream"].into_iter().find_map(|name| {
+        message
+            .starts_with(&format!("Unknown directive \"{name}\""))
+            .then(|| {
+                format!(
+                    "@{name} is not supported by this server; remove it (the whole \
+                     response is sent at once)"
+                )
+            })
+    })
 }
 
 /// The SDL of the schema, without needing a datastore.

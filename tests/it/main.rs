@@ -9,6 +9,7 @@ mod graphql;
 mod hostile;
 mod hostile_http;
 mod http;
+mod http_compat;
 mod memdb;
 mod props;
 mod readme;
