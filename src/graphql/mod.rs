@@ -10,6 +10,7 @@ pub mod guard;
 pub mod loaders;
 pub mod metrics;
 pub mod mutation;
+pub mod order;
 pub mod query;
 pub mod scalars;
 pub mod typename;
@@ -107,10 +108,21 @@ pub fn build_schema(catalog: Arc<AppCatalog>, limits: Limits) -> GraphqlApi {
 impl GraphqlApi {
     /// Runs one request with fresh request-scoped loaders. Every error in the response
     /// carries `extensions.code`; errors raised by the engine itself (syntax, validation,
-    /// limits) get `INVALID_ARGUMENT`.
+    /// limits) get `INVALID_ARGUMENT`. The response's objects are in selection order
+    /// ([`order`]).
     pub async fn execute(&self, request: impl Into<Request>) -> Response {
         let request = request.into().data(loaders::Loaders::new(&self.catalog));
+        // Kept to put the response in selection order afterwards (see `order`).
+        let query = request.query.clone();
+        let operation_name = request.operation_name.clone();
+        let variables = request.variables.clone();
         let mut response = self.schema.execute(request).await;
+        order::reorder(
+            &mut response.data,
+            &query,
+            operation_name.as_deref(),
+            &variables,
+        );
         for err in &mut response.errors {
             if let Some(message) = unsupported_directive(&err.message) {
                 err.message = message;

@@ -229,7 +229,140 @@ pub async fn go_cursors_say_the_format_changed(api: &GraphqlApi) {
     }
 }
 
-/// The keys of every object in `response` in the order they were serialised.
+/// The keys of the object at `path` (`*` = every item of a list), one list per object.
+fn keys_at(value: &async_graphql::Value, path: &[&str]) -> Vec<Vec<String>> {
+    match (value, path.split_first()) {
+        (async_graphql::Value::Object(map), None) => {
+            vec![map.keys().map(ToString::to_string).collect()]
+        }
+        (async_graphql::Value::List(items), Some((&"*", rest))) => {
+            items.iter().flat_map(|item| keys_at(item, rest)).collect()
+        }
+        (async_graphql::Value::Object(map), Some((key, rest))) => {
+            map.get(*key).map(|v| keys_at(v, rest)).unwrap_or_default()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// The response map follows the selection set (the GraphQL spec's CollectFields order),
+/// also where a field waits for a DataLoader and the rest resolve at once.
 pub async fn response_follows_the_selection_order(api: &GraphqlApi) {
-    let _ = api;
+    let seed = seed(api).await;
+    let child = data(
+        api,
+        "mutation($i: CreateCategoryInput!) { createCategory(input: $i) { category { id } } }",
+        json!({ "i": { "name": "Child", "slug": format!("child-{}", ulid::Ulid::new().to_string().to_lowercase()), "parentId": seed.category } }),
+    )
+    .await["createCategory"]["category"]["id"]
+        .clone();
+    data(
+        api,
+        "mutation($i: CreateProductInput!) { createProduct(input: $i) { product { id } } }",
+        json!({ "i": { "sku": format!("ORDER-{}", ulid::Ulid::new()), "title": "Ordered", "price": "2.50",
+            "categoryId": child, "collectionIds": [seed.collection] } }),
+    )
+    .await;
+    let run = |query: &'static str, variables: Value| async move {
+        let request = async_graphql::Request::new(query)
+            .variables(async_graphql::Variables::from_json(variables));
+        let response = api.execute(request).await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
+        response.data
+    };
+    let each = |data: &async_graphql::Value, path: &[&str], expected: &[&str]| {
+        let found = keys_at(data, path);
+        assert!(!found.is_empty(), "nothing at {path:?}");
+        for keys in found {
+            assert_eq!(keys, expected, "at {path:?}");
+        }
+    };
+
+    // The issue's query: loader-backed fields used to move to the end.
+    let d = run(
+        "{ products { edges { node { sku category { name } collections { name } title } } } }",
+        Value::Null,
+    )
+    .await;
+    each(
+        &d,
+        &["products", "edges", "*", "node"],
+        &["sku", "category", "collections", "title"],
+    );
+
+    // Root fields, aliases, nested loaders, fragment spreads and inline fragments,
+    // skipped fields, and a key selected twice (its first place counts).
+    let d = run(
+        "query($no: Boolean!) {
+            v: catalogVersion { tag stats { productCount } }
+            list: products(first: 50) {
+                totalCount
+                edges { node { ...P t: title c: category { parent { slug } slug ...C } sku } cursor }
+                pageInfo { endCursor hasNextPage }
+            }
+            categories { children { slug name } hidden: slug @skip(if: $no) slug parent { name } depth path }
+            collections { productCount products(first: 5) { edges { node { collections { slug } sku } } } name }
+        }
+        fragment P on Product { collections { slug ... on Collection { name } } sku price }
+        fragment C on Category { name }",
+        json!({ "no": true }),
+    )
+    .await;
+    each(&d, &[], &["v", "list", "categories", "collections"]);
+    each(&d, &["v"], &["tag", "stats"]);
+    each(&d, &["list"], &["totalCount", "edges", "pageInfo"]);
+    each(&d, &["list", "edges", "*"], &["node", "cursor"]);
+    each(
+        &d,
+        &["list", "edges", "*", "node"],
+        &["collections", "sku", "price", "t", "c"],
+    );
+    each(
+        &d,
+        &["list", "edges", "*", "node", "c"],
+        &["parent", "slug", "name"],
+    );
+    each(
+        &d,
+        &["list", "edges", "*", "node", "collections", "*"],
+        &["slug", "name"],
+    );
+    each(
+        &d,
+        &["categories", "*"],
+        &["children", "slug", "parent", "depth", "path"],
+    );
+    each(&d, &["categories", "*", "children", "*"], &["slug", "name"]);
+    each(
+        &d,
+        &["collections", "*"],
+        &["productCount", "products", "name"],
+    );
+    each(
+        &d,
+        &["collections", "*", "products", "edges", "*", "node"],
+        &["collections", "sku"],
+    );
+
+    // An abstract type: each node in the order of its own type's selection.
+    let d = run(
+        "query($ids: [ID!]!) { nodes(ids: $ids) {
+            ... on Product { category { name } sku }
+            id
+            ... on Category { parent { slug } name }
+            ... on Collection { productCount slug }
+        } }",
+        json!({ "ids": [seed.product, seed.category, child, seed.collection] }),
+    )
+    .await;
+    let found = keys_at(&d, &["nodes", "*"]);
+    assert_eq!(
+        found,
+        [
+            vec!["category", "sku", "id"],
+            vec!["id", "parent", "name"],
+            vec!["id", "parent", "name"],
+            vec!["id", "productCount", "slug"],
+        ]
+    );
 }
