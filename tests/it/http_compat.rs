@@ -215,3 +215,71 @@ async fn graphql_over_http_status_codes() {
         "@defer is not supported by this server; remove it (the whole response is sent at once)"
     );
 }
+
+/// Captured log output.
+#[derive(Clone, Default)]
+struct Capture(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// What a handler logs carries the request's id through the `request` span.
+#[tokio::test]
+async fn the_request_id_is_in_the_request_span() {
+    use axum::routing::get;
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    // This test's runtime is single-threaded, so the server below logs to this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let routes = axum::Router::new().route(
+        "/log",
+        get(|| async {
+            tracing::info!("inside the handler");
+            "ok"
+        }),
+    );
+    let config = gitstore_api::config::Config::defaults();
+    let router = gitstore_api::http::with_middleware(routes, &config.http);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = reqwest::Client::new();
+    let r = client
+        .get(format!("{base}/log"))
+        .header("x-request-id", "trace-me-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "trace-me-1");
+    let generated = client.get(format!("{base}/log")).send().await.unwrap();
+    let generated = generated.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    server.abort();
+    let logs = String::from_utf8_lossy(&capture.0.lock().unwrap()).into_owned();
+    for id in ["trace-me-1", generated.as_str()] {
+        let line = logs
+            .lines()
+            .find(|l| l.contains("inside the handler") && l.contains(id))
+            .unwrap_or_else(|| panic!("no log line with {id}:\n{logs}"));
+        assert!(
+            line.contains(&format!("request{{request_id={id} method=GET path=/log}}")),
+            "{line}"
+        );
+    }
+}
