@@ -50,11 +50,13 @@ pub enum Input {
 }
 
 /// What is wrong with a referenced id.
+///
+/// There is no "malformed" problem: an id that is not one of ours (a UUID held by a
+/// client of the Go service, an id of another entity type) cannot name an existing
+/// entity, so it is [`Problem::Missing`] like any unknown id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Problem {
-    /// It is not an id of the expected kind.
-    Malformed,
-    /// No such entity exists.
+    /// No such entity exists (unknown, or not an id of the expected kind).
     Missing,
     /// The list holds an id more than once.
     Repeated,
@@ -96,7 +98,7 @@ pub enum Error {
     /// A value breaks a rule (validation).
     #[error("{0}")]
     InvalidArgument(String),
-    /// An id given as a reference is malformed, unknown, repeated or makes a cycle.
+    /// An id given as a reference is unknown, repeated or makes a cycle.
     #[error("{input:?} {key:?}: {problem:?}")]
     Reference {
         /// Which input the id came from.

@@ -7,8 +7,8 @@
 //! | [`config`] | CLI and `GITSTORE_*` environment configuration (clap), grouped as HTTP, GraphQL and datastore settings |
 //! | [`telemetry`] | tracing subscriber and the Prometheus recorder |
 //! | [`app`] | wiring: opens the datastore, builds the schema and the HTTP state, `run(listener, shutdown)` |
-//! | [`http`] | axum router and its own state: `/graphql`, `/playground`, `/health`, `/ready`, `/metrics` |
-//! | [`graphql`] | the async-graphql schema: queries, mutations (one part per entity), types, loaders, cursors, error codes (no axum) |
+//! | [`http`] | axum router and its own state: `/graphql`, `/playground`, `/health`, `/ready`, `/metrics`; `X-Request-ID`, CORS |
+//! | [`graphql`] | the async-graphql schema: queries, mutations (one part per entity), types, loaders, cursors, error codes, response order (no axum) |
 //! | [`service`] | business rules, one file per entity: validation, timestamps, integrity, category tree, versions |
 //! | [`error`] | the domain error every layer above the datastore speaks |
 //! | [`auth`] | admin sessions: bcrypt password check, HS256 tokens, revocations (through the datastore), failed-login rate limits |

@@ -29,10 +29,21 @@ pub fn decode(cursor: &str) -> Option<Key> {
     })
 }
 
+/// Base64 of `arrayconnection` (15 bytes, so exactly 20 characters): the start of every
+/// cursor of the Go gitstore-api, whose cursors are `base64("arrayconnection:<offset>")`.
+const GO_CURSOR_PREFIX: &str = "YXJyYXljb25uZWN0aW9u";
+
+/// Whether `cursor` was made by the Go gitstore-api (an offset, not a keyset position).
+#[must_use]
+pub fn is_go_cursor(cursor: &str) -> bool {
+    cursor.starts_with(GO_CURSOR_PREFIX)
+}
+
 /// Relay page arguments as a [`PageRequest`].
 ///
 /// # Errors
-/// `INVALID_ARGUMENT` naming a cursor that is not one of ours.
+/// `INVALID_ARGUMENT` naming a cursor that is not one of ours; a cursor of the Go
+/// gitstore-api gets a message saying that cursors changed format.
 pub fn page_request(
     first: Option<i32>,
     after: Option<&str>,
@@ -43,10 +54,18 @@ pub fn page_request(
         cursor
             .map(|c| {
                 decode(c).ok_or_else(|| {
-                    coded(
-                        "INVALID_ARGUMENT",
-                        format!("cursor {} is not valid", shown(c)),
-                    )
+                    let message = if is_go_cursor(c) {
+                        format!(
+                            "cursor {} is an offset cursor of the Go gitstore-api; cursors \
+                             changed format (they now name a position, not an offset): \
+                             request the first page without after/before and use the \
+                             cursors this server returns",
+                            shown(c)
+                        )
+                    } else {
+                        format!("cursor {} is not valid", shown(c))
+                    };
+                    coded("INVALID_ARGUMENT", message)
                 })
             })
             .transpose()
@@ -103,6 +122,15 @@ mod tests {
     fn page_request_names_the_bad_cursor() {
         let err = page_request(Some(2), Some("zzz"), None, None).expect_err("bad cursor");
         assert_eq!(err.message, "cursor \"zzz\" is not valid");
+        let err = page_request(None, None, None, Some("YXJyYXljb25uZWN0aW9uOjE="))
+            .expect_err("go cursor");
+        assert!(
+            err.message
+                .starts_with("cursor \"YXJyYXljb25uZWN0aW9uOjE=\" is an offset cursor of the Go"),
+            "{}",
+            err.message
+        );
+        assert!(err.message.contains("changed format"), "{}", err.message);
         let ok = page_request(None, None, Some(3), None).expect("valid");
         assert_eq!(
             (ok.first, ok.last, ok.after, ok.before),

@@ -1,7 +1,9 @@
 //! Domain errors as GraphQL errors with a stable `extensions.code`.
 //!
 //! Codes: `NOT_FOUND`, `ALREADY_EXISTS`, `INVALID_ARGUMENT`, `CONFLICT`,
-//! `UNAUTHENTICATED`, `UNAVAILABLE`, `INTERNAL`. The mapping is async-graphql's
+//! `UNAUTHENTICATED`, `UNAVAILABLE`, `INTERNAL`. A referenced id that names nothing
+//! (unknown, or not one of ours, such as a Go-era UUID) is `NOT_FOUND` naming it; a
+//! reference that breaks a rule (repeated, not a sibling, a cycle) is `INVALID_ARGUMENT`. The mapping is async-graphql's
 //! [`ErrorExtensions`] on [`crate::error::Error`], so a resolver writes `.extend()`
 //! (or [`ResultExt::gql`]) and gets the code. Backend failures were logged with their
 //! source where they happened (the datastore decorator); only their safe message is
@@ -19,7 +21,11 @@ use crate::service::validate::shown;
 #[must_use]
 pub const fn code(err: &Error) -> &'static str {
     match err {
-        Error::NotFound { .. } => "NOT_FOUND",
+        Error::NotFound { .. }
+        | Error::Reference {
+            problem: Problem::Missing,
+            ..
+        } => "NOT_FOUND",
         Error::AlreadyExists { .. } => "ALREADY_EXISTS",
         Error::InvalidArgument(_) | Error::Reference { .. } => "INVALID_ARGUMENT",
         Error::Conflict(_) | Error::FailedPrecondition(_) => "CONFLICT",
@@ -57,7 +63,6 @@ pub fn message(err: &Error) -> String {
         } => {
             let arg = argument(*input);
             match problem {
-                Problem::Malformed => format!("{arg} {} is not a valid id", shown(key)),
                 Problem::Missing => format!("{arg} {} does not exist", shown(key)),
                 Problem::Repeated => format!("{arg} contains an id more than once"),
                 Problem::NotSibling { parent } => format!(
@@ -118,8 +123,12 @@ mod tests {
     #[test]
     fn references_are_phrased_with_the_argument_names() {
         assert_eq!(
-            text(Input::Category, "42", Problem::Malformed),
-            "categoryId \"42\" is not a valid id"
+            text(
+                Input::Category,
+                "3fa85f64-5717-4562-b3fc-2c963f66afa6",
+                Problem::Missing
+            ),
+            "categoryId \"3fa85f64-5717-4562-b3fc-2c963f66afa6\" does not exist"
         );
         assert_eq!(
             text(Input::Collections, "coll_1", Problem::Missing),
@@ -158,6 +167,10 @@ mod tests {
         assert_eq!(code(&Error::not_found("product", "x")), "NOT_FOUND");
         assert_eq!(
             code(&Error::reference(Input::Products, "x", Problem::Missing)),
+            "NOT_FOUND"
+        );
+        assert_eq!(
+            code(&Error::reference(Input::Ordered, "x", Problem::Repeated)),
             "INVALID_ARGUMENT"
         );
         assert_eq!(code(&Error::FailedPrecondition(String::new())), "CONFLICT");

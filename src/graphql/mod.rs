@@ -11,6 +11,7 @@ pub mod guard;
 pub mod loaders;
 pub mod metrics;
 pub mod mutation;
+pub mod order;
 pub mod query;
 pub mod scalars;
 pub mod typename;
@@ -123,11 +124,25 @@ pub fn build_schema_with_auth(
 impl GraphqlApi {
     /// Runs one request with fresh request-scoped loaders. Every error in the response
     /// carries `extensions.code`; errors raised by the engine itself (syntax, validation,
-    /// limits) get `INVALID_ARGUMENT`.
+    /// limits) get `INVALID_ARGUMENT`. The response's objects are in selection order
+    /// ([`order`]).
     pub async fn execute(&self, request: impl Into<Request>) -> Response {
         let request = request.into().data(loaders::Loaders::new(&self.catalog));
+        // Kept to put the response in selection order afterwards (see `order`).
+        let query = request.query.clone();
+        let operation_name = request.operation_name.clone();
+        let variables = request.variables.clone();
         let mut response = self.schema.execute(request).await;
+        order::reorder(
+            &mut response.data,
+            &query,
+            operation_name.as_deref(),
+            &variables,
+        );
         for err in &mut response.errors {
+            if let Some(message) = unsupported_directive(&err.message) {
+                err.message = message;
+            }
             let ext = err.extensions.get_or_insert_with(Default::default);
             if ext.get("code").is_none() {
                 ext.set("code", "INVALID_ARGUMENT");
@@ -147,6 +162,21 @@ impl GraphqlApi {
     pub fn catalog(&self) -> &Arc<AppCatalog> {
         &self.catalog
     }
+}
+
+/// A clearer message for the incremental-delivery directives the Go service advertised
+/// (`@defer`, `@stream`), which this server does not implement.
+fn unsupported_directive(message: &str) -> Option<String> {
+    ["defer", "stream"].into_iter().find_map(|name| {
+        message
+            .starts_with(&format!("Unknown directive \"{name}\""))
+            .then(|| {
+                format!(
+                    "@{name} is not supported by this server; remove it (the whole \
+                     response is sent at once)"
+                )
+            })
+    })
 }
 
 /// The SDL of the schema, without needing a datastore.

@@ -54,7 +54,8 @@ impl Query {
         Ok(catalog(ctx).product(&id).await.gql()?.map(Product))
     }
 
-    /// Products, keyset-paged by `(createdAt, id)`, optionally filtered.
+    /// Products, keyset-paged by `(createdAt, id)`, optionally filtered. A filter by a
+    /// category or collection id that is not one of ours matches nothing.
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -75,12 +76,12 @@ impl Query {
                 f.search.as_deref(),
             )
             .gql()?;
-        ProductConnection::load(
-            ctx,
-            filter,
-            super::cursor::page_request(first, after.as_deref(), last, before.as_deref())?,
-        )
-        .await
+        let request =
+            super::cursor::page_request(first, after.as_deref(), last, before.as_deref())?;
+        match filter {
+            Some(filter) => ProductConnection::load(ctx, filter, request).await,
+            None => ProductConnection::nothing(ctx, &request),
+        }
     }
 
     /// A category by slug.

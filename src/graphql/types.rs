@@ -328,7 +328,8 @@ impl ProductEdge {
 /// One page of products; `totalCount` is computed only when selected.
 pub struct ProductConnection {
     page: ProductPage,
-    filter: ProductFilter,
+    /// `None` for a listing that matches nothing (a filter by a foreign id).
+    filter: Option<ProductFilter>,
     catalog: Arc<AppCatalog>,
 }
 
@@ -346,7 +347,22 @@ impl ProductConnection {
         let page = catalog.page_products(&filter, &request).await.gql()?;
         Ok(Self {
             page,
-            filter,
+            filter: Some(filter),
+            catalog,
+        })
+    }
+
+    /// The empty listing of a filter that names nothing (an id that is not one of ours),
+    /// its page arguments checked as for any listing.
+    ///
+    /// # Errors
+    /// Invalid page arguments.
+    pub fn nothing(ctx: &Context<'_>, request: &PageRequest) -> Result<Self> {
+        let catalog = ctx.data_unchecked::<Arc<AppCatalog>>().clone();
+        let page = catalog.no_products(request).gql()?;
+        Ok(Self {
+            page,
+            filter: None,
             catalog,
         })
     }
@@ -377,7 +393,10 @@ impl ProductConnection {
     }
     /// Number of rows matching the filter, across all pages.
     async fn total_count(&self) -> Result<i32> {
-        let n = self.catalog.count_products(&self.filter).await.gql()?;
+        let Some(filter) = &self.filter else {
+            return Ok(0);
+        };
+        let n = self.catalog.count_products(filter).await.gql()?;
         Ok(i32::try_from(n).unwrap_or(i32::MAX))
     }
 }

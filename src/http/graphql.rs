@@ -12,13 +12,20 @@
 //!
 //! Every refusal is GraphQL-shaped with a code (see `super::errors`). A whole batch is
 //! checked before any of its operations runs, so one bad item leaves nothing half done.
+//!
+//! # Status codes (GraphQL over HTTP)
+//! A client that accepts `application/graphql-response+json` (the admin's client sends
+//! it) gets that media type, and a *request error* (the document does not parse or
+//! validate, or breaks a limit: errors and no `data`) is `400` without a `data` entry.
+//! A client that accepts only `application/json` (or sends no `Accept`) gets the legacy
+//! behaviour: `200` with `"data": null`, as the Go service answered.
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse};
 use async_graphql_axum::GraphQLResponse;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, RawQuery, Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::HttpState;
@@ -78,9 +85,34 @@ fn body_kind(headers: &HeaderMap) -> Result<BodyKind, String> {
     Ok(kind)
 }
 
+/// The media type of GraphQL-over-HTTP responses.
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+
+/// Whether the client's `Accept` lists `application/graphql-response+json` (not with
+/// `q=0`): then it gets that media type and the spec's status codes.
+fn accepts_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';');
+            let essence = parts.next().unwrap_or_default().trim();
+            let refused = parts.any(|p| {
+                p.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case("q")
+                        && v.trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+                })
+            });
+            essence.eq_ignore_ascii_case(GRAPHQL_RESPONSE_JSON) && !refused
+        })
+}
+
 /// `POST /graphql`.
 pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Response {
     let credentials = super::login::credentials(&request);
+    let modern = accepts_graphql_response(request.headers());
     let kind = match body_kind(request.headers()) {
         Ok(kind) => kind,
         Err(message) => {
@@ -135,7 +167,7 @@ pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Re
             ));
         }
     }
-    execute(&state, batch, &credentials).await
+    execute(&state, batch, &credentials, modern).await
 }
 
 /// Reads a JSON request object or a batch, refusing empty and over-long batches and
@@ -188,7 +220,11 @@ fn json_kind(value: &serde_json::Value) -> &'static str {
 }
 
 /// `GET /graphql`: a query from the query string; without one, the playground.
-pub(super) async fn get(State(state): State<HttpState>, RawQuery(query): RawQuery) -> Response {
+pub(super) async fn get(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     let Some(query) = query else {
         return Redirect::temporary("/playground").into_response();
     };
@@ -222,6 +258,7 @@ pub(super) async fn get(State(state): State<HttpState>, RawQuery(query): RawQuer
         &state,
         BatchRequest::Single(request),
         &Credentials::default(),
+        accepts_graphql_response(&headers),
     )
     .await
 }
@@ -247,10 +284,21 @@ fn looks_like_mutation(query: &str) -> bool {
     })
 }
 
-async fn execute(state: &HttpState, batch: BatchRequest, credentials: &Credentials) -> Response {
+/// Runs a checked request with the caller's `credentials`; `modern`: the client accepts
+/// `application/graphql-response+json` (see the module docs).
+async fn execute(
+    state: &HttpState,
+    batch: BatchRequest,
+    credentials: &Credentials,
+    modern: bool,
+) -> Response {
     let response = match batch {
         BatchRequest::Single(request) => {
-            BatchResponse::Single(execute_one(state, request, credentials).await)
+            let response = execute_one(state, request, credentials).await;
+            if modern && is_request_error(&response) {
+                return request_error(&response);
+            }
+            BatchResponse::Single(response)
         }
         BatchRequest::Batch(requests) => {
             let mut out = Vec::with_capacity(requests.len());
@@ -260,7 +308,46 @@ async fn execute(state: &HttpState, batch: BatchRequest, credentials: &Credentia
             BatchResponse::Batch(out)
         }
     };
-    GraphQLResponse::from(response).into_response()
+    let mut response = GraphQLResponse::from(response).into_response();
+    if modern {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(GRAPHQL_RESPONSE_JSON),
+        );
+    }
+    response
+}
+
+/// A request error: errors and no data, none of them raised while executing a field
+/// (a field error has a path; a parse, validation or limit error has none).
+fn is_request_error(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| e.path.is_empty())
+}
+
+/// `400` with the errors and no `data` entry, as `application/graphql-response+json`.
+fn request_error(response: &async_graphql::Response) -> Response {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        errors: &'a [async_graphql::ServerError],
+        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        extensions: &'a std::collections::BTreeMap<String, async_graphql::Value>,
+    }
+    let body = serde_json::to_vec(&Body {
+        errors: &response.errors,
+        extensions: &response.extensions,
+    })
+    .unwrap_or_default();
+    (
+        StatusCode::BAD_REQUEST,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(GRAPHQL_RESPONSE_JSON),
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// Runs one operation with the request's credentials as its data, so the schema's
@@ -311,6 +398,26 @@ mod tests {
         ] {
             assert_eq!(kind(refused), None, "{refused:?}");
         }
+    }
+
+    #[test]
+    fn accept_headers() {
+        let accepts = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::ACCEPT, value.parse().unwrap());
+            accepts_graphql_response(&headers)
+        };
+        assert!(accepts("application/graphql-response+json"));
+        assert!(accepts(
+            "application/graphql-response+json, application/json;q=0.9"
+        ));
+        assert!(accepts(
+            "application/json, Application/GraphQL-Response+JSON; q=0.5"
+        ));
+        assert!(!accepts("application/json"));
+        assert!(!accepts("*/*"));
+        assert!(!accepts("application/graphql-response+json;q=0"));
+        assert!(!accepts_graphql_response(&HeaderMap::new()));
     }
 
     #[test]

@@ -5,8 +5,8 @@
 //! | `POST /graphql`, `GET /graphql` | GraphQL over HTTP (JSON body, or `query`/`variables` parameters; module `graphql`) |
 //! | `GET /playground` | GraphiQL, assets served from the binary ([`playground`]) |
 //! | `GET /` | redirect to `/playground` |
-//! | `GET /health` | liveness: `{status, version, timestamp}` |
-//! | `GET /ready` | readiness: 503 until migrations are done and while the datastore does not answer |
+//! | `GET /health`, `HEAD /health` | liveness: `{"status": "healthy", version, timestamp}` ([`health`]) |
+//! | `GET /ready` | readiness: 503 until migrations are done and while the datastore does not answer ([`health`]) |
 //! | `GET /metrics` | Prometheus text exposition |
 //! | `POST /api/login` | HTTP Basic credentials for a session token ([`login`]) |
 //!
@@ -15,10 +15,13 @@
 //! Every error the HTTP layer produces itself is GraphQL-shaped with a code
 //! (`{"errors": [{"message", "extensions": {"code"}}]}`), see [`with_middleware`].
 
+pub mod cors;
 mod errors;
 mod graphql;
+pub mod health;
 mod login;
 pub mod playground;
+pub mod request_id;
 pub mod state;
 
 use std::any::Any;
@@ -26,16 +29,14 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::get;
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, Any as AnyOrigin, CorsLayer};
 
 use crate::config::HttpConfig;
-use crate::datastore::{Datastore, Timestamp};
 use crate::telemetry::{HTTP_DURATION_METRIC, HTTP_PANICS_METRIC, HTTP_REQUESTS_METRIC};
 pub use state::HttpState;
 
@@ -54,8 +55,8 @@ pub fn routes(state: HttpState) -> Router {
                 .post(graphql::post)
                 .fallback(graphql::method_not_allowed),
         )
-        .route("/health", get(health))
-        .route("/ready", get(ready))
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
         .route("/metrics", get(metrics))
         .route("/api/login", axum::routing::post(login::login))
         .merge(playground::routes())
@@ -65,13 +66,17 @@ pub fn routes(state: HttpState) -> Router {
 
 /// Wraps `routes` in the HTTP middleware, outermost first:
 ///
-/// 1. CORS, so every response carries its headers, errors of the layers below included;
-/// 2. request metrics by matched route (so `413`, `408` and `500` are counted);
-/// 3. the transport limits: a declared `Content-Length` over `max_body_bytes` is `413`
+/// 1. `X-Request-ID` ([`request_id`]): adopted or generated, echoed on every response
+///    (preflights, `404`s and the errors below included), and the `request` span that
+///    every handler's logs carry it in;
+/// 2. CORS ([`cors`]), so every response carries its headers, errors of the layers below
+///    included; preflights are answered `204`;
+/// 3. request metrics by matched route (so `413`, `408` and `500` are counted);
+/// 4. the transport limits: a declared `Content-Length` over `max_body_bytes` is `413`
 ///    at once, and a request still running after `request_timeout` is cancelled (its
 ///    future dropped) and answered `408` with code `UNAVAILABLE`;
-/// 4. the body limit for extractors (a streamed body that grows past it is `413` too);
-/// 5. panic recovery: a panicking handler answers `500` with code `INTERNAL` (nothing
+/// 5. the body limit for extractors (a streamed body that grows past it is `413` too);
+/// 6. panic recovery: a panicking handler answers `500` with code `INTERNAL` (nothing
 ///    about the panic is sent), counts `gitstore_http_panics_total`, and the process,
 ///    the connection and the datastore pool carry on.
 ///
@@ -87,23 +92,9 @@ pub fn with_middleware(routes: Router, config: &HttpConfig) -> Router {
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(middleware::from_fn_with_state(limits, transport_limits))
         .layer(middleware::from_fn(track))
-        .layer(cors(&config.cors_origins))
-}
-
-fn cors(origins: &[String]) -> CorsLayer {
-    let allow = if origins.iter().any(|o| o.trim() == "*") {
-        AllowOrigin::from(AnyOrigin)
-    } else {
-        AllowOrigin::list(
-            origins
-                .iter()
-                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
-        )
-    };
-    CorsLayer::new()
-        .allow_origin(allow)
-        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .layer(cors::layer(&config.cors_origins))
+        .layer(middleware::from_fn(cors::preflight_no_content))
+        .layer(middleware::from_fn(request_id::tag))
 }
 
 /// Counts and times every request by method, matched route and status.
@@ -170,39 +161,6 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!(panic = %message, "a request handler panicked; answered 500");
     metrics::counter!(HTTP_PANICS_METRIC).increment(1);
     errors::internal()
-}
-
-async fn health() -> Json<serde_json::Value> {
-    Json(json!({
-        "status": "ok",
-        "version": env!("CARGO_PKG_VERSION"),
-        "timestamp": Timestamp::now().to_rfc3339(),
-    }))
-}
-
-async fn ready(State(state): State<HttpState>) -> Response {
-    let store = &state.store;
-    if !state.is_migrated() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "migrating", "backend": store.backend() })),
-        )
-            .into_response();
-    }
-    let auth = if state.auth.is_some() {
-        "enabled"
-    } else {
-        "disabled"
-    };
-    match store.ping().await {
-        Ok(()) => Json(json!({ "status": "ready", "backend": store.backend(), "auth": auth }))
-            .into_response(),
-        Err(err) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "unavailable", "backend": store.backend(), "error": err.to_string() })),
-        )
-            .into_response(),
-    }
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

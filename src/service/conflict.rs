@@ -23,7 +23,11 @@ pub enum Updated<T> {
     },
 }
 
-/// Collects `field: stored → attempted` lines for fields whose values differ.
+/// Collects `field: stored -> attempted` lines for fields whose values differ.
+///
+/// Values are written as JSON, the way a client reads them in a response and writes
+/// them in variables: `10 -> 3`, `null -> 5`, `"Shoes" -> "Boots"`, `["a"] -> []`
+/// (never Rust's debug syntax such as `Some(10)`).
 #[derive(Default)]
 pub struct Diff {
     lines: Vec<String>,
@@ -31,7 +35,7 @@ pub struct Diff {
 
 impl Diff {
     /// Adds a line when `stored` and `attempted` differ.
-    pub fn field<T: PartialEq + std::fmt::Debug>(
+    pub fn field<T: PartialEq + serde::Serialize + ?Sized>(
         &mut self,
         name: &str,
         stored: &T,
@@ -39,7 +43,7 @@ impl Diff {
     ) -> &mut Self {
         if stored != attempted {
             let mut line = String::new();
-            let _ = write!(line, "{name}: {stored:?} -> {attempted:?}");
+            let _ = write!(line, "{name}: {} -> {}", json(stored), json(attempted));
             self.lines.push(line);
         }
         self
@@ -97,11 +101,7 @@ pub(super) fn product_conflict(
             &ids(&attempted.collection_ids),
         )
         .field("images", &current.images, &attempted.images)
-        .field(
-            "metadata",
-            &current.metadata.as_ref().map(ToString::to_string),
-            &attempted.metadata.as_ref().map(ToString::to_string),
-        );
+        .field("metadata", &current.metadata, &attempted.metadata);
     let diff = d.render(&version.to_rfc3339(), &current.updated_at.to_rfc3339());
     Updated::Conflict {
         current,
@@ -159,6 +159,11 @@ pub(super) fn collection_conflict(
     }
 }
 
+/// A value as JSON text; plain data always serialises, so the fallback is never seen.
+fn json<T: serde::Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "(unprintable)".to_owned())
+}
+
 fn ids(list: &[CollectionId]) -> Vec<&str> {
     list.iter().map(CollectionId::as_str).collect()
 }
@@ -177,6 +182,65 @@ mod tests {
         assert_eq!(
             text,
             "version: v1 (yours) vs v2 (stored)\nname: \"Shoes\" -> \"Boots\"\ndisplayOrder: 1 -> 2"
+        );
+    }
+
+    #[test]
+    fn values_are_written_as_a_client_writes_them() {
+        let mut d = Diff::default();
+        d.field("inventoryQuantity", &Some(10), &Some(3))
+            .field("body", &None::<String>, &Some("new".to_owned()))
+            .field("images", &vec!["https://a/1.png"], &Vec::<&str>::new())
+            .field(
+                "metadata",
+                &Some(serde_json::json!({ "a": 1 })),
+                &None::<serde_json::Value>,
+            )
+            .field("title", &"say \"hi\"", &"hi");
+        let text = d.render("v1", "v2");
+        assert_eq!(
+            text,
+            "version: v1 (yours) vs v2 (stored)\n\
+             inventoryQuantity: 10 -> 3\n\
+             body: null -> \"new\"\n\
+             images: [\"https://a/1.png\"] -> []\n\
+             metadata: {\"a\":1} -> null\n\
+             title: \"say \\\"hi\\\"\" -> \"hi\""
+        );
+        assert!(!text.contains("Some("), "{text}");
+    }
+
+    #[test]
+    fn a_product_conflict_lists_prices_and_quantities_plainly() {
+        let t = Timestamp::from_millis(1_700_000_000_000);
+        let stored = Product {
+            id: crate::datastore::ProductId::generate(),
+            sku: "SKU-1".to_owned(),
+            title: "Shoe".to_owned(),
+            body: None,
+            price: "9.99".parse().unwrap(),
+            currency: "USD".to_owned(),
+            inventory_status: crate::datastore::InventoryStatus::InStock,
+            inventory_quantity: Some(10),
+            category_id: CategoryId::generate(),
+            collection_ids: Vec::new(),
+            images: Vec::new(),
+            metadata: None,
+            created_at: t,
+            updated_at: t,
+        };
+        let mut attempted = stored.clone();
+        attempted.inventory_quantity = Some(3);
+        attempted.price = "10.50".parse().unwrap();
+        attempted.inventory_status = crate::datastore::InventoryStatus::OutOfStock;
+        let Updated::Conflict { diff, .. } = product_conflict(stored, &attempted, t) else {
+            panic!("expected a conflict");
+        };
+        assert!(diff.contains("\ninventoryQuantity: 10 -> 3"), "{diff}");
+        assert!(diff.contains("\nprice: \"9.99\" -> \"10.50\""), "{diff}");
+        assert!(
+            diff.contains("\ninventoryStatus: \"IN_STOCK\" -> \"OUT_OF_STOCK\""),
+            "{diff}"
         );
     }
 

@@ -6,18 +6,22 @@
 use rust_decimal::Decimal;
 
 use super::input::{PageRequest, ProductPage};
-use super::{Catalog, parse_ref, validate};
+use super::{Catalog, validate};
 use crate::datastore::{
     CategoryId, CollectionId, Datastore, InventoryStatus, Key, Page, ProductFilter,
 };
-use crate::error::{Error, Input, Result};
+use crate::error::{Error, Result};
 
 impl<D: Datastore> Catalog<D> {
     /// Checks a client filter and normalises it (search lower-cased and trimmed).
     ///
+    /// `None` when the filter names a category or collection by an id that is not one of
+    /// ours (a client of the Go service holds UUIDs): such an id names nothing, so nothing
+    /// matches, exactly as for an unknown id of the right kind. Page the result with
+    /// [`Catalog::no_products`].
+    ///
     /// # Errors
-    /// [`Error::Reference`] for malformed ids, [`Error::InvalidArgument`] for a search
-    /// text that is too long.
+    /// [`Error::InvalidArgument`] for a search text that is too long.
     pub fn product_filter(
         &self,
         category_id: Option<&str>,
@@ -26,13 +30,17 @@ impl<D: Datastore> Catalog<D> {
         price_min: Option<Decimal>,
         price_max: Option<Decimal>,
         search: Option<&str>,
-    ) -> Result<ProductFilter> {
-        let category_id = category_id
-            .map(|raw| parse_ref(raw, Input::FilterCategory, CategoryId::parse))
-            .transpose()?;
-        let collection_id = collection_id
-            .map(|raw| parse_ref(raw, Input::FilterCollection, CollectionId::parse))
-            .transpose()?;
+    ) -> Result<Option<ProductFilter>> {
+        // `Some(None)`: no condition; `None`: an id that names nothing.
+        fn condition<T>(raw: Option<&str>, parse: impl Fn(&str) -> Option<T>) -> Option<Option<T>> {
+            raw.map_or(Some(None), |raw| parse(raw).map(Some))
+        }
+        let (Some(category_id), Some(collection_id)) = (
+            condition(category_id, CategoryId::parse),
+            condition(collection_id, CollectionId::parse),
+        ) else {
+            return Ok(None);
+        };
         let search = search
             .map(|s| s.trim().to_lowercase())
             .filter(|s| !s.is_empty());
@@ -45,13 +53,27 @@ impl<D: Datastore> Catalog<D> {
                 validate::NAME_MAX
             )));
         }
-        Ok(ProductFilter {
+        Ok(Some(ProductFilter {
             category_id,
             collection_id,
             inventory_status,
             price_min,
             price_max,
             search,
+        }))
+    }
+
+    /// The page of a listing that matches nothing (see [`Catalog::product_filter`]),
+    /// with the page arguments checked as for any listing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] for bad page sizes.
+    pub fn no_products(&self, request: &PageRequest) -> Result<ProductPage> {
+        validate::page_size(request.first, request.last, self.page_sizes)?;
+        Ok(ProductPage {
+            items: Vec::new(),
+            has_next: false,
+            has_previous: false,
         })
     }
 

@@ -107,9 +107,11 @@ impl<D: Datastore> Catalog<D> {
     }
 }
 
-/// Parses an id sent as a reference, or says which input it came from.
+/// Parses an id sent as a reference, or says which input it came from. An id that is
+/// not one of ours names nothing, so it is reported as missing (`NOT_FOUND`), exactly
+/// like an unknown id of the right kind.
 fn parse_ref<T>(raw: &str, input: Input, parse: impl Fn(&str) -> Option<T>) -> Result<T> {
-    parse(raw).ok_or_else(|| Error::reference(input, raw, Problem::Malformed))
+    parse(raw).ok_or_else(|| Error::reference(input, raw, Problem::Missing))
 }
 
 /// Sorted and without repeats.

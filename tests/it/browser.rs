@@ -1,4 +1,5 @@
-//! GraphiQL in a real browser with the internet cut off.
+//! GraphiQL in a real browser with the internet cut off, and a cross-origin call the way
+//! the admin web app makes it.
 //!
 //! `tests/browser/graphiql.mjs` drives the system Chromium (through playwright-core) against an
 //! in-process server, aborting every request to any other host, and runs a query from the
@@ -17,8 +18,8 @@ use crate::support::spawn_app;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const SKU: &str = "BROWSER-1";
 
-/// Why the browser run cannot happen here, if it cannot.
-fn missing_prerequisite() -> Option<String> {
+/// Why no browser can be driven here, if none can.
+fn missing_browser() -> Option<String> {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".to_owned());
     if !Path::new(&chromium).is_file() {
         return Some(format!("no Chromium at {chromium}"));
@@ -31,6 +32,14 @@ fn missing_prerequisite() -> Option<String> {
         .is_dir()
     {
         return Some("playwright-core not installed (npm ci --prefix tests/browser)".to_owned());
+    }
+    None
+}
+
+/// Why the GraphiQL run cannot happen here, if it cannot.
+fn missing_prerequisite() -> Option<String> {
+    if let Some(reason) = missing_browser() {
+        return Some(reason);
     }
     if !serves_offline() {
         return Some(
@@ -123,5 +132,39 @@ async fn graphiql_runs_a_query_in_chromium_without_internet() {
         size > 10_000,
         "screenshot {} missing or empty",
         screenshot.display()
+    );
+}
+
+/// A page of another origin posts to `/graphql` with `X-Request-ID` (so Chromium sends a
+/// preflight): the browser lets the call through and the page can read the echoed id
+/// (`tests/browser/cors.mjs`).
+#[tokio::test]
+async fn graphql_from_another_origin_in_chromium() {
+    let test = "graphql_from_another_origin_in_chromium";
+    if let Some(reason) = missing_browser() {
+        skip_outside_ci(test, &reason);
+        return;
+    }
+    let app = spawn_app().await;
+    let mut command = Command::new("node");
+    command
+        .arg(Path::new(ROOT).join("tests/browser/cors.mjs"))
+        .arg(&app.base);
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "cors.mjs failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    let outcome: Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(
+        outcome,
+        json!({ "status": 200, "requestId": "browser-cors-1",
+                "body": { "data": { "products": { "totalCount": 0 } } } })
     );
 }

@@ -257,6 +257,8 @@ pub async fn documents(api: &GraphqlApi) {
         "{ product(sku: \"' OR 1=1 --\") { id } category(slug: \"\\\"; DROP TABLE products; --\") { id } }".to_owned(),
         format!("{{ product(sku: \"{}\") {{ id }} }}", "x".repeat(10_000)),
         "{ product(sku: \"a\\u0000b\") { id } }".to_owned(),
+        "{ products(filter: { categoryId: \"3fa85f64-5717-4562-b3fc-2c963f66afa6\" }) { totalCount edges { cursor } } }".to_owned(),
+        format!("{{ products(filter: {{ collectionId: \"{}\" }}) {{ totalCount }} }}", seed.category),
     ];
     for query in &foreign_ids {
         let response = case(api, "foreign id", query, json!({})).await;

@@ -16,16 +16,65 @@ async fn health_and_ready() {
         .json()
         .await
         .unwrap();
-    assert_eq!(health["status"], "ok");
+    assert_eq!(health["status"], "healthy");
     assert_eq!(health["version"], env!("CARGO_PKG_VERSION"));
     assert!(health["timestamp"].as_str().unwrap().ends_with('Z'));
+    let head = app.client.head(app.url("/health")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
     let ready = app.client.get(app.url("/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
-    let body: Value = ready.json().await.unwrap();
+    let mut body: Value = ready.json().await.unwrap();
+    // The Go shape {status, checks: {datastore, uptime}}, plus our own fields.
+    assert!(body["checks"]["datastore"]["latencyMs"].as_f64().unwrap() >= 0.0);
+    assert!(
+        body["checks"]["uptime"].as_str().unwrap().ends_with('s'),
+        "{body}"
+    );
+    body["checks"]["datastore"]
+        .as_object_mut()
+        .unwrap()
+        .remove("latencyMs");
+    body["checks"].as_object_mut().unwrap().remove("uptime");
     assert_eq!(
         body,
-        json!({ "status": "ready", "backend": "memdb", "auth": "disabled" })
+        json!({
+            "status": "healthy",
+            "checks": { "datastore": { "status": "healthy", "backend": "memdb" } },
+            "backend": "memdb",
+            "migrations": "applied",
+            "auth": "disabled",
+            "version": env!("CARGO_PKG_VERSION"),
+        })
     );
+}
+
+/// Before migrations are applied `/ready` is 503 with `migrations: pending`, while
+/// `/health` already answers.
+#[tokio::test]
+async fn ready_is_503_until_migrated() {
+    use gitstore_api::app::App;
+    use gitstore_api::config::Config;
+    use gitstore_api::datastore::{AnyDatastore, MemdbStore};
+    let app = App::with_store(Config::defaults(), AnyDatastore::Memdb(MemdbStore::new()))
+        .expect("valid settings");
+    let router = gitstore_api::http::router(app.state().clone(), &Config::defaults().http);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = reqwest::Client::new();
+    let ready = client.get(format!("{base}/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "unavailable", "{body}");
+    assert_eq!(body["migrations"], "pending", "{body}");
+    assert_eq!(
+        body["checks"]["datastore"]["status"], "unavailable",
+        "{body}"
+    );
+    assert!(body["checks"]["datastore"]["error"].is_string(), "{body}");
+    let health = client.get(format!("{base}/health")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    server.abort();
 }
 
 #[tokio::test]

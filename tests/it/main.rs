@@ -3,12 +3,14 @@
 mod auth;
 mod browser;
 mod cli;
+mod compat;
 mod contract;
 mod deploy;
 mod graphql;
 mod hostile;
 mod hostile_http;
 mod http;
+mod http_compat;
 mod memdb;
 mod props;
 mod readme;

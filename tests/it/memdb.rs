@@ -15,6 +15,10 @@ mod hostile {
     crate::hostile_suite!(async { Some(crate::support::memdb_api()) });
 }
 
+mod compat {
+    crate::compat_suite!(async { Some(crate::support::memdb_api()) });
+}
+
 /// A product whose category does not exist cannot be written even behind the service's
 /// back: the backend checks the reference in the same step, so no orphan is ever counted.
 #[tokio::test]

@@ -113,7 +113,7 @@ pub(super) fn cases(max_body: usize) -> Vec<Case> {
             vec![("access-control-request-method", "POST".to_owned())],
             None,
         ),
-        expect: Status(200),
+        expect: Status(204),
     });
 
     // Content types: the simple ones an HTML form can send never reach a mutation.

@@ -162,7 +162,10 @@ fn check(case: &Case, answer: &Answer) -> Result<(), String> {
     }
     let json = || -> Result<Value, String> {
         let ct = answer.header("content-type").unwrap_or_default();
-        if !ct.starts_with("application/json") {
+        // A client that accepts it gets the GraphQL-over-HTTP media type.
+        if !ct.starts_with("application/json")
+            && !ct.starts_with("application/graphql-response+json")
+        {
             return Err(format!("{what}: content type {ct:?}"));
         }
         serde_json::from_slice(&answer.body).map_err(|e| format!("{what}: body is not JSON: {e}"))

@@ -263,3 +263,7 @@ mod graphql {
 mod hostile {
     crate::hostile_suite!(super::graphql_api());
 }
+
+mod compat {
+    crate::compat_suite!(super::graphql_api());
+}

@@ -80,6 +80,15 @@ mod hostile {
     });
 }
 
+mod compat {
+    use gitstore_api::datastore::AnyDatastore;
+    crate::compat_suite!(async {
+        Some(crate::support::api_over(AnyDatastore::Sqlite(
+            super::open_store().await,
+        )))
+    });
+}
+
 /// A backend that stops answering gives `UNAVAILABLE` errors with a safe message (no
 /// driver text), never a silent `null`, and `/ready` would report it (ping fails).
 #[tokio::test]

@@ -1,0 +1,56 @@
+//! CORS as the Go service answers it: configured origins (default any), the methods and
+//! headers its clients use, preflights answered `204` and cached for an hour, and
+//! `X-Request-ID` readable by the calling page.
+
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use tower_http::cors::{AllowOrigin, Any as AnyOrigin, CorsLayer};
+
+use super::request_id;
+
+/// How long a browser may cache a preflight answer (`Access-Control-Max-Age`).
+pub const MAX_AGE: Duration = Duration::from_secs(3600);
+
+/// The CORS layer for `origins` (`*` among them: any origin).
+pub fn layer(origins: &[String]) -> CorsLayer {
+    let allow = if origins.iter().any(|o| o.trim() == "*") {
+        AllowOrigin::from(AnyOrigin)
+    } else {
+        AllowOrigin::list(
+            origins
+                .iter()
+                .filter_map(|o| HeaderValue::from_str(o.trim()).ok()),
+        )
+    };
+    CorsLayer::new()
+        .allow_origin(allow)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::CONTENT_TYPE,
+            header::AUTHORIZATION,
+            request_id::HEADER,
+        ])
+        .expose_headers([request_id::HEADER])
+        .max_age(MAX_AGE)
+}
+
+/// Middleware around [`layer`]: the CORS layer answers every `OPTIONS` itself with an
+/// empty `200`; a preflight has no content, so it is `204` as the Go service sends.
+pub async fn preflight_no_content(request: Request, next: Next) -> Response {
+    let preflight = request.method() == Method::OPTIONS;
+    let mut response = next.run(request).await;
+    if preflight && response.status() == StatusCode::OK {
+        *response.status_mut() = StatusCode::NO_CONTENT;
+    }
+    response
+}
