@@ -105,7 +105,7 @@ macro_rules! contract_suite {
 static CLOCK: AtomicI64 = AtomicI64::new(0);
 
 /// A fresh timestamp, strictly after every earlier one in this process.
-fn tick() -> Timestamp {
+pub(crate) fn tick() -> Timestamp {
     let now = Timestamp::now().millis();
     let mut prev = CLOCK.load(Ordering::Relaxed);
     loop {
@@ -118,11 +118,11 @@ fn tick() -> Timestamp {
 }
 
 /// A unique lower-case token for skus and slugs.
-fn uniq(prefix: &str) -> String {
+pub(crate) fn uniq(prefix: &str) -> String {
     format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
 }
 
-fn new_category(parent: Option<&CategoryId>) -> Category {
+pub(crate) fn new_category(parent: Option<&CategoryId>) -> Category {
     let at = tick();
     Category {
         id: CategoryId::generate(),
@@ -136,7 +136,7 @@ fn new_category(parent: Option<&CategoryId>) -> Category {
     }
 }
 
-fn new_collection() -> Collection {
+pub(crate) fn new_collection() -> Collection {
     let at = tick();
     Collection {
         id: CollectionId::generate(),
@@ -149,7 +149,7 @@ fn new_collection() -> Collection {
     }
 }
 
-fn new_product(category: &CategoryId) -> Product {
+pub(crate) fn new_product(category: &CategoryId) -> Product {
     let at = tick();
     Product {
         id: ProductId::generate(),

@@ -4,8 +4,7 @@
 use std::sync::Arc;
 
 use gitstore_api::datastore::{
-    Category, CategoryId, Collection, CollectionId, Datastore, Error, InventoryStatus, Key, Page,
-    Product, ProductFilter, ProductId, Timestamp,
+    CategoryId, CollectionId, Datastore, Error, Key, Page, ProductFilter, ProductId,
 };
 use scylla::client::session::Session;
 use tokio::sync::Barrier;
@@ -15,68 +14,7 @@ use super::{ScyllaStore, admin, config, connect, done_with, fresh_store, hosts};
 /// Rounds per race; each round runs both orders of spawning.
 const ROUNDS: usize = 20;
 
-fn tick() -> Timestamp {
-    use std::sync::atomic::{AtomicI64, Ordering};
-    static LAST: AtomicI64 = AtomicI64::new(0);
-    let now = Timestamp::now().millis();
-    let prev = LAST.fetch_max(now, Ordering::AcqRel);
-    Timestamp::from_millis(if prev >= now {
-        LAST.fetch_add(1, Ordering::AcqRel) + 1
-    } else {
-        now
-    })
-}
-
-fn uniq(prefix: &str) -> String {
-    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
-}
-
-pub(super) fn new_category(parent: Option<&CategoryId>) -> Category {
-    let at = tick();
-    Category {
-        id: CategoryId::generate(),
-        name: "Category".to_owned(),
-        slug: uniq("cat"),
-        parent_id: parent.cloned(),
-        display_order: 0,
-        body: None,
-        created_at: at,
-        updated_at: at,
-    }
-}
-
-fn new_collection() -> Collection {
-    let at = tick();
-    Collection {
-        id: CollectionId::generate(),
-        name: "Collection".to_owned(),
-        slug: uniq("coll"),
-        display_order: 0,
-        body: None,
-        created_at: at,
-        updated_at: at,
-    }
-}
-
-pub(super) fn new_product(category: &CategoryId) -> Product {
-    let at = tick();
-    Product {
-        id: ProductId::generate(),
-        sku: uniq("SKU").to_uppercase(),
-        title: "Racer".to_owned(),
-        body: None,
-        price: "1.00".parse().unwrap(),
-        currency: "USD".to_owned(),
-        inventory_status: InventoryStatus::InStock,
-        inventory_quantity: None,
-        category_id: category.clone(),
-        collection_ids: Vec::new(),
-        images: Vec::new(),
-        metadata: None,
-        created_at: at,
-        updated_at: at,
-    }
-}
+pub(super) use crate::contract::{new_category, new_collection, new_product, tick};
 
 /// Two stores on separate sessions over one fresh keyspace, as two API instances.
 async fn two_instances(purpose: &str) -> Option<(Arc<ScyllaStore>, Arc<ScyllaStore>)> {

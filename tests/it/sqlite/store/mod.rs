@@ -7,15 +7,9 @@ mod cancellation;
 mod races;
 mod reads;
 
-use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
-use gitstore_api::datastore::{
-    Category, CategoryId, Collection, CollectionId, InventoryStatus, Product, ProductId,
-    SqliteStore, Timestamp,
-};
-use rust_decimal::Decimal;
+use gitstore_api::datastore::{CategoryId, CollectionId, Product, SqliteStore};
 use sqlx::{Connection as _, SqliteConnection};
 
 /// A migrated store and the path of its file.
@@ -26,68 +20,13 @@ async fn open() -> (Arc<SqliteStore>, String) {
     (Arc::new(store), path)
 }
 
-/// Strictly increasing timestamps, so versions never repeat within a test.
-fn tick() -> Timestamp {
-    static LAST: AtomicI64 = AtomicI64::new(0);
-    let now = Timestamp::now().millis();
-    let prev = LAST.fetch_max(now, Ordering::SeqCst);
-    let at = if prev >= now {
-        LAST.fetch_add(1, Ordering::SeqCst) + 1
-    } else {
-        now
-    };
-    Timestamp::from_millis(at)
-}
+use crate::contract::{new_category, new_collection, tick};
 
-fn uniq(prefix: &str) -> String {
-    format!("{prefix}-{}", ulid::Ulid::new().to_string().to_lowercase())
-}
-
-fn new_category(parent: Option<&CategoryId>) -> Category {
-    let at = tick();
-    Category {
-        id: CategoryId::generate(),
-        name: "Category".to_owned(),
-        slug: uniq("cat"),
-        parent_id: parent.cloned(),
-        display_order: 0,
-        body: None,
-        created_at: at,
-        updated_at: at,
-    }
-}
-
-fn new_collection() -> Collection {
-    let at = tick();
-    Collection {
-        id: CollectionId::generate(),
-        name: "Collection".to_owned(),
-        slug: uniq("coll"),
-        display_order: 0,
-        body: None,
-        created_at: at,
-        updated_at: at,
-    }
-}
-
+/// A new product in `category`, member of `collections` (the contract suite's fixture).
 fn new_product(category: &CategoryId, collections: &[CollectionId]) -> Product {
-    let at = tick();
-    Product {
-        id: ProductId::generate(),
-        sku: uniq("SKU").to_uppercase(),
-        title: "Widget".to_owned(),
-        body: None,
-        price: Decimal::from_str("9.99").unwrap(),
-        currency: "USD".to_owned(),
-        inventory_status: InventoryStatus::InStock,
-        inventory_quantity: Some(1),
-        category_id: category.clone(),
-        collection_ids: collections.to_vec(),
-        images: vec!["https://img.example/a.png".to_owned()],
-        metadata: None,
-        created_at: at,
-        updated_at: at,
-    }
+    let mut product = crate::contract::new_product(category);
+    product.collection_ids = collections.to_vec();
+    product
 }
 
 /// What the file holds that integrity forbids, read with a connection of its own.
