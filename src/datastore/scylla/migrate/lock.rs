@@ -155,9 +155,21 @@ async fn acquire(cql: &Cql, holder: &str, settings: LockSettings) -> Result<(), 
             ts(Timestamp::now()),
             ttl_seconds(settings.ttl),
         );
-        let answer = cql
+        let answer = match cql
             .cas(TAKE_LOCK, values, "taking the migration lock")
-            .await?;
+            .await
+        {
+            Ok(answer) => answer,
+            // Right after another instance created the lock table, this node may not
+            // know it yet ("table … does not exist" while the schema settles): retry
+            // within the wait budget instead of failing the whole startup.
+            Err(err) if started.elapsed() < settings.wait_timeout => {
+                tracing::warn!(error = %err, "could not take the migration lock yet; retrying");
+                tokio::time::sleep(poll).await;
+                continue;
+            }
+            Err(err) => return Err(err.into()),
+        };
         if matches!(answer, Cas::Applied) {
             tracing::info!(holder, "took the migration lock");
             return Ok(());

@@ -227,6 +227,12 @@ async fn ensure_bookkeeping(cql: &Cql, keyspace: &str) -> Result<(), MigrateErro
             .await
             .map_err(|e| Error::unavailable(format!("awaiting schema agreement on {table}"), e))?;
     }
+    // Another instance may have created a table a moment ago: let the schema settle
+    // before statements on it are prepared.
+    cql.session()
+        .await_schema_agreement()
+        .await
+        .map_err(|e| Error::unavailable("awaiting schema agreement", e))?;
     Ok(())
 }
 
