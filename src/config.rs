@@ -23,6 +23,17 @@ pub struct Cli {
     /// Settings shared by every subcommand.
     #[command(flatten)]
     pub config: Config,
+    /// TOML file of settings (default: `./config.toml` when present); its keys are the
+    /// variables' names (`GITSTORE_API_PORT = 4000`, or `[api]` `port = 4000`). Precedence:
+    /// flag > environment > `./.env` > this file > default.
+    #[arg(
+        long = "config",
+        visible_alias = "config-file",
+        env = "GITSTORE_CONFIG",
+        value_name = "PATH",
+        global = true
+    )]
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 /// Subcommands.

@@ -22,6 +22,7 @@
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod config_sources;
 pub mod datastore;
 pub mod error;
 pub mod graphql;

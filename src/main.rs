@@ -4,17 +4,36 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use clap::Parser as _;
+use clap::FromArgMatches as _;
 use gitstore_api::app::{self, App};
 use gitstore_api::config::{Cli, Command};
-use gitstore_api::{graphql, telemetry};
+use gitstore_api::{config_sources, graphql, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `.env` and the TOML file become clap defaults: flag > environment > .env > TOML.
+    let sources = match config_sources::load_for_process() {
+        Ok(sources) => sources,
+        Err(err) => {
+            eprintln!("gitstore-api: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let matches = sources.command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let config = cli.config;
     telemetry::init_tracing(&config.log_level, config.log_format);
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let command = cli.command.unwrap_or(Command::Serve);
+    if matches!(command, Command::Serve | Command::Migrate) {
+        tracing::info!("{}", sources.files_line());
+        if let Some(line) = sources.ignored_line() {
+            tracing::warn!("{line}");
+        }
+    }
+    let result = match command {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
         Command::Schema => {

@@ -170,3 +170,114 @@ async fn healthcheck_and_graceful_shutdown() {
         .unwrap();
     assert!(!down.status.success());
 }
+
+/// Runs the binary in `dir` with only `envs` in its environment; returns (success, stderr).
+fn run_in(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> (bool, String) {
+    let out = bin()
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .envs(envs.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The port `healthcheck` tried (nothing listens on these low ports), from its error.
+fn port_tried(dir: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> String {
+    let mut all = vec!["healthcheck"];
+    all.extend_from_slice(args);
+    let (ok, err) = run_in(dir, &all, envs);
+    assert!(!ok, "nothing listens there: {err}");
+    let at = err.find("127.0.0.1:").unwrap_or_else(|| panic!("{err}"));
+    err[at + "127.0.0.1:".len()..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect()
+}
+
+#[test]
+fn config_dotenv_is_read_and_the_environment_and_flags_beat_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "GITSTORE_API_PORT=11\n").unwrap();
+    assert_eq!(port_tried(dir.path(), &[], &[]), "11");
+    let env = [("GITSTORE_API_PORT", "12")];
+    assert_eq!(port_tried(dir.path(), &[], &env), "12");
+    assert_eq!(port_tried(dir.path(), &["--port", "13"], &env), "13");
+}
+
+#[test]
+fn config_toml_is_read_below_dotenv_and_may_be_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = "[api]\nport = 14\ncors_origins = [\"https://a.example\", \"https://b.example\"]\n";
+    std::fs::write(dir.path().join("config.toml"), toml).unwrap();
+    assert_eq!(port_tried(dir.path(), &[], &[]), "14");
+    std::fs::write(dir.path().join("other.toml"), "GITSTORE_API_PORT = 15\n").unwrap();
+    assert_eq!(
+        port_tried(dir.path(), &["--config", "other.toml"], &[]),
+        "15"
+    );
+    assert_eq!(
+        port_tried(dir.path(), &["--config-file=other.toml"], &[]),
+        "15"
+    );
+    let named = [("GITSTORE_CONFIG", "other.toml")];
+    assert_eq!(port_tried(dir.path(), &[], &named), "15");
+    std::fs::write(dir.path().join(".env"), "GITSTORE_API_PORT=11\n").unwrap();
+    assert_eq!(
+        port_tried(dir.path(), &[], &[]),
+        "11",
+        ".env beats config.toml"
+    );
+    let (ok, err) = run_in(dir.path(), &["--config", "missing.toml", "schema"], &[]);
+    assert!(!ok && err.contains("missing.toml"), "{err}");
+}
+
+#[test]
+fn config_unknown_toml_keys_and_malformed_dotenv_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config.toml"), "[api]\nprot = 4000\n").unwrap();
+    let (ok, err) = run_in(dir.path(), &["migrate"], &[]);
+    assert!(!ok, "a typo must not be silent");
+    assert!(
+        err.contains("config.toml") && err.contains("api.prot"),
+        "{err}"
+    );
+    std::fs::remove_file(dir.path().join("config.toml")).unwrap();
+    std::fs::write(dir.path().join(".env"), "A=1\nnot a pair\n").unwrap();
+    let (ok, err) = run_in(dir.path(), &["migrate"], &[]);
+    assert!(!ok);
+    assert!(err.contains(".env line 2"), "{err}");
+}
+
+#[test]
+fn config_files_read_are_logged_and_unread_settings_warned_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, err) = run_in(dir.path(), &["migrate"], &[]);
+    assert!(ok, "{err}");
+    assert!(err.contains("configuration files read: none"), "{err}");
+    assert!(!err.contains("WARN"), "{err}");
+    std::fs::write(dir.path().join(".env"), "GITSTORE_GIT_WS=ws://git:8080\n").unwrap();
+    std::fs::write(dir.path().join("config.toml"), "[cache]\nttl = 300\n").unwrap();
+    let env = [("GITSTORE_FOO", "1"), ("GITSTORE_LOG__LEVEL", "info")];
+    let (ok, err) = run_in(dir.path(), &["migrate"], &env);
+    assert!(ok, "Go settings are ignored, not refused: {err}");
+    assert!(
+        err.contains("configuration files read: .env, config.toml"),
+        "{err}"
+    );
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("WARN")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    for needle in [
+        "GITSTORE_FOO",
+        "GITSTORE_GIT_WS",
+        "GITSTORE_CACHE_TTL",
+        "use GITSTORE_LOG_LEVEL",
+        "no effect",
+    ] {
+        assert!(warnings[0].contains(needle), "{needle}: {err}");
+    }
+}
