@@ -139,14 +139,12 @@ impl Sources {
         })
     }
 
-    /// The one startup line saying which files were read.
+    /// The one startup line saying which files were read, or `None` when there were
+    /// none (a plain start stays quiet, and a failing one prints only its error).
     #[must_use]
-    pub fn files_line(&self) -> String {
-        if self.files_read.is_empty() {
-            "configuration files read: none (no .env or config.toml)".to_owned()
-        } else {
-            format!("configuration files read: {}", self.files_read.join(", "))
-        }
+    pub fn files_line(&self) -> Option<String> {
+        (!self.files_read.is_empty())
+            .then(|| format!("configuration files read: {}", self.files_read.join(", ")))
     }
 
     /// The one startup warning about `GITSTORE_*` variables this binary does not read,

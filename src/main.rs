@@ -28,7 +28,9 @@ async fn main() -> ExitCode {
     telemetry::init_tracing(&config.log_level, config.log_format);
     let command = cli.command.unwrap_or(Command::Serve);
     if matches!(command, Command::Serve | Command::Migrate) {
-        tracing::info!("{}", sources.files_line());
+        if let Some(line) = sources.files_line() {
+            tracing::info!("{line}");
+        }
         if let Some(line) = sources.ignored_line() {
             tracing::warn!("{line}");
         }

@@ -234,9 +234,41 @@ impl std::io::Write for Capture {
 }
 
 /// What a handler logs carries the request's id through the `request` span.
+///
+/// `tracing` caches per call site whether anyone listens, process-wide, so other tests
+/// running on other threads without a subscriber can switch the span off under this
+/// test's thread-local one; the check therefore runs alone, in a child process.
+#[test]
+fn the_request_id_is_in_the_request_span() {
+    let exe = std::env::current_exe().expect("test binary");
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "http_compat::request_span_probe",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("GITSTORE_REQUEST_SPAN_PROBE", "1")
+        .output()
+        .expect("run the probe");
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "the probe ran"
+    );
+}
+
 #[tokio::test]
-async fn the_request_id_is_in_the_request_span() {
+async fn request_span_probe() {
     use axum::routing::get;
+    if std::env::var_os("GITSTORE_REQUEST_SPAN_PROBE").is_none() {
+        return;
+    }
     let capture = Capture::default();
     let writer = capture.clone();
     let subscriber = tracing_subscriber::fmt()
