@@ -7,7 +7,11 @@ use std::time::Duration;
 
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
-use crate::datastore::scylla::{ConsistencyLevel, ScyllaConfig, SerialConsistencyLevel};
+mod auth;
+mod datastore;
+
+pub use auth::{AuthConfig, AuthSettings, MIN_JWT_SECRET_BYTES};
+pub use datastore::DatastoreConfig;
 
 /// Command line of `gitstore-api`.
 #[derive(Parser, Debug, Clone)]
@@ -126,138 +130,6 @@ pub struct Config {
     pub auth: AuthConfig,
 }
 
-/// Authentication settings: all three of username, password hash and JWT secret turn
-/// authentication on; none leaves mutations open; some but not all is refused
-/// ([`AuthConfig::settings`]).
-#[derive(Args, Debug, Clone)]
-pub struct AuthConfig {
-    /// Login name of the administrator.
-    #[arg(
-        long = "auth-admin-username",
-        env = "GITSTORE_AUTH_ADMIN_USERNAME",
-        global = true
-    )]
-    pub admin_username: Option<String>,
-    /// bcrypt hash of the administrator's password (`gitstore-api hash-password` makes one;
-    /// never logged).
-    #[arg(
-        long = "auth-admin-password-hash",
-        env = "GITSTORE_AUTH_ADMIN_PASSWORD_HASH",
-        hide_env_values = true,
-        global = true
-    )]
-    pub admin_password_hash: Option<Secret>,
-    /// Key that signs tokens (HS256), at least 32 bytes (never logged).
-    #[arg(
-        long = "auth-jwt-secret",
-        env = "GITSTORE_AUTH_JWT_SECRET",
-        hide_env_values = true,
-        global = true
-    )]
-    pub jwt_secret: Option<Secret>,
-    /// Lifetime of a token (e.g. `24h`, `30m`).
-    #[arg(long = "auth-jwt-duration", env = "GITSTORE_AUTH_JWT_DURATION", default_value = "24h", value_parser = parse_duration, global = true)]
-    pub jwt_duration: Duration,
-    /// Issuer written into tokens and required of presented ones.
-    #[arg(
-        long = "auth-jwt-issuer",
-        env = "GITSTORE_AUTH_JWT_ISSUER",
-        default_value = "gitstore",
-        global = true
-    )]
-    pub jwt_issuer: String,
-}
-
-/// Shortest accepted JWT secret, in bytes (HS256 keys should be as long as the hash).
-pub const MIN_JWT_SECRET_BYTES: usize = 32;
-
-/// Validated authentication settings: what [`crate::auth::Auth`] needs.
-#[derive(Debug, Clone)]
-pub struct AuthSettings {
-    /// Login name of the administrator.
-    pub admin_username: String,
-    /// bcrypt hash of the administrator's password.
-    pub admin_password_hash: Secret,
-    /// HS256 signing key.
-    pub jwt_secret: Secret,
-    /// Lifetime of a token.
-    pub jwt_duration: Duration,
-    /// Issuer of tokens.
-    pub jwt_issuer: String,
-}
-
-impl AuthConfig {
-    /// The settings when authentication is on, `None` when none of the three required
-    /// settings is given.
-    ///
-    /// # Errors
-    /// A message naming the missing variables when only some are set, or saying what is
-    /// wrong with the secret, the hash, the duration or the issuer (never their values).
-    pub fn settings(&self) -> Result<Option<AuthSettings>, String> {
-        let username = self
-            .admin_username
-            .as_deref()
-            .map(str::trim)
-            .filter(|u| !u.is_empty());
-        let hash = self
-            .admin_password_hash
-            .as_ref()
-            .filter(|h| !h.expose().trim().is_empty());
-        let secret = self.jwt_secret.as_ref().filter(|s| !s.expose().is_empty());
-        let missing: Vec<&str> = [
-            ("GITSTORE_AUTH_ADMIN_USERNAME", username.is_none()),
-            ("GITSTORE_AUTH_ADMIN_PASSWORD_HASH", hash.is_none()),
-            ("GITSTORE_AUTH_JWT_SECRET", secret.is_none()),
-        ]
-        .into_iter()
-        .filter_map(|(name, absent)| absent.then_some(name))
-        .collect();
-        let (Some(username), Some(hash), Some(secret)) = (username, hash, secret) else {
-            if missing.len() == 3 {
-                return Ok(None);
-            }
-            return Err(format!(
-                "authentication is only partly configured: {} must be set too \
-                 (set all three of GITSTORE_AUTH_ADMIN_USERNAME, \
-                 GITSTORE_AUTH_ADMIN_PASSWORD_HASH and GITSTORE_AUTH_JWT_SECRET, or none)",
-                missing.join(", ")
-            ));
-        };
-        let secret_len = secret.expose().len();
-        if secret_len < MIN_JWT_SECRET_BYTES {
-            return Err(format!(
-                "GITSTORE_AUTH_JWT_SECRET is {secret_len} bytes long; it must be at least \
-                 {MIN_JWT_SECRET_BYTES} (e.g. `openssl rand -base64 48`)"
-            ));
-        }
-        let hash_text = hash.expose().trim();
-        let is_bcrypt = ["$2a$", "$2b$", "$2y$"]
-            .iter()
-            .any(|p| hash_text.starts_with(p))
-            && hash_text.len() == 60;
-        if !is_bcrypt {
-            return Err(
-                "GITSTORE_AUTH_ADMIN_PASSWORD_HASH is not a bcrypt hash (60 characters \
-                 starting with $2a$, $2b$ or $2y$; `gitstore-api hash-password` makes one)"
-                    .to_owned(),
-            );
-        }
-        if self.jwt_duration.is_zero() {
-            return Err("GITSTORE_AUTH_JWT_DURATION must be longer than zero".to_owned());
-        }
-        if self.jwt_issuer.trim().is_empty() {
-            return Err("GITSTORE_AUTH_JWT_ISSUER must not be empty".to_owned());
-        }
-        Ok(Some(AuthSettings {
-            admin_username: username.to_owned(),
-            admin_password_hash: Secret(hash_text.to_owned()),
-            jwt_secret: secret.clone(),
-            jwt_duration: self.jwt_duration,
-            jwt_issuer: self.jwt_issuer.clone(),
-        }))
-    }
-}
-
 /// HTTP server settings: what `crate::http::router` and the listener need.
 #[derive(Args, Debug, Clone)]
 pub struct HttpConfig {
@@ -353,90 +225,6 @@ pub struct GraphqlConfig {
         global = true
     )]
     pub default_page_size: u32,
-}
-
-/// Datastore settings.
-#[derive(Args, Debug, Clone)]
-pub struct DatastoreConfig {
-    /// Storage backend: memdb (alias memory), sqlite or scylla.
-    #[arg(
-        long = "datastore-backend",
-        env = "GITSTORE_DATASTORE_BACKEND",
-        value_enum,
-        default_value = "memdb",
-        ignore_case = true,
-        global = true
-    )]
-    pub backend: Backend,
-    /// SQLite database file (created if missing).
-    #[arg(
-        long = "sqlite-path",
-        env = "GITSTORE_DATASTORE_SQLITE_PATH",
-        default_value = "gitstore.db",
-        global = true
-    )]
-    pub sqlite_path: String,
-    /// Scylla contact points, comma-separated `host:port`.
-    #[arg(
-        long = "scylla-hosts",
-        env = "GITSTORE_DATASTORE_SCYLLA_HOSTS",
-        default_value = "localhost:9042",
-        value_delimiter = ',',
-        global = true
-    )]
-    pub scylla_hosts: Vec<String>,
-    /// Scylla keyspace (must exist; created by the operator).
-    #[arg(
-        long = "scylla-keyspace",
-        env = "GITSTORE_DATASTORE_SCYLLA_KEYSPACE",
-        default_value = "gitstore",
-        global = true
-    )]
-    pub scylla_keyspace: String,
-    /// Scylla username (optional).
-    #[arg(
-        long = "scylla-username",
-        env = "GITSTORE_DATASTORE_SCYLLA_USERNAME",
-        global = true
-    )]
-    pub scylla_username: Option<String>,
-    /// Scylla password (optional; never logged).
-    #[arg(
-        long = "scylla-password",
-        env = "GITSTORE_DATASTORE_SCYLLA_PASSWORD",
-        hide_env_values = true,
-        global = true
-    )]
-    pub scylla_password: Option<Secret>,
-    /// Consistency of reads and writes (e.g. LOCAL_QUORUM, QUORUM, ONE).
-    #[arg(
-        long = "scylla-consistency",
-        env = "GITSTORE_DATASTORE_SCYLLA_CONSISTENCY",
-        default_value = "LOCAL_QUORUM",
-        value_enum,
-        ignore_case = true,
-        global = true
-    )]
-    pub scylla_consistency: ConsistencyLevel,
-    /// Serial consistency of lightweight transactions (LOCAL_SERIAL or SERIAL).
-    #[arg(
-        long = "scylla-serial-consistency",
-        env = "GITSTORE_DATASTORE_SCYLLA_SERIAL_CONSISTENCY",
-        default_value = "LOCAL_SERIAL",
-        value_enum,
-        ignore_case = true,
-        global = true
-    )]
-    pub scylla_serial_consistency: SerialConsistencyLevel,
-    /// Time limit of one Scylla request (e.g. `5s`).
-    #[arg(long = "scylla-request-timeout", env = "GITSTORE_DATASTORE_SCYLLA_REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration, global = true)]
-    pub scylla_request_timeout: Duration,
-    /// Lifetime of the migration lock row; renewed by a heartbeat while migrating.
-    #[arg(long = "scylla-migration-lock-ttl", env = "GITSTORE_DATASTORE_SCYLLA_MIGRATION_LOCK_TTL", default_value = "30s", value_parser = parse_duration, global = true)]
-    pub scylla_migration_lock_ttl: Duration,
-    /// How long an instance waits for another one's migration lock before giving up.
-    #[arg(long = "scylla-migration-wait-timeout", env = "GITSTORE_DATASTORE_SCYLLA_MIGRATION_WAIT_TIMEOUT", default_value = "120s", value_parser = parse_duration, global = true)]
-    pub scylla_migration_wait_timeout: Duration,
 }
 
 /// A configuration value that must never reach a log: `Debug` prints `<redacted>`.
@@ -546,28 +334,10 @@ pub fn env_var_names() -> Vec<String> {
     names
 }
 
-impl DatastoreConfig {
-    /// The Scylla driver settings these options describe.
-    ///
-    #[must_use]
-    pub fn scylla(&self) -> ScyllaConfig {
-        ScyllaConfig {
-            hosts: self.scylla_hosts.clone(),
-            keyspace: self.scylla_keyspace.clone(),
-            username: self.scylla_username.clone(),
-            password: self.scylla_password.as_ref().map(|p| p.expose().to_owned()),
-            consistency: self.scylla_consistency,
-            serial_consistency: self.scylla_serial_consistency,
-            request_timeout: self.scylla_request_timeout,
-            migration_lock_ttl: self.scylla_migration_lock_ttl,
-            migration_wait_timeout: self.scylla_migration_wait_timeout,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datastore::scylla::ConsistencyLevel;
 
     #[test]
     fn durations_accept_units_and_bare_seconds() {
