@@ -8,7 +8,7 @@
 //! | `GET /health`, `HEAD /health` | liveness: `{"status": "healthy", version, timestamp}` ([`health`]) |
 //! | `GET /ready` | readiness: 503 until migrations are done and while the datastore does not answer ([`health`]) |
 //! | `GET /metrics` | Prometheus text exposition |
-//! | `POST /api/login` | HTTP Basic credentials for a session token ([`login`]) |
+//! | `POST /api/login` | HTTP Basic credentials for a session token (`login.rs`) |
 //!
 //! Every response is counted in `gitstore_http_requests_total{method,route,status}` with
 //! the *matched* route (never the raw path, so ids cannot explode label cardinality).

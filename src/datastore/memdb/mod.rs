@@ -1,12 +1,8 @@
 //! The in-memory backend (`memdb`): DashMap tables with unique-key indexes.
 //!
-//! Concurrency: each table is a sharded `DashMap`, so unrelated writes never wait on
-//! each other. Uniqueness is claimed through the index map's `entry` API (one shard lock
-//! decides the race), and version checks run while the row's shard guard is held, so a
-//! check-and-write cannot interleave with another write of the same row. Locks are always
-//! taken rows → index, never the other way round, so two guards can never deadlock.
-//! Membership lives in one small `RwLock`-guarded pair of maps: a product's collections
-//! and a collection's products are updated under the same lock and so always agree.
+//! Concurrency: each table is a sharded `DashMap` (`table.rs`), so unrelated writes never
+//! wait on each other. Membership lives in one small `RwLock`-guarded pair of maps
+//! (`membership.rs`).
 //!
 //! Integrity: every write takes one store-wide `integrity` mutex, and checks the
 //! references it creates or removes (the product's category and collections, a
@@ -21,248 +17,19 @@
 //! sort of the whole table. The index is only written on create and delete (`created_at`
 //! never changes), under a short write lock that is never held together with a row lock.
 
+mod membership;
+mod table;
+
 use std::collections::{BTreeSet, HashMap};
-use std::hash::Hash;
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
-use dashmap::DashMap;
-use dashmap::mapref::entry::Entry;
-
+use self::membership::Membership;
+use self::table::Table;
 use super::{
-    CatalogVersion, Category, CategoryId, Collection, CollectionId, Current, Datastore, Error, Key,
-    Page, Product, ProductFilter, ProductId, Result, Timestamp,
+    CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Error, Key, Page,
+    Product, ProductFilter, ProductId, Result, Timestamp,
 };
-
-/// What a table needs to know about its rows.
-trait Row: Clone {
-    type Id: Clone + Eq + Hash + std::fmt::Display;
-    const ENTITY: &'static str;
-    const UNIQUE_FIELD: &'static str;
-    fn id(&self) -> &Self::Id;
-    fn unique_key(&self) -> &str;
-    fn version(&self) -> Timestamp;
-    fn into_current(self) -> Current;
-}
-
-impl Row for Product {
-    type Id = ProductId;
-    const ENTITY: &'static str = "product";
-    const UNIQUE_FIELD: &'static str = "sku";
-    fn id(&self) -> &ProductId {
-        &self.id
-    }
-    fn unique_key(&self) -> &str {
-        &self.sku
-    }
-    fn version(&self) -> Timestamp {
-        self.updated_at
-    }
-    fn into_current(self) -> Current {
-        Current::Product(Box::new(self))
-    }
-}
-
-impl Row for Category {
-    type Id = CategoryId;
-    const ENTITY: &'static str = "category";
-    const UNIQUE_FIELD: &'static str = "slug";
-    fn id(&self) -> &CategoryId {
-        &self.id
-    }
-    fn unique_key(&self) -> &str {
-        &self.slug
-    }
-    fn version(&self) -> Timestamp {
-        self.updated_at
-    }
-    fn into_current(self) -> Current {
-        Current::Category(Box::new(self))
-    }
-}
-
-impl Row for Collection {
-    type Id = CollectionId;
-    const ENTITY: &'static str = "collection";
-    const UNIQUE_FIELD: &'static str = "slug";
-    fn id(&self) -> &CollectionId {
-        &self.id
-    }
-    fn unique_key(&self) -> &str {
-        &self.slug
-    }
-    fn version(&self) -> Timestamp {
-        self.updated_at
-    }
-    fn into_current(self) -> Current {
-        Current::Collection(Box::new(self))
-    }
-}
-
-/// Rows by id plus an index from the unique key to the id.
-struct Table<R: Row> {
-    rows: DashMap<R::Id, R>,
-    by_key: DashMap<String, R::Id>,
-}
-
-impl<R: Row> Default for Table<R> {
-    fn default() -> Self {
-        Self {
-            rows: DashMap::new(),
-            by_key: DashMap::new(),
-        }
-    }
-}
-
-impl<R: Row> Table<R> {
-    fn taken(key: &str) -> Error {
-        Error::already_exists(R::ENTITY, R::UNIQUE_FIELD, key)
-    }
-
-    /// Claims `key` for `id`; the index shard lock makes exactly one racer win.
-    fn claim(&self, key: &str, id: &R::Id) -> Result<()> {
-        match self.by_key.entry(key.to_owned()) {
-            Entry::Occupied(_) => Err(Self::taken(key)),
-            Entry::Vacant(slot) => {
-                slot.insert(id.clone());
-                Ok(())
-            }
-        }
-    }
-
-    fn release(&self, key: &str, id: &R::Id) {
-        self.by_key.remove_if(key, |_, owner| owner == id);
-    }
-
-    fn insert(&self, row: R) -> Result<()> {
-        self.claim(row.unique_key(), row.id())?;
-        match self.rows.entry(row.id().clone()) {
-            Entry::Occupied(_) => {
-                self.release(row.unique_key(), row.id());
-                Err(Error::already_exists(R::ENTITY, "id", row.id().to_string()))
-            }
-            Entry::Vacant(slot) => {
-                slot.insert(row);
-                Ok(())
-            }
-        }
-    }
-
-    fn get(&self, id: &R::Id) -> Result<R> {
-        self.rows
-            .get(id)
-            .map(|r| r.value().clone())
-            .ok_or_else(|| Error::not_found(R::ENTITY, id.to_string()))
-    }
-
-    fn get_by_key(&self, key: &str) -> Result<R> {
-        let id = self
-            .by_key
-            .get(key)
-            .map(|id| id.value().clone())
-            .ok_or_else(|| Error::not_found(R::ENTITY, key))?;
-        self.get(&id).map_err(|_| Error::not_found(R::ENTITY, key))
-    }
-
-    fn get_many(&self, ids: &[R::Id]) -> Vec<R> {
-        ids.iter()
-            .filter_map(|id| self.rows.get(id).map(|r| r.value().clone()))
-            .collect()
-    }
-
-    fn all(&self) -> Vec<R> {
-        self.rows.iter().map(|r| r.value().clone()).collect()
-    }
-
-    /// Replaces the row if its version is `expected`; `after_write` runs while the row is
-    /// still locked, so side tables change atomically with the version bump.
-    fn update(&self, row: R, expected: Timestamp, after_write: impl FnOnce()) -> Result<()> {
-        let Some(mut stored) = self.rows.get_mut(row.id()) else {
-            return Err(Error::not_found(R::ENTITY, row.id().to_string()));
-        };
-        if stored.version() != expected {
-            return Err(Error::Conflict(stored.value().clone().into_current()));
-        }
-        let old_key = stored.unique_key().to_owned();
-        if old_key != row.unique_key() {
-            self.claim(row.unique_key(), row.id())?;
-            self.release(&old_key, row.id());
-        }
-        *stored = row;
-        after_write();
-        Ok(())
-    }
-
-    fn remove(&self, id: &R::Id, after_remove: impl FnOnce()) -> Result<R> {
-        let (_, row) = self
-            .rows
-            .remove(id)
-            .ok_or_else(|| Error::not_found(R::ENTITY, id.to_string()))?;
-        self.release(row.unique_key(), id);
-        after_remove();
-        Ok(row)
-    }
-}
-
-/// Both directions of product–collection membership, changed together.
-#[derive(Default)]
-struct Membership {
-    by_product: HashMap<ProductId, BTreeSet<CollectionId>>,
-    by_collection: HashMap<CollectionId, BTreeSet<ProductId>>,
-}
-
-impl Membership {
-    fn set_for_product(&mut self, product: &ProductId, collections: &[CollectionId]) {
-        self.remove_product(product);
-        for c in collections {
-            self.by_collection
-                .entry(c.clone())
-                .or_default()
-                .insert(product.clone());
-        }
-        if !collections.is_empty() {
-            self.by_product
-                .insert(product.clone(), collections.iter().cloned().collect());
-        }
-    }
-
-    fn set_for_collection(&mut self, collection: &CollectionId, products: &[ProductId]) {
-        self.remove_collection(collection);
-        for p in products {
-            self.by_product
-                .entry(p.clone())
-                .or_default()
-                .insert(collection.clone());
-        }
-        if !products.is_empty() {
-            self.by_collection
-                .insert(collection.clone(), products.iter().cloned().collect());
-        }
-    }
-
-    fn remove_product(&mut self, product: &ProductId) {
-        for c in self.by_product.remove(product).unwrap_or_default() {
-            if let Some(set) = self.by_collection.get_mut(&c) {
-                set.remove(product);
-            }
-        }
-    }
-
-    fn remove_collection(&mut self, collection: &CollectionId) {
-        for p in self.by_collection.remove(collection).unwrap_or_default() {
-            if let Some(set) = self.by_product.get_mut(&p) {
-                set.remove(collection);
-            }
-        }
-    }
-
-    fn collections_of(&self, product: &ProductId) -> Vec<CollectionId> {
-        self.by_product
-            .get(product)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default()
-    }
-}
 
 /// The `memdb` backend: everything in process memory, gone on exit.
 #[derive(Default)]

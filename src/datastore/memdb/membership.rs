@@ -1,0 +1,66 @@
+//! Both directions of product–collection membership in one structure, so a product's
+//! collections and a collection's products are changed together and always agree.
+
+use std::collections::{BTreeSet, HashMap};
+
+use crate::datastore::{CollectionId, ProductId};
+
+/// Both directions of product–collection membership, changed together.
+#[derive(Default)]
+pub(super) struct Membership {
+    pub(super) by_product: HashMap<ProductId, BTreeSet<CollectionId>>,
+    pub(super) by_collection: HashMap<CollectionId, BTreeSet<ProductId>>,
+}
+
+impl Membership {
+    pub(super) fn set_for_product(&mut self, product: &ProductId, collections: &[CollectionId]) {
+        self.remove_product(product);
+        for c in collections {
+            self.by_collection
+                .entry(c.clone())
+                .or_default()
+                .insert(product.clone());
+        }
+        if !collections.is_empty() {
+            self.by_product
+                .insert(product.clone(), collections.iter().cloned().collect());
+        }
+    }
+
+    pub(super) fn set_for_collection(&mut self, collection: &CollectionId, products: &[ProductId]) {
+        self.remove_collection(collection);
+        for p in products {
+            self.by_product
+                .entry(p.clone())
+                .or_default()
+                .insert(collection.clone());
+        }
+        if !products.is_empty() {
+            self.by_collection
+                .insert(collection.clone(), products.iter().cloned().collect());
+        }
+    }
+
+    pub(super) fn remove_product(&mut self, product: &ProductId) {
+        for c in self.by_product.remove(product).unwrap_or_default() {
+            if let Some(set) = self.by_collection.get_mut(&c) {
+                set.remove(product);
+            }
+        }
+    }
+
+    pub(super) fn remove_collection(&mut self, collection: &CollectionId) {
+        for p in self.by_collection.remove(collection).unwrap_or_default() {
+            if let Some(set) = self.by_product.get_mut(&p) {
+                set.remove(collection);
+            }
+        }
+    }
+
+    pub(super) fn collections_of(&self, product: &ProductId) -> Vec<CollectionId> {
+        self.by_product
+            .get(product)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}

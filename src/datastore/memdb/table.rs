@@ -1,0 +1,191 @@
+//! A table of rows by id with a unique-key index, and what it needs of its rows.
+//!
+//! Uniqueness is claimed through the index map's `entry` API (one shard lock decides the
+//! race), and version checks run while the row's shard guard is held, so a
+//! check-and-write cannot interleave with another write of the same row. Locks are always
+//! taken rows → index, never the other way round, so two guards can never deadlock.
+
+use std::hash::Hash;
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+
+use crate::datastore::{
+    Category, CategoryId, Collection, CollectionId, Current, Error, Product, ProductId, Result,
+    Timestamp,
+};
+
+/// What a table needs to know about its rows.
+pub(super) trait Row: Clone {
+    type Id: Clone + Eq + Hash + std::fmt::Display;
+    const ENTITY: &'static str;
+    const UNIQUE_FIELD: &'static str;
+    fn id(&self) -> &Self::Id;
+    fn unique_key(&self) -> &str;
+    fn version(&self) -> Timestamp;
+    fn into_current(self) -> Current;
+}
+
+impl Row for Product {
+    type Id = ProductId;
+    const ENTITY: &'static str = "product";
+    const UNIQUE_FIELD: &'static str = "sku";
+    fn id(&self) -> &ProductId {
+        &self.id
+    }
+    fn unique_key(&self) -> &str {
+        &self.sku
+    }
+    fn version(&self) -> Timestamp {
+        self.updated_at
+    }
+    fn into_current(self) -> Current {
+        Current::Product(Box::new(self))
+    }
+}
+
+impl Row for Category {
+    type Id = CategoryId;
+    const ENTITY: &'static str = "category";
+    const UNIQUE_FIELD: &'static str = "slug";
+    fn id(&self) -> &CategoryId {
+        &self.id
+    }
+    fn unique_key(&self) -> &str {
+        &self.slug
+    }
+    fn version(&self) -> Timestamp {
+        self.updated_at
+    }
+    fn into_current(self) -> Current {
+        Current::Category(Box::new(self))
+    }
+}
+
+impl Row for Collection {
+    type Id = CollectionId;
+    const ENTITY: &'static str = "collection";
+    const UNIQUE_FIELD: &'static str = "slug";
+    fn id(&self) -> &CollectionId {
+        &self.id
+    }
+    fn unique_key(&self) -> &str {
+        &self.slug
+    }
+    fn version(&self) -> Timestamp {
+        self.updated_at
+    }
+    fn into_current(self) -> Current {
+        Current::Collection(Box::new(self))
+    }
+}
+
+/// Rows by id plus an index from the unique key to the id.
+pub(super) struct Table<R: Row> {
+    pub(super) rows: DashMap<R::Id, R>,
+    pub(super) by_key: DashMap<String, R::Id>,
+}
+
+impl<R: Row> Default for Table<R> {
+    fn default() -> Self {
+        Self {
+            rows: DashMap::new(),
+            by_key: DashMap::new(),
+        }
+    }
+}
+
+impl<R: Row> Table<R> {
+    pub(super) fn taken(key: &str) -> Error {
+        Error::already_exists(R::ENTITY, R::UNIQUE_FIELD, key)
+    }
+
+    /// Claims `key` for `id`; the index shard lock makes exactly one racer win.
+    pub(super) fn claim(&self, key: &str, id: &R::Id) -> Result<()> {
+        match self.by_key.entry(key.to_owned()) {
+            Entry::Occupied(_) => Err(Self::taken(key)),
+            Entry::Vacant(slot) => {
+                slot.insert(id.clone());
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn release(&self, key: &str, id: &R::Id) {
+        self.by_key.remove_if(key, |_, owner| owner == id);
+    }
+
+    pub(super) fn insert(&self, row: R) -> Result<()> {
+        self.claim(row.unique_key(), row.id())?;
+        match self.rows.entry(row.id().clone()) {
+            Entry::Occupied(_) => {
+                self.release(row.unique_key(), row.id());
+                Err(Error::already_exists(R::ENTITY, "id", row.id().to_string()))
+            }
+            Entry::Vacant(slot) => {
+                slot.insert(row);
+                Ok(())
+            }
+        }
+    }
+
+    pub(super) fn get(&self, id: &R::Id) -> Result<R> {
+        self.rows
+            .get(id)
+            .map(|r| r.value().clone())
+            .ok_or_else(|| Error::not_found(R::ENTITY, id.to_string()))
+    }
+
+    pub(super) fn get_by_key(&self, key: &str) -> Result<R> {
+        let id = self
+            .by_key
+            .get(key)
+            .map(|id| id.value().clone())
+            .ok_or_else(|| Error::not_found(R::ENTITY, key))?;
+        self.get(&id).map_err(|_| Error::not_found(R::ENTITY, key))
+    }
+
+    pub(super) fn get_many(&self, ids: &[R::Id]) -> Vec<R> {
+        ids.iter()
+            .filter_map(|id| self.rows.get(id).map(|r| r.value().clone()))
+            .collect()
+    }
+
+    pub(super) fn all(&self) -> Vec<R> {
+        self.rows.iter().map(|r| r.value().clone()).collect()
+    }
+
+    /// Replaces the row if its version is `expected`; `after_write` runs while the row is
+    /// still locked, so side tables change atomically with the version bump.
+    pub(super) fn update(
+        &self,
+        row: R,
+        expected: Timestamp,
+        after_write: impl FnOnce(),
+    ) -> Result<()> {
+        let Some(mut stored) = self.rows.get_mut(row.id()) else {
+            return Err(Error::not_found(R::ENTITY, row.id().to_string()));
+        };
+        if stored.version() != expected {
+            return Err(Error::Conflict(stored.value().clone().into_current()));
+        }
+        let old_key = stored.unique_key().to_owned();
+        if old_key != row.unique_key() {
+            self.claim(row.unique_key(), row.id())?;
+            self.release(&old_key, row.id());
+        }
+        *stored = row;
+        after_write();
+        Ok(())
+    }
+
+    pub(super) fn remove(&self, id: &R::Id, after_remove: impl FnOnce()) -> Result<R> {
+        let (_, row) = self
+            .rows
+            .remove(id)
+            .ok_or_else(|| Error::not_found(R::ENTITY, id.to_string()))?;
+        self.release(row.unique_key(), id);
+        after_remove();
+        Ok(row)
+    }
+}
