@@ -35,9 +35,14 @@ pub async fn open_datastore(config: &DatastoreConfig) -> anyhow::Result<AnyDatas
             .map(AnyDatastore::Sqlite)
             .map_err(startup_error),
         // The driver error stays in the chain: "connection refused" is the useful part.
-        Backend::Scylla => Ok(AnyDatastore::Scylla(
-            ScyllaStore::connect(&config.scylla()).await?,
-        )),
+        Backend::Scylla => {
+            let scylla = config.scylla().map_err(anyhow::Error::msg)?;
+            // Unreadable TLS files are the operator's to fix: said alone, before connecting.
+            if let Some(tls) = &scylla.tls {
+                tls.client_config().map_err(anyhow::Error::msg)?;
+            }
+            Ok(AnyDatastore::Scylla(ScyllaStore::connect(&scylla).await?))
+        }
     }
 }
 

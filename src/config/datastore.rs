@@ -1,11 +1,14 @@
 //! Datastore settings (`GITSTORE_DATASTORE_*`) and the driver settings they assemble.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
 use super::{Backend, Secret, parse_duration};
-use crate::datastore::scylla::{ConsistencyLevel, ScyllaConfig, SerialConsistencyLevel};
+use crate::datastore::scylla::{
+    ConsistencyLevel, ScyllaConfig, SerialConsistencyLevel, TlsSettings,
+};
 
 /// Datastore settings.
 #[derive(Args, Debug, Clone)]
@@ -89,14 +92,62 @@ pub struct DatastoreConfig {
     /// How long an instance waits for another one's migration lock before giving up.
     #[arg(long = "scylla-migration-wait-timeout", env = "GITSTORE_DATASTORE_SCYLLA_MIGRATION_WAIT_TIMEOUT", default_value = "120s", value_parser = parse_duration, global = true)]
     pub scylla_migration_wait_timeout: Duration,
+    /// Connect to the cluster over TLS (`true`/`false`).
+    #[arg(long = "scylla-tls", env = "GITSTORE_DATASTORE_SCYLLA_TLS", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub scylla_tls: bool,
+    /// PEM file of the certificates that may sign the cluster's (default: the system's roots).
+    #[arg(
+        long = "scylla-tls-ca-file",
+        env = "GITSTORE_DATASTORE_SCYLLA_TLS_CA_FILE",
+        global = true
+    )]
+    pub scylla_tls_ca_file: Option<PathBuf>,
+    /// The name the nodes' certificates carry (default: each node's IP address).
+    #[arg(
+        long = "scylla-tls-server-name",
+        env = "GITSTORE_DATASTORE_SCYLLA_TLS_SERVER_NAME",
+        global = true
+    )]
+    pub scylla_tls_server_name: Option<String>,
+    /// Use only the CQL port, never ScyllaDB's shard-aware port (`true` behind NAT or a proxy).
+    #[arg(long = "scylla-disable-shard-aware-port", env = "GITSTORE_DATASTORE_SCYLLA_DISABLE_SHARD_AWARE_PORT", default_value_t = false, action = clap::ArgAction::Set, global = true)]
+    pub scylla_disable_shard_aware_port: bool,
 }
 
 impl DatastoreConfig {
     /// The Scylla driver settings these options describe.
     ///
-    #[must_use]
-    pub fn scylla(&self) -> ScyllaConfig {
-        ScyllaConfig {
+    /// # Errors
+    /// When a TLS detail (CA file, server name) is set while TLS itself is off: the
+    /// operator meant TLS, and a plain connection would silently ignore it.
+    pub fn scylla(&self) -> Result<ScyllaConfig, String> {
+        let tls = if self.scylla_tls {
+            Some(TlsSettings {
+                ca_file: self.scylla_tls_ca_file.clone(),
+                server_name: self.scylla_tls_server_name.clone(),
+            })
+        } else {
+            let detail = [
+                (
+                    "GITSTORE_DATASTORE_SCYLLA_TLS_CA_FILE",
+                    self.scylla_tls_ca_file.is_some(),
+                ),
+                (
+                    "GITSTORE_DATASTORE_SCYLLA_TLS_SERVER_NAME",
+                    self.scylla_tls_server_name.is_some(),
+                ),
+            ]
+            .into_iter()
+            .find(|(_, set)| *set);
+            if let Some((name, _)) = detail {
+                return Err(format!(
+                    "{name} is set but GITSTORE_DATASTORE_SCYLLA_TLS is off; set \
+                     GITSTORE_DATASTORE_SCYLLA_TLS=true to connect over TLS"
+                ));
+            }
+            None
+        };
+        Ok(ScyllaConfig {
             hosts: self.scylla_hosts.clone(),
             keyspace: self.scylla_keyspace.clone(),
             username: self.scylla_username.clone(),
@@ -106,6 +157,8 @@ impl DatastoreConfig {
             request_timeout: self.scylla_request_timeout,
             migration_lock_ttl: self.scylla_migration_lock_ttl,
             migration_wait_timeout: self.scylla_migration_wait_timeout,
-        }
+            tls,
+            disable_shard_aware_port: self.scylla_disable_shard_aware_port,
+        })
     }
 }

@@ -399,8 +399,10 @@ mod tests {
     #[test]
     fn scylla_settings_are_assembled_here() {
         let config = Config::defaults();
-        let scylla = config.datastore.scylla();
+        let scylla = config.datastore.scylla().expect("defaults are consistent");
         assert_eq!(scylla.keyspace, "gitstore");
+        assert_eq!(scylla.tls, None);
+        assert!(!scylla.disable_shard_aware_port);
         assert_eq!(scylla.hosts, ["localhost:9042"]);
         assert_eq!(scylla.consistency, ConsistencyLevel::LocalQuorum);
         let cli = Cli::try_parse_from(["gitstore-api", "--scylla-consistency", "quorum"])
@@ -416,5 +418,43 @@ mod tests {
             text.contains("LOCAL_QUORUM") && text.contains("EACH_QUORUM"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn scylla_tls_and_the_shard_aware_port_are_read() {
+        let cli = Cli::try_parse_from([
+            "gitstore-api",
+            "--scylla-tls",
+            "true",
+            "--scylla-tls-ca-file",
+            "/etc/scylla/ca.pem",
+            "--scylla-tls-server-name",
+            "scylla.internal",
+            "--scylla-disable-shard-aware-port",
+            "true",
+        ])
+        .expect("parses");
+        let scylla = cli.config.datastore.scylla().expect("consistent");
+        let tls = scylla.tls.expect("TLS on");
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/scylla/ca.pem"))
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("scylla.internal"));
+        assert!(scylla.disable_shard_aware_port);
+
+        let cli = Cli::try_parse_from(["gitstore-api", "--scylla-tls-ca-file", "/ca.pem"])
+            .expect("parses");
+        let err = cli
+            .config
+            .datastore
+            .scylla()
+            .expect_err("TLS detail without TLS");
+        assert!(
+            err.contains("GITSTORE_DATASTORE_SCYLLA_TLS_CA_FILE")
+                && err.contains("GITSTORE_DATASTORE_SCYLLA_TLS=true"),
+            "{err}"
+        );
+        assert!(Cli::try_parse_from(["gitstore-api", "--scylla-tls", "maybe"]).is_err());
     }
 }

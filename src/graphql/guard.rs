@@ -181,6 +181,38 @@ fn refused(message: String) -> ServerError {
     err
 }
 
+/// A request error for the first variable of the operation to run that is required
+/// (non-null, no default) and not given or `null`. The engine would only notice it at the
+/// first field using it, as a field error with a path, after running the fields before
+/// it; the GraphQL spec makes it a request error (and GraphQL over HTTP a `400`).
+fn missing_variable(
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+) -> Option<ServerError> {
+    let operation = match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), _) => op,
+        (DocumentOperations::Multiple(ops), Some(name)) => ops.get(name)?,
+        // An unnamed pick from several operations: the engine reports that.
+        (DocumentOperations::Multiple(_), None) => return None,
+    };
+    operation.node.variable_definitions.iter().find_map(|def| {
+        let def = &def.node;
+        let name = def.name.node.as_str();
+        let missing = !def.var_type.node.nullable
+            && def.default_value.is_none()
+            && matches!(variables.get(name), None | Some(Value::Null));
+        missing.then(|| {
+            let mut err = refused(format!(
+                "Variable \"${name}\" of required type \"{}\" was not provided.",
+                def.var_type.node
+            ));
+            err.locations = vec![def.name.pos];
+            err
+        })
+    })
+}
+
 /// Measures one document against the limits.
 struct Meter<'a> {
     doc: &'a ExecutableDocument,
@@ -459,6 +491,11 @@ impl Extension for GuardExtension {
         // A document that does not parse is left to the engine, which reports it.
         if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
             check(&doc, &request.variables, &self.model, self.limits).map_err(refused)?;
+            if let Some(err) =
+                missing_variable(&doc, request.operation_name.as_deref(), &request.variables)
+            {
+                return Err(err);
+            }
             if request.query.contains("__typename")
                 && let Some(first) = super::typename::typename_errors(&doc, &request.variables)
                     .into_iter()

@@ -154,6 +154,12 @@ async fn graphql_over_http_status_codes() {
         json!({ "query": "{ secrets }" }),
         json!({ "query": "{ products(limit: 5) { totalCount } }" }),
         json!({ "query": "{ products(first: 1) @defer { totalCount } }" }),
+        // A required variable not given (or null) is a request error too, not a field's.
+        json!({ "query": "query($id: ID!) { productById(id: $id) { id } }" }),
+        json!({
+            "query": "query($id: ID!) { productById(id: $id) { id } }",
+            "variables": { "id": null }
+        }),
     ];
     for body in &request_errors {
         let (status, content_type, response) = post(&app, Some(MODERN), body.clone()).await;
@@ -206,6 +212,21 @@ async fn graphql_over_http_status_codes() {
             response["errors"][0]["extensions"]["code"],
             "INVALID_ARGUMENT"
         );
+    }
+    let (_, _, response) = post(&app, None, request_errors[4].clone()).await;
+    assert_eq!(
+        response["errors"][0]["message"],
+        "Variable \"$id\" of required type \"ID!\" was not provided."
+    );
+    assert!(response["errors"][0].get("path").is_none(), "{response}");
+    // With a default or a nullable type, a missing variable is fine.
+    for query in [
+        "query($n: Int = 2) { products(first: $n) { totalCount } }",
+        "query($n: Int) { products(first: $n) { totalCount } }",
+    ] {
+        let (status, _, response) = post(&app, Some(MODERN), json!({ "query": query })).await;
+        assert_eq!(status, 200, "{query}: {response}");
+        assert!(response.get("errors").is_none(), "{query}: {response}");
     }
     // Incremental delivery is named plainly.
     let (_, _, response) = post(&app, None, request_errors[3].clone()).await;

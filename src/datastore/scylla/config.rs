@@ -9,6 +9,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::tls::TlsSettings;
+
 /// A consistency level for reads and writes.
 ///
 /// On the command line ([`clap::ValueEnum`]) the values are the CQL names; declare the
@@ -180,6 +182,11 @@ pub struct ScyllaConfig {
     pub migration_lock_ttl: Duration,
     /// How long an instance waits for another instance's migration lock.
     pub migration_wait_timeout: Duration,
+    /// Client TLS to every node; plain TCP when `None`.
+    pub tls: Option<TlsSettings>,
+    /// Connect only to the CQL port, not to ScyllaDB's shard-aware port (for networks
+    /// that let only the CQL port through, e.g. behind NAT or a load balancer).
+    pub disable_shard_aware_port: bool,
 }
 
 impl Default for ScyllaConfig {
@@ -194,6 +201,8 @@ impl Default for ScyllaConfig {
             request_timeout: Duration::from_secs(10),
             migration_lock_ttl: Duration::from_secs(30),
             migration_wait_timeout: Duration::from_secs(300),
+            tls: None,
+            disable_shard_aware_port: false,
         }
     }
 }
@@ -211,6 +220,8 @@ impl fmt::Debug for ScyllaConfig {
             .field("request_timeout", &self.request_timeout)
             .field("migration_lock_ttl", &self.migration_lock_ttl)
             .field("migration_wait_timeout", &self.migration_wait_timeout)
+            .field("tls", &self.tls)
+            .field("disable_shard_aware_port", &self.disable_shard_aware_port)
             .finish()
     }
 }

@@ -58,6 +58,7 @@ mod products;
 mod rows;
 mod scan;
 mod statements;
+mod tls;
 mod unique_keys;
 mod versions;
 
@@ -78,6 +79,7 @@ use self::statements::{
     CHECK_KEYSPACE, INSERT_REVOKED_TOKEN, PING, SELECT_ALL_CATEGORIES, SELECT_ALL_COLLECTIONS,
     SELECT_REVOKED_TOKEN,
 };
+pub use self::tls::TlsSettings;
 use super::{
     CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Error, Page,
     Product, ProductFilter, ProductId, Result, Timestamp,
@@ -124,7 +126,14 @@ impl ScyllaStore {
         let mut builder = SessionBuilder::new()
             .known_nodes(&cfg.hosts)
             .connection_timeout(cfg.request_timeout)
-            .default_execution_profile_handle(profile.into_handle());
+            .default_execution_profile_handle(profile.into_handle())
+            .disallow_shard_aware_port(cfg.disable_shard_aware_port);
+        if let Some(tls) = &cfg.tls {
+            let context = tls
+                .client_config()
+                .map_err(|message| Error::unavailable(message.clone(), message))?;
+            builder = builder.tls_context(Some(context));
+        }
         if let Some(user) = &cfg.username {
             builder = builder.user(user, cfg.password.as_deref().unwrap_or_default());
         }

@@ -18,13 +18,14 @@
 //! This module holds the node, the keyspaces and the suites; the proofs live beside it:
 //! migrations and their lock (`migrate`), racing sku changes (`races`), referential
 //! integrity under real races (`integrity`), reclaiming a crashed writer's reservation
-//! (`reservations`) and a latency measurement (`latency`).
+//! (`reservations`), client TLS (`tls`) and a latency measurement (`latency`).
 
 mod integrity;
 mod latency;
 mod migrate;
 mod races;
 mod reservations;
+mod tls;
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -226,13 +227,21 @@ async fn contract_store() -> Option<Instrumented<ScyllaStore>> {
     let hosts = hosts()?;
     let keyspace = KEYSPACE.get_or_init(|| keyspace_name("contract"));
     let cfg = config(&hosts, keyspace);
-    let store = match Box::pin(ScyllaStore::connect(&cfg)).await {
-        Ok(store) => store,
-        Err(Error::Unavailable { message, .. }) if message.contains("does not exist") => {
-            create_keyspace(&admin(&hosts).await, keyspace).await;
-            connect(&cfg).await
+    let mut attempt = 0;
+    let store = loop {
+        attempt += 1;
+        match Box::pin(ScyllaStore::connect(&cfg)).await {
+            Ok(store) => break store,
+            Err(Error::Unavailable { message, .. }) if message.contains("does not exist") => {
+                create_keyspace(&admin(&hosts).await, keyspace).await;
+            }
+            // Another test is creating the keyspace: the node lists it before it can be
+            // used, for a moment.
+            Err(err) if attempt < 20 && format!("{err:?}").contains("does not exist") => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(err) => panic!("connect to {hosts:?}: {err:?}"),
         }
-        Err(err) => panic!("connect to {hosts:?}: {err:?}"),
     };
     store
         .migrate()
