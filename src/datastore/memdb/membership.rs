@@ -1,15 +1,19 @@
 //! Both directions of product–collection membership in one structure, so a product's
 //! collections and a collection's products are changed together and always agree.
+//!
+//! Ordered maps, not hash maps: the structure sits behind one lock, and a hash map of a
+//! million products would rehash all of them at once while it grows, stalling every
+//! membership read and write for that long; a B-tree grows a node at a time.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::datastore::{CollectionId, ProductId};
 
 /// Both directions of product–collection membership, changed together.
 #[derive(Default)]
 pub(super) struct Membership {
-    pub(super) by_product: HashMap<ProductId, BTreeSet<CollectionId>>,
-    pub(super) by_collection: HashMap<CollectionId, BTreeSet<ProductId>>,
+    pub(super) by_product: BTreeMap<ProductId, BTreeSet<CollectionId>>,
+    pub(super) by_collection: BTreeMap<CollectionId, BTreeSet<ProductId>>,
 }
 
 impl Membership {
