@@ -19,12 +19,13 @@
 //!
 //! # Integrity
 //! Because writers are serialized by SQLite's lock, every rule a concurrent write could
-//! break is checked inside the write's own transaction, on its connection, after the
-//! write and before the commit; a failed check rolls the write back. So a product's
-//! category and collections, a collection's members and a category's parent exist at the
-//! commit; a category move walks the parents of its new parent with a recursive query
-//! and refuses a cycle ([`Error::Cycle`]); a category with children or products is not
-//! deleted ([`Error::InUse`]); memberships are removed with their product or collection
+//! break is checked inside the write's own transaction, on its connection, in or after
+//! the write and before the commit; a failed check rolls the write back (to its own
+//! savepoint: the writes batched with it still commit). So a product's category and
+//! collections, a collection's members and a category's parent exist at the commit; a
+//! category move walks the parents of its new parent with a recursive query and refuses
+//! a cycle ([`Error::Cycle`]); a category with children or products is not deleted
+//! ([`Error::InUse`]); memberships are removed with their product or collection
 //! by `ON DELETE CASCADE` in the same statement. Two crossed moves, or a product created
 //! in a category being deleted, are thus serialized and the second sees the first.
 //!
