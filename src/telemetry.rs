@@ -94,4 +94,12 @@ fn describe() {
         HTTP_PANICS_METRIC,
         "Request handlers that panicked; each was answered 500 and the server kept running"
     );
+    metrics::describe_counter!(
+        crate::datastore::sqlite::COMMITS_METRIC,
+        "SQLite write transactions committed (one fsync each; group commit puts many writes in one)"
+    );
+    metrics::describe_counter!(
+        crate::datastore::sqlite::COMMITTED_WRITES_METRIC,
+        "SQLite writes that ran in a committed transaction (divided by commits: the mean batch)"
+    );
 }

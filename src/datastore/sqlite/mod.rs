@@ -10,8 +10,8 @@
 //! # Locking
 //! SQLite admits one writer at a time, and a writer that starts as a reader and upgrades
 //! later fails with `SQLITE_BUSY` instead of waiting. So writes never race for the lock in
-//! this process: they go through a pool of exactly one connection (concurrent writers
-//! queue for it in order), and each write is a `BEGIN IMMEDIATE` transaction, which takes
+//! this process: one writer task runs them on a pool of exactly one connection
+//! (concurrent writers queue for it in order), in `BEGIN IMMEDIATE` transactions, which take
 //! the write lock up front, where the busy timeout applies, in case another process (a
 //! `gitstore-api migrate`, a second instance) holds it. Reads use a separate pool sized
 //! for the machine whose connections are `query_only`; in WAL mode they read a consistent
@@ -19,19 +19,23 @@
 //!
 //! # Integrity
 //! Because writers are serialized by SQLite's lock, every rule a concurrent write could
-//! break is checked inside the write's own transaction, on its connection, after the
-//! write and before the commit; a failed check rolls the write back. So a product's
-//! category and collections, a collection's members and a category's parent exist at the
-//! commit; a category move walks the parents of its new parent with a recursive query
-//! and refuses a cycle ([`Error::Cycle`]); a category with children or products is not
-//! deleted ([`Error::InUse`]); memberships are removed with their product or collection
+//! break is checked inside the write's own transaction, on its connection, in or after
+//! the write and before the commit; a failed check rolls the write back (to its own
+//! savepoint: the writes batched with it still commit). So a product's category and
+//! collections, a collection's members and a category's parent exist at the commit; a
+//! category move walks the parents of its new parent with a recursive query and refuses
+//! a cycle ([`Error::Cycle`]); a category with children or products is not deleted
+//! ([`Error::InUse`]); memberships are removed with their product or collection
 //! by `ON DELETE CASCADE` in the same statement. Two crossed moves, or a product created
 //! in a category being deleted, are thus serialized and the second sees the first.
 //!
-//! # Cancellation
-//! A write runs on a task of its own and always ends in a commit or a rollback, even when
-//! its caller is dropped; a connection whose transaction end cannot be confirmed is
-//! closed, not reused (see `writer`).
+//! # Group commit and cancellation
+//! Writes do not take the connection themselves: they queue for one writer task, which
+//! runs the writes queued together in one transaction, each inside a savepoint of its
+//! own, and answers each caller after that transaction's commit (one fsync for the whole
+//! batch; a write that fails is rolled back to its savepoint alone). A queued write
+//! always ends in a commit or a rollback, even when its caller is dropped; a connection
+//! whose transaction end cannot be confirmed is closed, not reused (see `writer`).
 //!
 //! # Reads of bad rows
 //! JSON columns (images, metadata) are decoded in Rust, never by SQLite's JSON functions
@@ -41,8 +45,8 @@
 //!
 //! # Layout
 //! The schema itself is in `migrations/sqlite/`, applied by [`SqliteStore::migrate`].
-//! Here: the store, its pools and the [`Datastore`] operations; beside it, the write
-//! transaction machinery (`writer`), the write bodies of each entity (`products`,
+//! Here: the store, its pools and the [`Datastore`] operations; beside it, the writer
+//! task and its group commit (`writer`), the write bodies of each entity (`products`,
 //! `categories`, `collections`) and of memberships (`membership`), the SQL of product
 //! reads and how prices and search are stored (`query`), the rows and their decoding
 //! (`rows`), and error mapping (`errors`).
@@ -55,6 +59,8 @@ mod products;
 mod query;
 mod rows;
 mod writer;
+
+pub use self::writer::{COMMITS_METRIC, COMMITTED_WRITES_METRIC, WriteStats};
 
 use std::time::Duration;
 
@@ -71,6 +77,7 @@ use self::query::{
     push_conditions,
 };
 use self::rows::{CategoryRow, CollectionRow, ProductRow, VersionRow, decodable, product_on};
+use self::writer::Writer;
 use super::{
     CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Error, Page,
     Product, ProductFilter, ProductId, Result, Timestamp,
@@ -86,17 +93,20 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// write connection).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `sqlite` backend: a read pool and a single-connection write pool on one file.
+/// The `sqlite` backend: a read pool and a single-connection write pool on one file,
+/// and the writer task that runs every write on the latter.
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    writes: Writer,
     path: String,
 }
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file at `path` in WAL mode with foreign
     /// keys on, and checks that it is usable. Does not apply migrations: call
-    /// [`SqliteStore::migrate`] next.
+    /// [`SqliteStore::migrate`] next. Starts the writer task on the current Tokio
+    /// runtime, which must outlive the store's writes.
     ///
     /// # Errors
     /// [`Error::Unavailable`] naming the path and the reason when its directory does not
@@ -153,6 +163,7 @@ impl SqliteStore {
             .connect_lazy_with(base.pragma("query_only", "ON"));
         Ok(Self {
             reader,
+            writes: Writer::spawn(writer.clone()),
             writer,
             path: path.to_owned(),
         })

@@ -1,10 +1,10 @@
-//! The bodies of product writes, each run inside one write transaction
-//! ([`super::SqliteStore::write`]).
+//! The bodies of product writes, each run by the writer inside its own savepoint of a
+//! write transaction ([`super::SqliteStore::write`]).
 //!
-//! Each writes first and then checks what the write refers to, on the same connection
-//! inside the same `BEGIN IMMEDIATE` transaction: no other writer can run in between,
-//! so a check that passes still holds at the commit, and one that fails rolls the write
-//! back.
+//! Each checks what the write refers to in the write itself or right after it, on the
+//! same connection inside the same `BEGIN IMMEDIATE` transaction: no other writer can
+//! run in between, so a check that passes still holds at the commit, and one that fails
+//! rolls the write back to its savepoint.
 
 use sqlx::SqliteConnection;
 
@@ -15,16 +15,21 @@ use super::rows::product_on;
 use crate::datastore::{CategoryId, CollectionId, Current, Error, Product, Result, Timestamp};
 
 /// Stores a new product and its memberships; its category and collections must exist.
+///
+/// The category check rides in the insert (`INSERT … SELECT … WHERE EXISTS`): writes run
+/// one after another on the writer task, so every statement of a create is a round trip
+/// on the path all writes queue for, and this saves one.
 pub(super) async fn create(
     conn: &mut SqliteConnection,
     product: &Product,
     what: &str,
 ) -> Result<()> {
-    sqlx::query(
+    let inserted = sqlx::query(
         "INSERT INTO products (id, sku, title, body, price, price_key, currency, \
          inventory_status, inventory_quantity, category_id, images, metadata, \
          search_title, search_sku, search_body, created_at, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+         WHERE EXISTS (SELECT 1 FROM categories WHERE id = ?)",
     )
     .bind(product.id.as_str())
     .bind(&product.sku)
@@ -43,10 +48,14 @@ pub(super) async fn create(
     .bind(product.body.as_ref().map(|b| b.to_lowercase()))
     .bind(product.created_at.millis())
     .bind(product.updated_at.millis())
+    .bind(product.category_id.as_str())
     .execute(&mut *conn)
     .await
-    .map_err(|e| sku_error(e, product, what))?;
-    require_category(conn, &product.category_id).await?;
+    .map_err(|e| sku_error(e, product, what))?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(Error::not_found("category", product.category_id.as_str()));
+    }
     set_product_memberships(conn, product, &product.collection_ids, false).await
 }
 

@@ -1,5 +1,6 @@
 //! Durability: every write the real server acknowledged survives `kill -9` of its
-//! process.
+//! process, with enough concurrent writers that the kill lands while writes are being
+//! group-committed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -89,10 +90,20 @@ async fn gql(
         .await
 }
 
-/// Writers that keep creating products while the server is killed.
-const WRITE_LOOPS: usize = 4;
+/// Writers that keep creating products while the server is killed: enough for the
+/// writer to commit several writes per transaction.
+const WRITE_LOOPS: usize = 32;
 /// Acknowledged creates after which the server is killed.
-const KILL_AFTER: usize = 200;
+const KILL_AFTER: usize = 400;
+
+/// The value of an unlabelled counter in a Prometheus text exposition (0 if absent).
+fn counter(exposition: &str, name: &str) -> u64 {
+    exposition
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|value| value.trim().parse::<f64>().ok())
+        .map_or(0, |value| value as u64)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_write_survives_kill_9() {
@@ -157,8 +168,25 @@ async fn every_acknowledged_write_survives_kill_9() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    // Writes were being grouped when the kill came: fewer commits than writes.
+    let exposition = client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .expect("read /metrics")
+        .text()
+        .await
+        .unwrap();
+    let commits = counter(&exposition, "gitstore_sqlite_commits_total");
+    let writes = counter(&exposition, "gitstore_sqlite_committed_writes_total");
     killed.store(true, Ordering::SeqCst);
     server.kill();
+    assert!(
+        commits > 0 && commits < writes,
+        "writes were not group-committed: {writes} writes in {commits} commits"
+    );
+    eprintln!("before the kill: {writes} writes in {commits} commits");
     for handle in loops {
         handle.await.expect("write loop");
     }
