@@ -135,6 +135,7 @@ impl SqliteStore {
             // repeat the pragmas for no gain.
             .idle_timeout(None)
             .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(writer_options)
             .await
             .map_err(cant_open)?;
@@ -160,6 +161,10 @@ impl SqliteStore {
         let reader = SqlitePoolOptions::new()
             .max_connections(u32::try_from(readers).unwrap_or(4))
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // A local file cannot drop a connection the way a network database can, so
+            // sqlx's ping on every checkout would only add a round trip to its worker
+            // thread per read; a connection that does break fails its query, which says so.
+            .test_before_acquire(false)
             .connect_lazy_with(base.pragma("query_only", "ON"));
         Ok(Self {
             reader,
