@@ -60,6 +60,8 @@ impl Record {
 
 impl Window for Record {
     fn open(&mut self) {
+        // perf would keep the previous file as `.old`.
+        let _ = std::fs::remove_file(&self.data);
         let child = Command::new(&self.perf)
             .args(["record", "-g", "-o"])
             .arg(&self.data)

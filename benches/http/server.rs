@@ -59,10 +59,13 @@ pub struct Running {
     pub pid: u32,
     log: Option<PathBuf>,
     keyspace: Option<(Vec<String>, String)>,
+    /// A SQLite database to delete once stopped (with its `-wal` and `-shm`).
+    database: Option<PathBuf>,
 }
 
 impl Running {
-    /// Stops the process (SIGTERM, then SIGKILL after 10 s) and drops its keyspace.
+    /// Stops the process (SIGTERM, then SIGKILL after 10 s), drops its keyspace and
+    /// deletes its database.
     pub async fn stop(mut self) {
         terminate(&mut self.child);
         if let Some((hosts, keyspace)) = self.keyspace.take() {
@@ -75,6 +78,13 @@ impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(db) = self.database.take() {
+            for suffix in ["", "-wal", "-shm"] {
+                let mut path = db.clone().into_os_string();
+                path.push(suffix);
+                let _ = std::fs::remove_file(path);
+            }
+        }
     }
 }
 
@@ -130,12 +140,13 @@ pub async fn start(binary: &Binary, backend: &Backend, dir: &Path) -> Result<Run
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?);
-        let mut keyspace = None;
+        let (mut keyspace, mut database) = (None, None);
         match backend {
             Backend::Memdb => {}
             Backend::Sqlite => {
                 let file = dir.join(format!("{}-{port}.db", slug(&binary.label)));
-                cmd.env("GITSTORE_DATASTORE_SQLITE_PATH", file);
+                cmd.env("GITSTORE_DATASTORE_SQLITE_PATH", &file);
+                database = Some(file);
             }
             Backend::Scylla { hosts } => {
                 let name = crate::scylla::create_keyspace(hosts).await?;
@@ -154,6 +165,7 @@ pub async fn start(binary: &Binary, backend: &Backend, dir: &Path) -> Result<Run
             addr,
             log: Some(log),
             keyspace,
+            database,
         };
         let patience = match backend {
             Backend::Scylla { .. } => Duration::from_secs(300),
@@ -235,6 +247,7 @@ pub fn start_ceiling() -> Result<Running, String> {
         addr,
         log: None,
         keyspace: None,
+        database: None,
     })
 }
 
