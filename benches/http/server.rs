@@ -211,7 +211,8 @@ impl Running {
     }
 }
 
-fn slug(label: &str) -> String {
+/// `label` as a file name part.
+pub fn slug(label: &str) -> String {
     label
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
