@@ -28,10 +28,11 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY assets/graphiql/package.json assets/graphiql/package-lock.json assets/graphiql/
 COPY --from=assets /src/assets/graphiql/node_modules assets/graphiql/node_modules
-RUN mkdir -p src tests/it benches migrations/sqlite \
+RUN mkdir -p src tests/it benches/http migrations/sqlite \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs tests/it/main.rs \
  && echo 'fn main() {}' > benches/store.rs \
+ && echo 'fn main() {}' > benches/http/main.rs \
  && GITSTORE_REQUIRE_OFFLINE_GRAPHIQL=1 cargo build --release --locked \
  && rm -rf src tests benches migrations
 
@@ -40,9 +41,10 @@ RUN mkdir -p src tests/it benches migrations/sqlite \
 # cargo recompiles this crate (and only this crate).
 COPY src src
 COPY migrations migrations
-RUN mkdir -p tests/it benches \
+RUN mkdir -p tests/it benches/http \
  && touch tests/it/main.rs \
  && echo 'fn main() {}' > benches/store.rs \
+ && echo 'fn main() {}' > benches/http/main.rs \
  && touch src/lib.rs src/main.rs \
  && GITSTORE_REQUIRE_OFFLINE_GRAPHIQL=1 cargo build --release --locked \
  && install -D -m 0755 target/release/gitstore-api /out/usr/local/bin/gitstore-api \
