@@ -46,12 +46,14 @@ impl Query {
 
     /// A product by sku.
     async fn product(&self, ctx: &Context<'_>, sku: String) -> Result<Option<Product>> {
-        Ok(catalog(ctx).product_by_sku(&sku).await.gql()?.map(Product))
+        let product = catalog(ctx).product_by_sku(&sku).await.gql()?;
+        Ok(prefetched(ctx, product).await)
     }
 
     /// A product by id.
     async fn product_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Product>> {
-        Ok(catalog(ctx).product(&id).await.gql()?.map(Product))
+        let product = catalog(ctx).product(&id).await.gql()?;
+        Ok(prefetched(ctx, product).await)
     }
 
     /// Products, keyset-paged by `(createdAt, id)`, optionally filtered. A filter by a
@@ -140,6 +142,19 @@ impl Query {
     }
 }
 
+/// `product` as the GraphQL type, with what its selection asks beyond its own columns
+/// loaded into the loaders' caches (see `loaders`).
+async fn prefetched(
+    ctx: &Context<'_>,
+    product: Option<crate::datastore::Product>,
+) -> Option<Product> {
+    let product = product?;
+    ctx.data_unchecked::<Loaders>()
+        .prefetch_products([&product], &ctx.look_ahead())
+        .await;
+    Some(Product::from(product))
+}
+
 /// Resolves ids of any entity type with one batch call per type.
 async fn nodes(ctx: &Context<'_>, ids: &[ID]) -> Result<Vec<Option<Node>>> {
     let loaders = ctx.data_unchecked::<Loaders>();
@@ -159,7 +174,7 @@ async fn nodes(ctx: &Context<'_>, ids: &[ID]) -> Result<Vec<Option<Node>>> {
         .iter()
         .map(|id| {
             if let Some(p) = ProductId::parse(id).and_then(|k| products.get(&k)) {
-                Some(Node::Product(Product(p.clone())))
+                Some(Node::Product(Product::from(p.clone())))
             } else if let Some(c) = CategoryId::parse(id).and_then(|k| categories.get(&k)) {
                 Some(Node::Category(Category(c.clone())))
             } else {

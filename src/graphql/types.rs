@@ -46,7 +46,16 @@ pub enum Node {
 }
 
 /// A product of the catalogue.
-pub struct Product(pub datastore::Product);
+///
+/// Shared, not owned: a page's rows are handed to their edges and nodes without copying
+/// a product's strings, images and metadata once per step.
+pub struct Product(pub Arc<datastore::Product>);
+
+impl From<datastore::Product> for Product {
+    fn from(product: datastore::Product) -> Self {
+        Self(Arc::new(product))
+    }
+}
 
 #[Object]
 impl Product {
@@ -311,7 +320,7 @@ pub struct PageInfo {
 }
 
 /// A product with its cursor.
-pub struct ProductEdge(datastore::Product);
+pub struct ProductEdge(Arc<datastore::Product>);
 
 #[Object]
 impl ProductEdge {
@@ -327,7 +336,10 @@ impl ProductEdge {
 
 /// One page of products; `totalCount` is computed only when selected.
 pub struct ProductConnection {
-    page: ProductPage,
+    /// The page's rows, shared with their edges.
+    items: Vec<Arc<datastore::Product>>,
+    has_next: bool,
+    has_previous: bool,
     /// `None` for a listing that matches nothing (a filter by a foreign id).
     filter: Option<ProductFilter>,
     catalog: Arc<AppCatalog>,
@@ -345,11 +357,7 @@ impl ProductConnection {
     ) -> Result<Self> {
         let catalog = ctx.data_unchecked::<Arc<AppCatalog>>().clone();
         let page = catalog.page_products(&filter, &request).await.gql()?;
-        Ok(Self {
-            page,
-            filter: Some(filter),
-            catalog,
-        })
+        Ok(Self::new(page, Some(filter), catalog))
     }
 
     /// The empty listing of a filter that names nothing (an id that is not one of ours),
@@ -360,32 +368,44 @@ impl ProductConnection {
     pub fn nothing(ctx: &Context<'_>, request: &PageRequest) -> Result<Self> {
         let catalog = ctx.data_unchecked::<Arc<AppCatalog>>().clone();
         let page = catalog.no_products(request).gql()?;
-        Ok(Self {
-            page,
-            filter: None,
+        Ok(Self::new(page, None, catalog))
+    }
+
+    fn new(page: ProductPage, filter: Option<ProductFilter>, catalog: Arc<AppCatalog>) -> Self {
+        Self {
+            items: page.items.into_iter().map(Arc::new).collect(),
+            has_next: page.has_next,
+            has_previous: page.has_previous,
+            filter,
             catalog,
-        })
+        }
     }
 }
 
 #[Object]
 impl ProductConnection {
     /// The rows of this page.
-    async fn edges(&self) -> Vec<ProductEdge> {
-        self.page.items.iter().cloned().map(ProductEdge).collect()
+    async fn edges(&self, ctx: &Context<'_>) -> Vec<ProductEdge> {
+        // What the rows' `category` and `collections` will ask for, one batch per level,
+        // so that they answer from the loaders' caches (see `loaders`).
+        ctx.data_unchecked::<Loaders>()
+            .prefetch_products(
+                self.items.iter().map(AsRef::as_ref),
+                &ctx.look_ahead().field("node"),
+            )
+            .await;
+        self.items.iter().cloned().map(ProductEdge).collect()
     }
     /// Where this page sits.
     async fn page_info(&self) -> PageInfo {
         PageInfo {
-            has_next_page: self.page.has_next,
-            has_previous_page: self.page.has_previous,
+            has_next_page: self.has_next,
+            has_previous_page: self.has_previous,
             start_cursor: self
-                .page
                 .items
                 .first()
                 .map(|p| super::cursor::encode(&datastore::Key::of(p))),
             end_cursor: self
-                .page
                 .items
                 .last()
                 .map(|p| super::cursor::encode(&datastore::Key::of(p))),
