@@ -1,5 +1,7 @@
 //! The `Query` root.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, InputObject, Object, Result};
 
 use super::catalog;
@@ -92,12 +94,12 @@ impl Query {
             .category_by_slug(&slug)
             .await
             .gql()?
-            .map(Category))
+            .map(Category::from))
     }
 
     /// A category by id.
     async fn category_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Category>> {
-        Ok(catalog(ctx).category(&id).await.gql()?.map(Category))
+        Ok(catalog(ctx).category(&id).await.gql()?.map(Category::from))
     }
 
     /// Every category in tree order: depth first, siblings by display order then name.
@@ -107,7 +109,7 @@ impl Query {
             .await
             .gql()?
             .into_iter()
-            .map(Category)
+            .map(Category::from)
             .collect())
     }
 
@@ -117,12 +119,16 @@ impl Query {
             .collection_by_slug(&slug)
             .await
             .gql()?
-            .map(Collection))
+            .map(Collection::from))
     }
 
     /// A collection by id.
     async fn collection_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Collection>> {
-        Ok(catalog(ctx).collection(&id).await.gql()?.map(Collection))
+        Ok(catalog(ctx)
+            .collection(&id)
+            .await
+            .gql()?
+            .map(Collection::from))
     }
 
     /// Every collection by display order, then name.
@@ -132,7 +138,7 @@ impl Query {
             .await
             .gql()?
             .into_iter()
-            .map(Collection)
+            .map(Collection::from)
             .collect())
     }
 
@@ -149,10 +155,14 @@ async fn prefetched(
     product: Option<crate::datastore::Product>,
 ) -> Option<Product> {
     let product = product?;
-    ctx.data_unchecked::<Loaders>()
+    let related = ctx
+        .data_unchecked::<Loaders>()
         .prefetch_products([&product], &ctx.look_ahead())
         .await;
-    Some(Product::from(product))
+    Some(Product(
+        Arc::new(product),
+        related.into_iter().next().unwrap_or_default(),
+    ))
 }
 
 /// Resolves ids of any entity type with one batch call per type.

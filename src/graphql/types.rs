@@ -45,16 +45,28 @@ pub enum Node {
     Collection(Collection),
 }
 
-/// A product of the catalogue.
+/// A product of the catalogue, and its relations when they were prefetched.
 ///
 /// Shared, not owned: a page's rows are handed to their edges and nodes without copying
 /// a product's strings, images and metadata once per step.
-pub struct Product(pub Arc<datastore::Product>);
+pub struct Product(pub Arc<datastore::Product>, pub Related);
 
 impl From<datastore::Product> for Product {
     fn from(product: datastore::Product) -> Self {
-        Self(Arc::new(product))
+        Self(Arc::new(product), Related::default())
     }
+}
+
+/// The relations of one product that a resolver prefetched for it (see
+/// [`Loaders::prefetch_products`]): `category` and `collections` answer from here
+/// without a lookup, and go through the loaders when they are absent (not selected,
+/// or not found, so the loader reports it as it always did).
+#[derive(Clone, Default)]
+pub struct Related {
+    /// Its category.
+    pub category: Option<Arc<datastore::Category>>,
+    /// Its collections that exist, by id.
+    pub collections: Option<Arc<[Arc<datastore::Collection>]>>,
 }
 
 #[Object]
@@ -93,6 +105,9 @@ impl Product {
     }
     /// The category the product belongs to.
     async fn category(&self, ctx: &Context<'_>) -> Result<Category> {
+        if let Some(category) = &self.1.category {
+            return Ok(Category(category.clone()));
+        }
         let loaders = ctx.data_unchecked::<Loaders>();
         loaders
             .categories
@@ -112,6 +127,9 @@ impl Product {
     }
     /// Collections the product is a member of.
     async fn collections(&self, ctx: &Context<'_>) -> Result<Vec<Collection>> {
+        if let Some(collections) = &self.1.collections {
+            return Ok(collections.iter().cloned().map(Collection).collect());
+        }
         let loaders = ctx.data_unchecked::<Loaders>();
         let found = loaders
             .collections
@@ -139,8 +157,14 @@ impl Product {
     }
 }
 
-/// A node of the category tree.
-pub struct Category(pub datastore::Category);
+/// A node of the category tree (shared with the loaders' caches).
+pub struct Category(pub Arc<datastore::Category>);
+
+impl From<datastore::Category> for Category {
+    fn from(category: datastore::Category) -> Self {
+        Self(Arc::new(category))
+    }
+}
 
 #[Object]
 impl Category {
@@ -177,7 +201,7 @@ impl Category {
             .await?
             .unwrap_or_default()
             .into_iter()
-            .map(Category)
+            .map(Category::from)
             .collect())
     }
     /// Position among siblings.
@@ -230,7 +254,7 @@ impl Category {
                 break;
             };
             path.push(parent.slug.clone());
-            next = parent.parent_id;
+            next = parent.parent_id.clone();
         }
         path.reverse();
         Ok(path)
@@ -242,8 +266,14 @@ impl Category {
     }
 }
 
-/// A hand-picked set of products.
-pub struct Collection(pub datastore::Collection);
+/// A hand-picked set of products (shared with the loaders' caches).
+pub struct Collection(pub Arc<datastore::Collection>);
+
+impl From<datastore::Collection> for Collection {
+    fn from(collection: datastore::Collection) -> Self {
+        Self(Arc::new(collection))
+    }
+}
 
 #[Object]
 impl Collection {
@@ -320,7 +350,7 @@ pub struct PageInfo {
 }
 
 /// A product with its cursor.
-pub struct ProductEdge(Arc<datastore::Product>);
+pub struct ProductEdge(Arc<datastore::Product>, Related);
 
 #[Object]
 impl ProductEdge {
@@ -330,7 +360,7 @@ impl ProductEdge {
     }
     /// The product.
     async fn node(&self) -> Product {
-        Product(self.0.clone())
+        Product(self.0.clone(), self.1.clone())
     }
 }
 
@@ -388,13 +418,18 @@ impl ProductConnection {
     async fn edges(&self, ctx: &Context<'_>) -> Vec<ProductEdge> {
         // What the rows' `category` and `collections` will ask for, one batch per level,
         // so that they answer from the loaders' caches (see `loaders`).
-        ctx.data_unchecked::<Loaders>()
+        let related = ctx
+            .data_unchecked::<Loaders>()
             .prefetch_products(
                 self.items.iter().map(AsRef::as_ref),
                 &ctx.look_ahead().field("node"),
             )
             .await;
-        self.items.iter().cloned().map(ProductEdge).collect()
+        self.items
+            .iter()
+            .zip(related)
+            .map(|(row, related)| ProductEdge(row.clone(), related))
+            .collect()
     }
     /// Where this page sits.
     async fn page_info(&self) -> PageInfo {
