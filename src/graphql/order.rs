@@ -246,16 +246,24 @@ impl<'a> Pass<'a> {
                 .keys()
                 .zip(plan.fields.keys())
                 .all(|(have, want)| have.as_str() == want);
-        if !in_order {
-            let mut old = std::mem::take(map);
-            for key in plan.fields.keys() {
-                if let Some((key, value)) = old.shift_remove_entry(key.as_str()) {
-                    map.insert(key, value);
+        if in_order {
+            // The common case (every field answered at once): entries and plan line up,
+            // so no key is looked up.
+            for (value, field) in map.values_mut().zip(plan.fields.values()) {
+                if let Some(target) = field.target {
+                    self.value(value, target, &field.sets, &field.child);
                 }
             }
-            // Whatever was not expected keeps its relative place after the rest.
-            map.extend(old);
+            return;
         }
+        let mut old = std::mem::take(map);
+        for key in plan.fields.keys() {
+            if let Some((key, value)) = old.shift_remove_entry(key.as_str()) {
+                map.insert(key, value);
+            }
+        }
+        // Whatever was not expected keeps its relative place after the rest.
+        map.extend(old);
         for (key, value) in map.iter_mut() {
             if let Some(field) = plan.fields.get(key.as_str())
                 && let Some(target) = field.target
