@@ -8,15 +8,12 @@
 //! executed item by item, so each of its operations is checked on its own.
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextPrepareRequest,
-};
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
 };
-use async_graphql::{ErrorExtensions as _, Pos, Request, ServerResult, Variables};
+use async_graphql::{ErrorExtensions as _, Pos, ServerResult};
 
 use super::error::coded;
 use crate::auth::{AppAuth, AuthError, Credentials};
@@ -35,62 +32,29 @@ pub fn auth_error(err: AuthError) -> async_graphql::Error {
     }
 }
 
-/// The extension factory; added to the schema only when authentication is on.
-pub struct AuthGate(pub Arc<AppAuth>);
-
-impl ExtensionFactory for AuthGate {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(GateExtension {
-            auth: self.0.clone(),
-            operation_name: Mutex::new(None),
-        })
-    }
-}
-
-struct GateExtension {
-    auth: Arc<AppAuth>,
-    /// The request's `operationName`, remembered for the parse step.
-    operation_name: Mutex<Option<String>>,
-}
-
-#[async_trait::async_trait]
-impl Extension for GateExtension {
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
-        *self
-            .operation_name
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = request.operation_name.clone();
-        next.run(ctx, request).await
-    }
-
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        let doc = next.run(ctx, query, variables).await?;
-        let name = self
-            .operation_name
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some(pos) = protected_operation(&doc, name.as_deref()) {
-            let header = ctx
-                .data_opt::<Credentials>()
-                .and_then(|c| c.authorization.as_deref());
-            if let Err(err) = self.auth.authenticate(header).await {
-                return Err(auth_error(err).into_server_error(pos));
-            }
+/// Checks the operation of `doc` that will run (named `operation_name`): a mutation that
+/// selects more than `login` needs `credentials` with a valid bearer token.
+///
+/// A plain step of [`super::GraphqlApi::execute`], run once the document is parsed and
+/// has passed the [`super::guard`], and before validation and execution, rather than an
+/// async-graphql extension: any extension makes the engine run extension hooks around
+/// every field of every row.
+///
+/// # Errors
+/// `UNAUTHENTICATED` (or the token store's failure) at the operation's position.
+pub async fn gate(
+    auth: &AppAuth,
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    credentials: Option<&Credentials>,
+) -> ServerResult<()> {
+    if let Some(pos) = protected_operation(doc, operation_name) {
+        let header = credentials.and_then(|c| c.authorization.as_deref());
+        if let Err(err) = auth.authenticate(header).await {
+            return Err(auth_error(err).into_server_error(pos));
         }
-        Ok(doc)
     }
+    Ok(())
 }
 
 /// The position of the operation to run if it is a mutation that needs a token; `None`

@@ -37,15 +37,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextPrepareRequest,
-};
 use async_graphql::parser::types::{
     BaseType, DocumentOperations, ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
     ServiceDocument, Type, TypeKind, TypeSystemDefinition,
 };
 use async_graphql::{Name, Positioned, Request, ServerError, ServerResult, Value, Variables};
 use async_graphql_value::Value as DocValue;
+
+use super::document::Documents;
 
 /// Arguments of a field as written in the document.
 type Arguments = [(Positioned<Name>, Positioned<DocValue>)];
@@ -442,7 +441,27 @@ pub fn check(
     Ok(())
 }
 
-/// The async-graphql extension that runs [`check`] on every parsed document.
+/// The engine's limit on selection-set nesting (async-graphql's default
+/// `recursive_depth`), checked again here so that the engine's error keeps coming first.
+pub const RECURSIVE_DEPTH: usize = 32;
+
+/// What [`Guard::admit`] decided about a request's document.
+pub enum Admitted {
+    /// Parsed and within every limit: the engine runs this document.
+    Document(Arc<ExecutableDocument>),
+    /// Does not parse, or nests deeper than [`RECURSIVE_DEPTH`]: the engine parses it
+    /// itself and reports the error with its own message, as it always did.
+    LeftToEngine,
+}
+
+/// Runs [`check`] on every request's document, before the engine sees it.
+///
+/// It runs before the engine's own parse step, which already walks every fragment
+/// spread (its recursion-depth check), so a fragment bomb is refused before that. The
+/// document parsed here (or found in the [`Documents`] cache) is handed on to the
+/// engine, not parsed twice. It is a plain step of [`super::GraphqlApi::execute`] rather
+/// than an async-graphql extension: any extension makes the engine run extension hooks
+/// around every field of every row.
 pub struct Guard {
     model: Arc<CostModel>,
     limits: DocumentLimits,
@@ -454,33 +473,13 @@ impl Guard {
     pub const fn new(model: Arc<CostModel>, limits: DocumentLimits) -> Self {
         Self { model, limits }
     }
-}
 
-impl ExtensionFactory for Guard {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(GuardExtension {
-            model: self.model.clone(),
-            limits: self.limits,
-        })
-    }
-}
-
-struct GuardExtension {
-    model: Arc<CostModel>,
-    limits: DocumentLimits,
-}
-
-#[async_trait::async_trait]
-impl Extension for GuardExtension {
-    /// Runs before async-graphql parses the document itself: its own parse step already
-    /// walks every fragment spread (its recursion-depth check), so a fragment bomb must be
-    /// refused before that. The document parsed here is handed on, not parsed twice.
-    async fn prepare_request(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        mut request: Request,
-        next: NextPrepareRequest<'_>,
-    ) -> ServerResult<Request> {
+    /// Checks `request`'s document: its size, then (once parsed) its expanded size and
+    /// cost, then the `__typename` checks the engine leaves out.
+    ///
+    /// # Errors
+    /// The first limit broken, coded `INVALID_ARGUMENT`.
+    pub fn admit(&self, documents: &Documents, request: &Request) -> ServerResult<Admitted> {
         if request.query.len() > self.limits.max_document_bytes {
             return Err(refused(format!(
                 "the document is {} bytes; at most {} are allowed",
@@ -489,24 +488,54 @@ impl Extension for GuardExtension {
             )));
         }
         // A document that does not parse is left to the engine, which reports it.
-        if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
-            check(&doc, &request.variables, &self.model, self.limits).map_err(refused)?;
-            if let Some(err) =
-                missing_variable(&doc, request.operation_name.as_deref(), &request.variables)
-            {
-                return Err(err);
-            }
-            if request.query.contains("__typename")
-                && let Some(first) = super::typename::typename_errors(&doc, &request.variables)
-                    .into_iter()
-                    .next()
-            {
-                return Err(first);
-            }
-            request.set_parsed_query(doc);
+        let Ok(doc) = documents.parse(&request.query) else {
+            return Ok(Admitted::LeftToEngine);
+        };
+        check(&doc, &request.variables, &self.model, self.limits).map_err(refused)?;
+        if let Some(err) =
+            missing_variable(&doc, request.operation_name.as_deref(), &request.variables)
+        {
+            return Err(err);
         }
-        next.run(ctx, request).await
+        if request.query.contains("__typename")
+            && let Some(first) = super::typename::typename_errors(&doc, &request.variables)
+                .into_iter()
+                .next()
+        {
+            return Err(first);
+        }
+        if nests_deeper_than(&doc, RECURSIVE_DEPTH) {
+            return Ok(Admitted::LeftToEngine);
+        }
+        Ok(Admitted::Document(doc))
     }
+}
+
+/// Whether some selection set of `doc` nests deeper than `max`, counted as the engine's
+/// `check_recursive_depth` counts (fields with selections, fragment spreads and inline
+/// fragments each add a level), so the engine refuses exactly these documents.
+fn nests_deeper_than(doc: &ExecutableDocument, max: usize) -> bool {
+    fn deeper(doc: &ExecutableDocument, set: &SelectionSet, depth: usize, max: usize) -> bool {
+        if depth > max {
+            return true;
+        }
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => {
+                let inner = &field.node.selection_set.node;
+                !inner.items.is_empty() && deeper(doc, inner, depth + 1, max)
+            }
+            Selection::FragmentSpread(spread) => doc
+                .fragments
+                .get(&spread.node.fragment_name.node)
+                .is_some_and(|f| deeper(doc, &f.node.selection_set.node, depth + 1, max)),
+            Selection::InlineFragment(inline) => {
+                deeper(doc, &inline.node.selection_set.node, depth + 1, max)
+            }
+        })
+    }
+    doc.operations
+        .iter()
+        .any(|(_, op)| deeper(doc, &op.node.selection_set.node, 0, max))
 }
 
 #[cfg(test)]

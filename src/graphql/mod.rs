@@ -3,9 +3,22 @@
 //! [`build_schema`] is pure: it takes the catalogue service and limits and returns a
 //! [`GraphqlApi`] whose [`GraphqlApi::execute`] runs one request with fresh DataLoaders.
 //! Tests execute requests here without a socket; `crate::http` only moves bytes.
+//!
+//! # One request, step by step
+//! [`GraphqlApi::execute`] parses the document once ([`document`] caches parsed
+//! documents by text), checks it against the limits ([`guard`]) and, with
+//! authentication on, the mutation gate ([`auth::gate`]); then the engine validates and
+//! executes it with request-scoped [`loaders`]; then [`order`] puts the response in
+//! selection order and every error gets a code; [`metrics`] records the operation.
+//! These steps are plain code around `Schema::execute` rather than async-graphql
+//! extensions on purpose: the schema has no extension at all, because with any
+//! extension installed the engine runs the extension chain around every field of every
+//! row (a boxed future per hook), a per-field cost that a request-level check never
+//! needed.
 
 pub mod auth;
 pub mod cursor;
+pub mod document;
 pub mod error;
 pub mod guard;
 pub mod loaders;
@@ -17,11 +30,13 @@ pub mod scalars;
 pub mod typename;
 pub mod types;
 
+use std::any::TypeId;
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_graphql::{Context, EmptySubscription, Request, Response, Schema};
 
-use crate::auth::AppAuth;
+use crate::auth::{AppAuth, Credentials};
 use crate::datastore::{AnyDatastore, Instrumented};
 use crate::service::Catalog;
 pub use mutation::Mutation;
@@ -89,6 +104,10 @@ static COST_MODEL: std::sync::LazyLock<Arc<guard::CostModel>> =
 pub struct GraphqlApi {
     schema: AppSchema,
     catalog: Arc<AppCatalog>,
+    guard: Arc<guard::Guard>,
+    documents: Arc<document::Documents>,
+    /// The authenticator when authentication is on (mutations then need a token).
+    auth: Option<Arc<AppAuth>>,
 }
 
 /// Builds the schema over `catalog`, with authentication off (mutations open).
@@ -103,21 +122,20 @@ pub fn build_schema_with_auth(
     limits: Limits,
     auth: Option<Arc<AppAuth>>,
 ) -> GraphqlApi {
+    // No `.extension(..)`: see the module docs.
     let mut builder = Schema::build(Query, Mutation::default(), EmptySubscription)
         .data(catalog.clone())
         .data(auth::AuthHandle(auth.clone()))
-        .limit_depth(limits.max_depth)
-        .extension(guard::Guard::new(COST_MODEL.clone(), limits.document()))
-        .extension(metrics::RequestMetrics);
-    if let Some(auth) = auth {
-        builder = builder.extension(auth::AuthGate(auth));
-    }
+        .limit_depth(limits.max_depth);
     if !limits.introspection {
         builder = builder.disable_introspection();
     }
     GraphqlApi {
         schema: builder.finish(),
         catalog,
+        guard: Arc::new(guard::Guard::new(COST_MODEL.clone(), limits.document())),
+        documents: Arc::new(document::Documents::new()),
+        auth,
     }
 }
 
@@ -127,18 +145,49 @@ impl GraphqlApi {
     /// limits) get `INVALID_ARGUMENT`. The response's objects are in selection order
     /// ([`order`]).
     pub async fn execute(&self, request: impl Into<Request>) -> Response {
-        let request = request.into().data(loaders::Loaders::new(&self.catalog));
-        // Kept to put the response in selection order afterwards (see `order`).
-        let query = request.query.clone();
-        let operation_name = request.operation_name.clone();
-        let variables = request.variables.clone();
-        let mut response = self.schema.execute(request).await;
-        order::reorder(
-            &mut response.data,
-            &query,
-            operation_name.as_deref(),
-            &variables,
-        );
+        let started = Instant::now();
+        let mut request = request.into().data(loaders::Loaders::new(&self.catalog));
+        let (mut response, document) = match self.guard.admit(&self.documents, &request) {
+            Err(refused) => (Response::from_errors(vec![refused]), None),
+            Ok(guard::Admitted::LeftToEngine) => (self.schema.execute(request).await, None),
+            Ok(guard::Admitted::Document(doc)) => {
+                let gate = match &self.auth {
+                    Some(auth) => {
+                        auth::gate(
+                            auth,
+                            &doc,
+                            request.operation_name.as_deref(),
+                            credentials(&request),
+                        )
+                        .await
+                    }
+                    None => Ok(()),
+                };
+                match gate {
+                    Err(refused) => (Response::from_errors(vec![refused]), None),
+                    Ok(()) => {
+                        // Kept to put the response in selection order afterwards.
+                        let operation_name = request.operation_name.clone();
+                        let variables = request.variables.clone();
+                        request.set_parsed_query((*doc).clone());
+                        let response = self.schema.execute(request).await;
+                        (response, Some((doc, operation_name, variables)))
+                    }
+                }
+            }
+        };
+        let operation_type = document
+            .as_ref()
+            .map_or("unknown", |(doc, ..)| metrics::operation_type(doc));
+        metrics::record(operation_type, &response, started.elapsed());
+        if let Some((doc, operation_name, variables)) = &document {
+            order::reorder(
+                &mut response.data,
+                doc,
+                operation_name.as_deref(),
+                variables,
+            );
+        }
         for err in &mut response.errors {
             if let Some(message) = unsupported_directive(&err.message) {
                 err.message = message;
@@ -162,6 +211,14 @@ impl GraphqlApi {
     pub fn catalog(&self) -> &Arc<AppCatalog> {
         &self.catalog
     }
+}
+
+/// The caller's credentials, handed down by the transport as request data.
+fn credentials(request: &Request) -> Option<&Credentials> {
+    request
+        .data
+        .get(&TypeId::of::<Credentials>())
+        .and_then(|data| data.downcast_ref::<Credentials>())
 }
 
 /// A clearer message for the incremental-delivery directives the Go service advertised

@@ -20,6 +20,7 @@
 //! place (an unknown type, a key it did not expect) keeps its place after the known
 //! keys, so the pass never loses data.
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
@@ -34,8 +35,9 @@ use async_graphql_value::Value as DocValue;
 /// What the pass needs of the schema: field types and the members of abstract types.
 #[derive(Debug, Default)]
 pub struct Shapes {
-    /// `(parent type, field)` → named return type.
-    fields: HashMap<(String, String), String>,
+    /// Parent type → field → named return type (nested, so a lookup by `&str`
+    /// allocates nothing).
+    fields: HashMap<String, HashMap<String, String>>,
     /// Interface or union → the object types it can be.
     possible: HashMap<String, Vec<String>>,
 }
@@ -84,10 +86,11 @@ impl Shapes {
                     base = &inner.base;
                 }
                 if let BaseType::Named(target) = base {
-                    shapes.fields.insert(
-                        (name.clone(), field.name.node.to_string()),
-                        target.to_string(),
-                    );
+                    shapes
+                        .fields
+                        .entry(name.clone())
+                        .or_default()
+                        .insert(field.name.node.to_string(), target.to_string());
                 }
             }
         }
@@ -95,9 +98,7 @@ impl Shapes {
     }
 
     fn field_type(&self, parent: &str, field: &str) -> Option<&str> {
-        self.fields
-            .get(&(parent.to_owned(), field.to_owned()))
-            .map(String::as_str)
+        self.fields.get(parent)?.get(field).map(String::as_str)
     }
 
     fn applies(&self, condition: &str, ty: &str) -> bool {
@@ -112,15 +113,17 @@ impl Shapes {
 /// The shapes of this server's schema, read once.
 static SHAPES: LazyLock<Shapes> = LazyLock::new(|| Shapes::from_sdl(&super::sdl()));
 
-/// Puts every object of `data` in selection order for the operation of `query` that
-/// ran. A document that does not parse (then there is no data) is left alone.
-pub fn reorder(data: &mut Value, query: &str, operation_name: Option<&str>, variables: &Variables) {
+/// Puts every object of `data` in selection order for the operation of `doc` that ran
+/// (`doc` is the parsed document of the request).
+pub fn reorder(
+    data: &mut Value,
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+) {
     if !matches!(data, Value::Object(_)) {
         return;
     }
-    let Ok(doc) = async_graphql::parser::parse_query(query) else {
-        return;
-    };
     let operation = match (&doc.operations, operation_name) {
         (DocumentOperations::Single(op), _) => op,
         (DocumentOperations::Multiple(ops), Some(name)) => match ops.get(name) {
@@ -139,17 +142,44 @@ pub fn reorder(data: &mut Value, query: &str, operation_name: Option<&str>, vari
         OperationType::Subscription => "Subscription",
     };
     let pass = Pass {
-        doc: &doc,
+        doc,
         variables,
         shapes: &SHAPES,
     };
-    pass.value(data, root, &[&operation.node.selection_set.node]);
+    pass.value(
+        data,
+        root,
+        &[&operation.node.selection_set.node],
+        &OnceCell::new(),
+    );
 }
 
-/// One field of a collected selection: its name and every selection set under it.
+/// Reorders `data` for `query`, parsing it first (tests).
+#[cfg(test)]
+fn reorder_text(
+    data: &mut Value,
+    query: &str,
+    operation_name: Option<&str>,
+    variables: &Variables,
+) {
+    let doc = async_graphql::parser::parse_query(query).expect("the test query parses");
+    reorder(data, &doc, operation_name, variables);
+}
+
+/// The collected fields of one selection on one concrete type, in response order.
+///
+/// Every row of a list shares its plan (and its children's plans, built on first use),
+/// so a page of rows collects its fields once, not once per row.
+struct Plan<'a> {
+    fields: IndexMap<String, Collected<'a>>,
+}
+
+/// One field of a collected selection: every selection set under it, its named type
+/// when the schema knows it, and the plan of its objects once one is needed.
 struct Collected<'a> {
-    field: &'a str,
+    target: Option<&'a str>,
     sets: Vec<&'a SelectionSet>,
+    child: OnceCell<Plan<'a>>,
 }
 
 struct Pass<'a> {
@@ -159,58 +189,98 @@ struct Pass<'a> {
 }
 
 impl<'a> Pass<'a> {
-    /// Reorders `value` (an object, a list of them, or a leaf) of static type `ty`.
-    fn value(&self, value: &mut Value, ty: &str, sets: &[&'a SelectionSet]) {
+    /// Reorders `value` (an object, a list of them, or a leaf) of static type `ty`;
+    /// `plan` is shared by every object of a concrete type selected by `sets`.
+    fn value(
+        &self,
+        value: &mut Value,
+        ty: &str,
+        sets: &[&'a SelectionSet],
+        plan: &OnceCell<Plan<'a>>,
+    ) {
         match value {
             Value::List(items) => {
                 for item in items {
-                    self.value(item, ty, sets);
+                    self.value(item, ty, sets, plan);
                 }
             }
-            Value::Object(map) => self.object(map, ty, sets),
+            Value::Object(map) => {
+                if self.shapes.possible.contains_key(ty) {
+                    self.abstract_object(map, ty, sets);
+                } else {
+                    let plan = plan.get_or_init(|| self.collect(ty, sets));
+                    self.place(map, plan);
+                }
+            }
             _ => {}
         }
     }
 
-    fn object(&self, map: &mut IndexMap<Name, Value>, ty: &str, sets: &[&'a SelectionSet]) {
-        let (concrete, collected) = match self.shapes.possible.get(ty) {
-            None => (ty, self.collect(ty, sets)),
-            Some(members) => {
-                let keys: HashSet<&str> = map.keys().map(Name::as_str).collect();
-                let found = members.iter().find_map(|member| {
-                    let collected = self.collect(member, sets);
-                    let same = collected.len() == keys.len()
-                        && collected.keys().all(|k| keys.contains(k.as_str()));
-                    same.then_some((member.as_str(), collected))
-                });
-                match found {
-                    Some(found) => found,
-                    None => return,
+    /// An object whose static type is abstract: it is the one member type whose
+    /// collected keys are exactly its keys (no member matches: left as it is).
+    fn abstract_object(
+        &self,
+        map: &mut IndexMap<Name, Value>,
+        ty: &str,
+        sets: &[&'a SelectionSet],
+    ) {
+        let Some(members) = self.shapes.possible.get(ty) else {
+            return;
+        };
+        let keys: HashSet<&str> = map.keys().map(Name::as_str).collect();
+        let found = members.iter().find_map(|member| {
+            let plan = self.collect(member, sets);
+            let same = plan.fields.len() == keys.len()
+                && plan.fields.keys().all(|k| keys.contains(k.as_str()));
+            same.then_some(plan)
+        });
+        if let Some(plan) = found {
+            self.place(map, &plan);
+        }
+    }
+
+    /// Puts `map` in the order of `plan`, then its objects in theirs.
+    fn place(&self, map: &mut IndexMap<Name, Value>, plan: &Plan<'a>) {
+        let in_order = map.len() == plan.fields.len()
+            && map
+                .keys()
+                .zip(plan.fields.keys())
+                .all(|(have, want)| have.as_str() == want);
+        if in_order {
+            // The common case (every field answered at once): entries and plan line up,
+            // so no key is looked up.
+            for (value, field) in map.values_mut().zip(plan.fields.values()) {
+                if let Some(target) = field.target {
+                    self.value(value, target, &field.sets, &field.child);
                 }
             }
-        };
+            return;
+        }
         let mut old = std::mem::take(map);
-        for (key, field) in &collected {
-            let Some((key, mut value)) = old.shift_remove_entry(key.as_str()) else {
-                continue;
-            };
-            if let Some(target) = self.shapes.field_type(concrete, field.field) {
-                self.value(&mut value, target, &field.sets);
+        for key in plan.fields.keys() {
+            if let Some((key, value)) = old.shift_remove_entry(key.as_str()) {
+                map.insert(key, value);
             }
-            map.insert(key, value);
         }
         // Whatever was not expected keeps its relative place after the rest.
         map.extend(old);
+        for (key, value) in map.iter_mut() {
+            if let Some(field) = plan.fields.get(key.as_str())
+                && let Some(target) = field.target
+            {
+                self.value(value, target, &field.sets, &field.child);
+            }
+        }
     }
 
     /// CollectFields for an object of concrete (or, at the root, object) type `ty`.
-    fn collect(&self, ty: &str, sets: &[&'a SelectionSet]) -> IndexMap<String, Collected<'a>> {
-        let mut out = IndexMap::new();
+    fn collect(&self, ty: &str, sets: &[&'a SelectionSet]) -> Plan<'a> {
+        let mut fields = IndexMap::new();
         let mut visited = HashSet::new();
         for set in sets {
-            self.collect_set(ty, set, &mut out, &mut visited);
+            self.collect_set(ty, set, &mut fields, &mut visited);
         }
-        out
+        Plan { fields }
     }
 
     fn collect_set(
@@ -229,8 +299,9 @@ impl<'a> Pass<'a> {
                     }
                     let key = field.response_key().node.to_string();
                     let entry = out.entry(key).or_insert_with(|| Collected {
-                        field: field.name.node.as_str(),
+                        target: self.shapes.field_type(ty, field.name.node.as_str()),
                         sets: Vec::new(),
+                        child: OnceCell::new(),
                     });
                     entry.sets.push(&field.selection_set.node);
                 }
@@ -327,7 +398,7 @@ mod tests {
         let query = "query($s: Boolean!) { productById(id: \"x\") { sku hidden: title @skip(if: $s) ...F t: title } }
             fragment F on Product { category { n: name slug } }";
         let variables = Variables::from_json(serde_json::json!({ "s": true }));
-        reorder(&mut data, query, None, &variables);
+        reorder_text(&mut data, query, None, &variables);
         let Value::Object(root) = &data else { panic!() };
         let p = &root["productById"];
         assert_eq!(keys(p), ["sku", "category", "t"]);
@@ -346,7 +417,7 @@ mod tests {
             ]),
         )]);
         let query = "{ nodes(ids: []) { id ... on Product { sku } ... on Category { name } } }";
-        reorder(&mut data, query, None, &Variables::default());
+        reorder_text(&mut data, query, None, &Variables::default());
         let Value::Object(root) = &data else { panic!() };
         let Value::List(items) = &root["nodes"] else {
             panic!()

@@ -1,5 +1,7 @@
 //! The `Query` root.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, ID, InputObject, Object, Result};
 
 use super::catalog;
@@ -46,12 +48,14 @@ impl Query {
 
     /// A product by sku.
     async fn product(&self, ctx: &Context<'_>, sku: String) -> Result<Option<Product>> {
-        Ok(catalog(ctx).product_by_sku(&sku).await.gql()?.map(Product))
+        let product = catalog(ctx).product_by_sku(&sku).await.gql()?;
+        Ok(prefetched(ctx, product).await)
     }
 
     /// A product by id.
     async fn product_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Product>> {
-        Ok(catalog(ctx).product(&id).await.gql()?.map(Product))
+        let product = catalog(ctx).product(&id).await.gql()?;
+        Ok(prefetched(ctx, product).await)
     }
 
     /// Products, keyset-paged by `(createdAt, id)`, optionally filtered. A filter by a
@@ -90,12 +94,12 @@ impl Query {
             .category_by_slug(&slug)
             .await
             .gql()?
-            .map(Category))
+            .map(Category::from))
     }
 
     /// A category by id.
     async fn category_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Category>> {
-        Ok(catalog(ctx).category(&id).await.gql()?.map(Category))
+        Ok(catalog(ctx).category(&id).await.gql()?.map(Category::from))
     }
 
     /// Every category in tree order: depth first, siblings by display order then name.
@@ -105,7 +109,7 @@ impl Query {
             .await
             .gql()?
             .into_iter()
-            .map(Category)
+            .map(Category::from)
             .collect())
     }
 
@@ -115,12 +119,16 @@ impl Query {
             .collection_by_slug(&slug)
             .await
             .gql()?
-            .map(Collection))
+            .map(Collection::from))
     }
 
     /// A collection by id.
     async fn collection_by_id(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Collection>> {
-        Ok(catalog(ctx).collection(&id).await.gql()?.map(Collection))
+        Ok(catalog(ctx)
+            .collection(&id)
+            .await
+            .gql()?
+            .map(Collection::from))
     }
 
     /// Every collection by display order, then name.
@@ -130,7 +138,7 @@ impl Query {
             .await
             .gql()?
             .into_iter()
-            .map(Collection)
+            .map(Collection::from)
             .collect())
     }
 
@@ -138,6 +146,23 @@ impl Query {
     async fn catalog_version(&self, ctx: &Context<'_>) -> Result<CatalogVersion> {
         Ok(CatalogVersion(catalog(ctx).current_version().await.gql()?))
     }
+}
+
+/// `product` as the GraphQL type, with what its selection asks beyond its own columns
+/// loaded into the loaders' caches (see `loaders`).
+async fn prefetched(
+    ctx: &Context<'_>,
+    product: Option<crate::datastore::Product>,
+) -> Option<Product> {
+    let product = product?;
+    let related = ctx
+        .data_unchecked::<Loaders>()
+        .prefetch_products([&product], &ctx.look_ahead())
+        .await;
+    Some(Product(
+        Arc::new(product),
+        related.into_iter().next().unwrap_or_default(),
+    ))
 }
 
 /// Resolves ids of any entity type with one batch call per type.
@@ -159,7 +184,7 @@ async fn nodes(ctx: &Context<'_>, ids: &[ID]) -> Result<Vec<Option<Node>>> {
         .iter()
         .map(|id| {
             if let Some(p) = ProductId::parse(id).and_then(|k| products.get(&k)) {
-                Some(Node::Product(Product(p.clone())))
+                Some(Node::Product(Product::from(p.clone())))
             } else if let Some(c) = CategoryId::parse(id).and_then(|k| categories.get(&k)) {
                 Some(Node::Category(Category(c.clone())))
             } else {

@@ -45,8 +45,29 @@ pub enum Node {
     Collection(Collection),
 }
 
-/// A product of the catalogue.
-pub struct Product(pub datastore::Product);
+/// A product of the catalogue, and its relations when they were prefetched.
+///
+/// Shared, not owned: a page's rows are handed to their edges and nodes without copying
+/// a product's strings, images and metadata once per step.
+pub struct Product(pub Arc<datastore::Product>, pub Related);
+
+impl From<datastore::Product> for Product {
+    fn from(product: datastore::Product) -> Self {
+        Self(Arc::new(product), Related::default())
+    }
+}
+
+/// The relations of one product that a resolver prefetched for it (see
+/// [`Loaders::prefetch_products`]): `category` and `collections` answer from here
+/// without a lookup, and go through the loaders when they are absent (not selected,
+/// or not found, so the loader reports it as it always did).
+#[derive(Clone, Default)]
+pub struct Related {
+    /// Its category.
+    pub category: Option<Arc<datastore::Category>>,
+    /// Its collections that exist, by id.
+    pub collections: Option<Arc<[Arc<datastore::Collection>]>>,
+}
 
 #[Object]
 impl Product {
@@ -84,6 +105,9 @@ impl Product {
     }
     /// The category the product belongs to.
     async fn category(&self, ctx: &Context<'_>) -> Result<Category> {
+        if let Some(category) = &self.1.category {
+            return Ok(Category(category.clone()));
+        }
         let loaders = ctx.data_unchecked::<Loaders>();
         loaders
             .categories
@@ -103,6 +127,9 @@ impl Product {
     }
     /// Collections the product is a member of.
     async fn collections(&self, ctx: &Context<'_>) -> Result<Vec<Collection>> {
+        if let Some(collections) = &self.1.collections {
+            return Ok(collections.iter().cloned().map(Collection).collect());
+        }
         let loaders = ctx.data_unchecked::<Loaders>();
         let found = loaders
             .collections
@@ -130,8 +157,14 @@ impl Product {
     }
 }
 
-/// A node of the category tree.
-pub struct Category(pub datastore::Category);
+/// A node of the category tree (shared with the loaders' caches).
+pub struct Category(pub Arc<datastore::Category>);
+
+impl From<datastore::Category> for Category {
+    fn from(category: datastore::Category) -> Self {
+        Self(Arc::new(category))
+    }
+}
 
 #[Object]
 impl Category {
@@ -168,7 +201,7 @@ impl Category {
             .await?
             .unwrap_or_default()
             .into_iter()
-            .map(Category)
+            .map(Category::from)
             .collect())
     }
     /// Position among siblings.
@@ -221,7 +254,7 @@ impl Category {
                 break;
             };
             path.push(parent.slug.clone());
-            next = parent.parent_id;
+            next = parent.parent_id.clone();
         }
         path.reverse();
         Ok(path)
@@ -233,8 +266,14 @@ impl Category {
     }
 }
 
-/// A hand-picked set of products.
-pub struct Collection(pub datastore::Collection);
+/// A hand-picked set of products (shared with the loaders' caches).
+pub struct Collection(pub Arc<datastore::Collection>);
+
+impl From<datastore::Collection> for Collection {
+    fn from(collection: datastore::Collection) -> Self {
+        Self(Arc::new(collection))
+    }
+}
 
 #[Object]
 impl Collection {
@@ -311,7 +350,7 @@ pub struct PageInfo {
 }
 
 /// A product with its cursor.
-pub struct ProductEdge(datastore::Product);
+pub struct ProductEdge(Arc<datastore::Product>, Related);
 
 #[Object]
 impl ProductEdge {
@@ -321,13 +360,16 @@ impl ProductEdge {
     }
     /// The product.
     async fn node(&self) -> Product {
-        Product(self.0.clone())
+        Product(self.0.clone(), self.1.clone())
     }
 }
 
 /// One page of products; `totalCount` is computed only when selected.
 pub struct ProductConnection {
-    page: ProductPage,
+    /// The page's rows, shared with their edges.
+    items: Vec<Arc<datastore::Product>>,
+    has_next: bool,
+    has_previous: bool,
     /// `None` for a listing that matches nothing (a filter by a foreign id).
     filter: Option<ProductFilter>,
     catalog: Arc<AppCatalog>,
@@ -345,11 +387,7 @@ impl ProductConnection {
     ) -> Result<Self> {
         let catalog = ctx.data_unchecked::<Arc<AppCatalog>>().clone();
         let page = catalog.page_products(&filter, &request).await.gql()?;
-        Ok(Self {
-            page,
-            filter: Some(filter),
-            catalog,
-        })
+        Ok(Self::new(page, Some(filter), catalog))
     }
 
     /// The empty listing of a filter that names nothing (an id that is not one of ours),
@@ -360,32 +398,49 @@ impl ProductConnection {
     pub fn nothing(ctx: &Context<'_>, request: &PageRequest) -> Result<Self> {
         let catalog = ctx.data_unchecked::<Arc<AppCatalog>>().clone();
         let page = catalog.no_products(request).gql()?;
-        Ok(Self {
-            page,
-            filter: None,
+        Ok(Self::new(page, None, catalog))
+    }
+
+    fn new(page: ProductPage, filter: Option<ProductFilter>, catalog: Arc<AppCatalog>) -> Self {
+        Self {
+            items: page.items.into_iter().map(Arc::new).collect(),
+            has_next: page.has_next,
+            has_previous: page.has_previous,
+            filter,
             catalog,
-        })
+        }
     }
 }
 
 #[Object]
 impl ProductConnection {
     /// The rows of this page.
-    async fn edges(&self) -> Vec<ProductEdge> {
-        self.page.items.iter().cloned().map(ProductEdge).collect()
+    async fn edges(&self, ctx: &Context<'_>) -> Vec<ProductEdge> {
+        // What the rows' `category` and `collections` will ask for, one batch per level,
+        // so that they answer from the loaders' caches (see `loaders`).
+        let related = ctx
+            .data_unchecked::<Loaders>()
+            .prefetch_products(
+                self.items.iter().map(AsRef::as_ref),
+                &ctx.look_ahead().field("node"),
+            )
+            .await;
+        self.items
+            .iter()
+            .zip(related)
+            .map(|(row, related)| ProductEdge(row.clone(), related))
+            .collect()
     }
     /// Where this page sits.
     async fn page_info(&self) -> PageInfo {
         PageInfo {
-            has_next_page: self.page.has_next,
-            has_previous_page: self.page.has_previous,
+            has_next_page: self.has_next,
+            has_previous_page: self.has_previous,
             start_cursor: self
-                .page
                 .items
                 .first()
                 .map(|p| super::cursor::encode(&datastore::Key::of(p))),
             end_cursor: self
-                .page
                 .items
                 .last()
                 .map(|p| super::cursor::encode(&datastore::Key::of(p))),

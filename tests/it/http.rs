@@ -225,8 +225,8 @@ async fn root_redirects_to_playground_which_serves_its_assets() {
 }
 
 /// Runs the real binary so its `/metrics` belong to this test alone, and proves the
-/// DataLoaders: ten products with nested category/parent/collections cost one batch call
-/// per nesting level.
+/// batching: a page of 10 or 100 products (or one product) with nested
+/// category/parent/collections costs exactly one batch call per nesting level.
 #[tokio::test]
 async fn metrics_show_datastore_operations_and_batched_loading() {
     let app = BinaryApp::start(&[]).await.expect("binary starts");
@@ -293,27 +293,56 @@ async fn metrics_show_datastore_operations_and_batched_loading() {
             .unwrap()
     };
     // Without loaders this query costs 10 category reads, 10 parent reads and 10
-    // collection reads. Batching windows are time-based, so a descheduled process may
-    // split a level in two: every run must stay far from N+1, and a quiet run must show
-    // exactly one call per level.
-    let mut per_run = Vec::new();
+    // collection reads. The page prefetches its relations, one batch per level, so
+    // every run costs exactly one call per level, whatever the scheduling.
     let mut after = String::new();
+    let per_level = |query: &'static str| {
+        let gql = &gql;
+        let scrape = &scrape;
+        async move {
+            let before = scrape().await;
+            gql(query.into()).await;
+            let after = scrape().await;
+            let delta = |op: &str| metric(&after, op) - metric(&before, op);
+            (
+                delta("list_products"),
+                delta("get_categories"),
+                delta("get_collections"),
+                after,
+            )
+        }
+    };
     for _ in 0..3 {
-        let before = scrape().await;
-        gql("{ products(first: 10) { edges { node { sku category { slug parent { slug } } collections { slug } } } } }".into()).await;
-        after = scrape().await;
-        let delta = |op: &str| metric(&after, op) - metric(&before, op);
-        assert_eq!(delta("list_products"), 1);
-        per_run.push((delta("get_categories"), delta("get_collections")));
+        let (lists, categories, collections, text) = per_level(
+            "{ products(first: 10) { edges { node { sku category { slug parent { slug } } collections { slug } } } } }",
+        )
+        .await;
+        assert_eq!(
+            (lists, categories, collections),
+            (1, 2, 1),
+            "one list, one batch for the categories, one for their parents, one for collections"
+        );
+        after = text;
     }
-    assert!(
-        per_run.iter().all(|&(c, k)| c <= 4 && k <= 2),
-        "no N+1: {per_run:?}"
-    );
-    assert!(
-        per_run.contains(&(2, 1)),
-        "one batch for the categories, one for their parents, one for collections: {per_run:?}"
-    );
+    // A page of 100 (110 products in all) costs the same calls as a page of 10.
+    let mut many = String::from("mutation {");
+    for i in 10..110 {
+        let cat = &children[i % 3];
+        many.push_str(&format!(" p{i}: createProduct(input: {{ sku: \"M-{i}\", title: \"t\", price: \"1\", categoryId: \"{cat}\", collectionIds: [\"{coll_id}\"] }}) {{ product {{ id }} }}"));
+    }
+    many.push('}');
+    gql(many).await;
+    let (lists, categories, collections, _) = per_level(
+        "{ products(first: 100) { edges { node { sku category { slug parent { slug } } collections { slug } } } } }",
+    )
+    .await;
+    assert_eq!((lists, categories, collections), (1, 2, 1), "first: 100");
+    // One product: its relations are prefetched too.
+    let (_, categories, collections, _) = per_level(
+        "{ product(sku: \"M-1\") { category { slug parent { slug } } collections { slug } } }",
+    )
+    .await;
+    assert_eq!((categories, collections), (2, 1), "one product");
     assert!(after.contains("gitstore_datastore_operation_duration_seconds_bucket{operation=\"create_product\",backend=\"memdb\",le=\"0.00001\"}"), "10 µs bucket present");
     assert!(after.contains("le=\"10\""), "10 s bucket present");
     // A duplicate sku shows up as an error of kind already_exists.

@@ -139,7 +139,7 @@ impl CategoryMutation {
             .gql()?;
         Ok(CreateCategoryPayload {
             client_mutation_id: input.client_mutation_id,
-            category: Some(Category(category)),
+            category: Some(Category::from(category)),
         })
     }
 
@@ -163,7 +163,7 @@ impl CategoryMutation {
             )
             .await
             .gql()?;
-        let (category, conflict) = outcome(updated, |e| e.updated_at, Category);
+        let (category, conflict) = outcome(updated, |e| e.updated_at, Category::from);
         Ok(UpdateCategoryPayload {
             client_mutation_id: input.client_mutation_id,
             category,
@@ -202,7 +202,7 @@ impl CategoryMutation {
             .gql()?;
         Ok(ReorderCategoriesPayload {
             client_mutation_id: input.client_mutation_id,
-            categories: categories.into_iter().map(Category).collect(),
+            categories: categories.into_iter().map(Category::from).collect(),
         })
     }
 }

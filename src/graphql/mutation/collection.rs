@@ -128,7 +128,7 @@ impl CollectionMutation {
             .gql()?;
         Ok(CreateCollectionPayload {
             client_mutation_id: input.client_mutation_id,
-            collection: Some(Collection(collection)),
+            collection: Some(Collection::from(collection)),
         })
     }
 
@@ -152,7 +152,7 @@ impl CollectionMutation {
             )
             .await
             .gql()?;
-        let (collection, conflict) = outcome(updated, |e| e.updated_at, Collection);
+        let (collection, conflict) = outcome(updated, |e| e.updated_at, Collection::from);
         Ok(UpdateCollectionPayload {
             client_mutation_id: input.client_mutation_id,
             collection,
@@ -185,7 +185,7 @@ impl CollectionMutation {
             .gql()?;
         Ok(ReorderCollectionsPayload {
             client_mutation_id: input.client_mutation_id,
-            collections: collections.into_iter().map(Collection).collect(),
+            collections: collections.into_iter().map(Collection::from).collect(),
         })
     }
 }

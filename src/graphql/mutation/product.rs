@@ -144,7 +144,7 @@ impl ProductMutation {
             .gql()?;
         Ok(CreateProductPayload {
             client_mutation_id: input.client_mutation_id,
-            product: Some(Product(product)),
+            product: Some(Product::from(product)),
         })
     }
 
@@ -178,7 +178,7 @@ impl ProductMutation {
             )
             .await
             .gql()?;
-        let (product, conflict) = outcome(updated, |e| e.updated_at, Product);
+        let (product, conflict) = outcome(updated, |e| e.updated_at, Product::from);
         Ok(UpdateProductPayload {
             client_mutation_id: input.client_mutation_id,
             product,
