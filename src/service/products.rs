@@ -63,8 +63,18 @@ impl<D: Datastore> Catalog<D> {
             updated_at: now,
         };
         validate_product(&product)?;
-        product.category_id = self.check_category_exists(&input.category_id).await?;
-        product.collection_ids = self.check_collections_exist(&input.collection_ids).await?;
+        // Every backend checks the references atomically with the insert (a category or
+        // collection deleted meanwhile must not be referenced), and its `NotFound` becomes
+        // the same reference error below; so only the ids' format is checked here, and a
+        // create costs one datastore call, not three.
+        product.category_id = parse_ref(&input.category_id, Input::Category, CategoryId::parse)?;
+        product.collection_ids = dedup(
+            input
+                .collection_ids
+                .iter()
+                .map(|raw| parse_ref(raw, Input::Collections, CollectionId::parse))
+                .collect::<Result<Vec<_>>>()?,
+        );
         self.write(self.store.create_product(&product))
             .await
             .map_err(|e| {
