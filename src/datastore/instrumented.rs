@@ -13,8 +13,8 @@ use std::time::Instant;
 use tracing::Instrument as _;
 
 use super::{
-    CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Page, Product,
-    ProductFilter, ProductId, Result, Timestamp,
+    CatalogVersion, Category, CategoryId, ChangeRead, Collection, CollectionId, Datastore, Page,
+    Product, ProductFilter, ProductId, Result, Timestamp,
 };
 
 /// Name of the latency histogram.
@@ -236,6 +236,17 @@ impl<D: Datastore> Datastore for Instrumented<D> {
     }
     async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
         self.observe("is_token_revoked", self.inner.is_token_revoked(jti))
+            .await
+    }
+    async fn read_changes(&self, after: u64, limit: usize) -> Result<ChangeRead> {
+        self.observe("read_changes", self.inner.read_changes(after, limit))
+            .await
+    }
+    async fn change_head(&self) -> Result<u64> {
+        self.observe("change_head", self.inner.change_head()).await
+    }
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        self.observe("prune_changes", self.inner.prune_changes(before))
             .await
     }
     async fn ping(&self) -> Result<()> {

@@ -30,6 +30,7 @@
 //! that points at nothing. Each backend says in its module doc how it achieves this. The generic contract suite in `tests/it/contract/`
 //! is the definition of the rest.
 
+pub mod changes;
 pub mod instrumented;
 pub mod memdb;
 pub mod model;
@@ -38,6 +39,7 @@ pub mod sqlite;
 
 use std::future::Future;
 
+pub use changes::{Change, ChangeEntity, ChangeKind, ChangeRead, ChangeRecord};
 pub use instrumented::Instrumented;
 pub use memdb::MemdbStore;
 pub use model::*;
@@ -374,6 +376,32 @@ pub trait Datastore: Send + Sync + 'static {
     /// Only [`Error::Unavailable`].
     fn is_token_revoked(&self, jti: &str) -> impl Future<Output = Result<bool>> + Send;
 
+    /// Up to `limit` change records with a position greater than `after`, ascending
+    /// (see [`changes`]). Only records of writes that happened are ever returned, and a
+    /// record is never returned after one with a greater position was: a reader that
+    /// resumes after the last position it saw misses nothing.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`] (and [`Error::Internal`] for an undecodable record).
+    fn read_changes(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> impl Future<Output = Result<ChangeRead>> + Send;
+    /// A position `h` such that every record at or below `h` is readable now or never
+    /// will be: a new reader that starts after `h` sees every later change. 0 for an
+    /// empty log.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn change_head(&self) -> impl Future<Output = Result<u64>> + Send;
+    /// Removes the oldest records while they are older than `before` (a prefix of the
+    /// log, so [`ChangeRead::pruned_through`] stays meaningful); returns how many went.
+    ///
+    /// # Errors
+    /// Only [`Error::Unavailable`].
+    fn prune_changes(&self, before: Timestamp) -> impl Future<Output = Result<u64>> + Send;
+
     /// Checks that the backend answers.
     ///
     /// # Errors
@@ -514,6 +542,15 @@ impl Datastore for AnyDatastore {
     }
     async fn is_token_revoked(&self, jti: &str) -> Result<bool> {
         dispatch!(self, s => s.is_token_revoked(jti))
+    }
+    async fn read_changes(&self, after: u64, limit: usize) -> Result<ChangeRead> {
+        dispatch!(self, s => s.read_changes(after, limit))
+    }
+    async fn change_head(&self) -> Result<u64> {
+        dispatch!(self, s => s.change_head())
+    }
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        dispatch!(self, s => s.prune_changes(before))
     }
     async fn ping(&self) -> Result<()> {
         dispatch!(self, s => s.ping())

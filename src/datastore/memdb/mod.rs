@@ -14,9 +14,14 @@
 //!
 //! Listing walks an ordered `(created_at, id)` index from the page's cursor and stops as
 //! soon as the page is full, so a page costs O(page + rows skipped by the filter), not a
-//! sort of the whole table. The index is only written on create and delete (`created_at`
+//! sort of the whole table.
+//!
+//! Change log: each write appends its records (`change_log.rs`) while it still holds
+//! `integrity`, after its own changes, so the log's order is the order of the writes and a
+//! rejected write, which returns before, appends nothing. The index is only written on create and delete (`created_at`
 //! never changes), under a short write lock that is never held together with a row lock.
 
+mod change_log;
 mod membership;
 mod table;
 
@@ -24,11 +29,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
+use self::change_log::ChangeLog;
 use self::membership::Membership;
 use self::table::Table;
+use super::changes;
 use super::{
-    CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Error, Key, Page,
-    Product, ProductFilter, ProductId, Result, Timestamp,
+    CatalogVersion, Category, CategoryId, ChangeRead, Collection, CollectionId, Datastore, Error,
+    Key, Page, Product, ProductFilter, ProductId, Result, Timestamp,
 };
 
 /// The `memdb` backend: everything in process memory, gone on exit.
@@ -48,6 +55,8 @@ pub struct MemdbStore {
     products_per_category: Mutex<HashMap<CategoryId, usize>>,
     /// Revoked session tokens by `jti`, with the instant their revocation can go.
     revoked_tokens: Mutex<HashMap<String, Timestamp>>,
+    /// The change log, appended under `integrity` by every write.
+    changes: ChangeLog,
 }
 
 impl MemdbStore {
@@ -171,6 +180,15 @@ impl MemdbStore {
         Ok(())
     }
 
+    /// A collection's member ids, sorted.
+    fn members(&self, collection: &CollectionId) -> Vec<ProductId> {
+        self.membership()
+            .by_collection
+            .get(collection)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
     fn with_collections(&self, mut product: Product) -> Product {
         product.collection_ids = self.membership().collections_of(&product.id);
         product
@@ -213,6 +231,7 @@ impl Datastore for MemdbStore {
         self.order_mut().insert(Key::of(product));
         self.membership_mut()
             .set_for_product(&product.id, &product.collection_ids);
+        self.changes.append(changes::product_created(product));
         Ok(())
     }
 
@@ -246,7 +265,11 @@ impl Datastore for MemdbStore {
         if let Some(ids) = collection_ids {
             self.check_collections(ids)?;
         }
-        let previous = self.products.get(&product.id).ok().map(|p| p.category_id);
+        let previous = self
+            .products
+            .get(&product.id)
+            .ok()
+            .map(|p| self.with_collections(p));
         let mut stored = product.clone();
         stored.collection_ids.clear();
         self.products.update(stored, expected, || {
@@ -254,19 +277,28 @@ impl Datastore for MemdbStore {
                 self.membership_mut().set_for_product(&product.id, ids);
             }
         })?;
-        if previous.as_ref() != Some(&product.category_id) {
-            self.recount(previous.as_ref(), Some(&product.category_id));
+        let previous_category = previous.as_ref().map(|p| &p.category_id);
+        if previous_category != Some(&product.category_id) {
+            self.recount(previous_category, Some(&product.category_id));
+        }
+        if let Some(old) = &previous {
+            self.changes
+                .append(changes::product_updated(old, product, collection_ids));
         }
         Ok(())
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
         let _integrity = self.integrity();
-        let removed = self
+        let collections = self.membership().collections_of(id);
+        let mut removed = self
             .products
             .remove(id, || self.membership_mut().remove_product(id))?;
         self.recount(Some(&removed.category_id), None);
         self.order_mut().remove(&Key::of(&removed));
+        removed.collection_ids = collections;
+        self.changes
+            .append(changes::product_deleted(&removed, Timestamp::now()));
         Ok(())
     }
 
@@ -331,7 +363,9 @@ impl Datastore for MemdbStore {
     async fn create_category(&self, category: &Category) -> Result<()> {
         let _integrity = self.integrity();
         self.check_parent(category)?;
-        self.categories.insert(category.clone())
+        self.categories.insert(category.clone())?;
+        self.changes.append(changes::category_created(category));
+        Ok(())
     }
 
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
@@ -356,7 +390,11 @@ impl Datastore for MemdbStore {
             return Err(Error::not_found("category", category.id.as_str()));
         }
         self.check_parent(category)?;
-        self.categories.update(category.clone(), expected, || ())
+        let old = self.categories.get(&category.id)?;
+        self.categories.update(category.clone(), expected, || ())?;
+        self.changes
+            .append(changes::category_updated(&old, category));
+        Ok(())
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
@@ -376,7 +414,10 @@ impl Datastore for MemdbStore {
                 key: id.as_str().to_owned(),
             });
         }
-        self.categories.remove(id, || ()).map(drop)
+        self.categories.remove(id, || ())?;
+        self.changes
+            .append(changes::category_deleted(id.as_str(), Timestamp::now()));
+        Ok(())
     }
 
     async fn create_collection(
@@ -389,6 +430,8 @@ impl Datastore for MemdbStore {
         self.collections.insert(collection.clone())?;
         self.membership_mut()
             .set_for_collection(&collection.id, product_ids);
+        self.changes
+            .append(changes::collection_created(collection, product_ids));
         Ok(())
     }
 
@@ -418,22 +461,37 @@ impl Datastore for MemdbStore {
         if let Some(ids) = product_ids {
             self.check_products(ids)?;
         }
+        let old = self.collections.get(&collection.id)?;
+        let members = self.members(&collection.id);
         self.collections.update(collection.clone(), expected, || {
             if let Some(ids) = product_ids {
                 self.membership_mut()
                     .set_for_collection(&collection.id, ids);
             }
-        })
+        })?;
+        self.changes.append(changes::collection_updated(
+            &old,
+            collection,
+            product_ids.map(|ids| (members.as_slice(), ids)),
+        ));
+        Ok(())
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
         let _integrity = self.integrity();
+        let members = self.members(id);
         self.collections
-            .remove(id, || self.membership_mut().remove_collection(id))
-            .map(drop)
+            .remove(id, || self.membership_mut().remove_collection(id))?;
+        self.changes.append(changes::collection_deleted(
+            id.as_str(),
+            &members,
+            Timestamp::now(),
+        ));
+        Ok(())
     }
 
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
+        let _integrity = self.integrity();
         let mut versions = self
             .versions
             .write()
@@ -446,6 +504,7 @@ impl Datastore for MemdbStore {
             ));
         }
         versions.push(version.clone());
+        self.changes.append(changes::catalog_published(version));
         Ok(())
     }
 
@@ -478,6 +537,18 @@ impl Datastore for MemdbStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .get(jti)
             .is_some_and(|until| *until > now))
+    }
+
+    async fn read_changes(&self, after: u64, limit: usize) -> Result<ChangeRead> {
+        Ok(self.changes.read(after, limit))
+    }
+
+    async fn change_head(&self) -> Result<u64> {
+        Ok(self.changes.head())
+    }
+
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        Ok(self.changes.prune(before))
     }
 
     async fn ping(&self) -> Result<()> {

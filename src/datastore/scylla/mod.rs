@@ -419,6 +419,24 @@ impl Datastore for ScyllaStore {
         Ok(row.is_some_and(|(until,)| until.is_none_or(|t| t.0 > now)))
     }
 
+    async fn read_changes(&self, _after: u64, _limit: usize) -> Result<super::ChangeRead> {
+        Err(Error::unavailable(
+            "reading the change log",
+            "not implemented yet",
+        ))
+    }
+    async fn change_head(&self) -> Result<u64> {
+        Err(Error::unavailable(
+            "reading the change log",
+            "not implemented yet",
+        ))
+    }
+    async fn prune_changes(&self, _before: Timestamp) -> Result<u64> {
+        Err(Error::unavailable(
+            "pruning the change log",
+            "not implemented yet",
+        ))
+    }
     async fn ping(&self) -> Result<()> {
         self.cql.execute(PING, (), "pinging scylla").await.map(drop)
     }

@@ -500,6 +500,24 @@ impl Datastore for SqliteStore {
         Ok(found.is_some())
     }
 
+    async fn read_changes(&self, _after: u64, _limit: usize) -> Result<super::ChangeRead> {
+        Err(Error::unavailable(
+            "reading the change log",
+            "not implemented yet",
+        ))
+    }
+    async fn change_head(&self) -> Result<u64> {
+        Err(Error::unavailable(
+            "reading the change log",
+            "not implemented yet",
+        ))
+    }
+    async fn prune_changes(&self, _before: Timestamp) -> Result<u64> {
+        Err(Error::unavailable(
+            "pruning the change log",
+            "not implemented yet",
+        ))
+    }
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.reader)
