@@ -5,6 +5,7 @@ use gitstore_api::datastore::{Instrumented, MemdbStore};
 mod contract {
     use super::{Instrumented, MemdbStore};
     crate::contract_suite!(async { Some(Instrumented::new(MemdbStore::new())) });
+    crate::contract_isolated_suite!(async { Some(Instrumented::new(MemdbStore::new())) });
 }
 
 mod graphql {

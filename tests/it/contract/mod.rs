@@ -8,11 +8,12 @@
 //! One file per concept: `products`, `categories`, `collections` (with memberships),
 //! `paging` (keyset windows and order), `races` (colliding writers and stale versions),
 //! `integrity` (references, cycles and in-use deletes, alone and racing) and `versions`
-//! (catalogue versions), `auth` (token revocations). This file holds the macro, which lists every
+//! (catalogue versions), `auth` (token revocations), `changes` (the change log). This file holds the macro, which lists every
 //! case by path, and the helpers the cases share.
 
 pub mod auth;
 pub mod categories;
+pub mod changes;
 pub mod collections;
 pub mod integrity;
 pub mod paging;
@@ -98,6 +99,21 @@ macro_rules! contract_suite {
             integrity::racing_membership_and_deletes_never_dangle,
             auth::token_revocations,
             auth::expired_revocations_lapse,
+            changes::changes_record_each_write,
+            changes::changes_skip_rejected_writes,
+            changes::changes_resume_from_any_position,
+            changes::changes_follower_sees_racing_writes_once,
+        );
+    };
+}
+
+/// The contract cases that need a store of their own (they remove data other cases may
+/// be reading); `$make` must yield a fresh store each time.
+#[macro_export]
+macro_rules! contract_isolated_suite {
+    ($make:expr) => {
+        $crate::contract_suite!($make;
+            changes::retention_prunes_a_prefix,
         );
     };
 }

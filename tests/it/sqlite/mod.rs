@@ -61,6 +61,7 @@ async fn open_store() -> SqliteStore {
 mod contract {
     use super::{Instrumented, open_store};
     crate::contract_suite!(async { Some(Instrumented::new(open_store().await)) });
+    crate::contract_isolated_suite!(async { Some(Instrumented::new(open_store().await)) });
 }
 
 mod graphql {
