@@ -14,6 +14,9 @@
 -- rebuild, and an unknown value reads back as an internal error naming the record.
 -- `version` and `at` are Unix milliseconds; `changed_fields` the comma-joined GraphQL
 -- field names (`Change::fields_joined`), empty for creates and deletes.
+--
+-- On a database that already holds a catalogue the log starts empty here: writes made
+-- before this migration have no records (a feed starts from the head anyway).
 
 CREATE TABLE change_log (
     position       INTEGER PRIMARY KEY AUTOINCREMENT,

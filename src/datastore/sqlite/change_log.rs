@@ -23,8 +23,10 @@
 //! A write rolled back to its savepoint restores `sqlite_sequence` with its rows, so the
 //! next write of the batch takes the very next position; a batch that fails restores
 //! both entirely. Nothing is cached in memory: every instance on the file reads and
-//! extends the same sequence. (The tests `rolled_back_appends_leave_no_gap` in
-//! `writer/tests.rs` and `tests/it/sqlite/change_log.rs` hold this to account.)
+//! extends the same sequence. (`rolled_back_appends_leave_no_gap` in `writer/tests.rs`
+//! holds this to account for writes that appended and then failed or panicked inside a
+//! batch, and `tests/it/sqlite/change_log.rs` through the store's own writes, for two
+//! stores on one file, and across pruning.)
 //!
 //! # Reading
 //! Reads use the read pool. A read of records and `pruned_through` is one statement,

@@ -59,9 +59,8 @@
 //! Here: the store, its pools and the [`Datastore`] operations; beside it, the writer
 //! task and its group commit (`writer`), the write bodies of each entity (`products`,
 //! `categories`, `collections`) and of memberships (`membership`), the change log
-//! (`change_log`), the SQL of product
-//! reads and how prices and search are stored (`query`), the rows and their decoding
-//! (`rows`), and error mapping (`errors`).
+//! (`change_log`), the SQL of product reads and how prices and search are stored
+//! (`query`), the rows and their decoding (`rows`), and error mapping (`errors`).
 
 mod categories;
 mod change_log;
