@@ -1,6 +1,7 @@
 //! The change log on SQLite: the same records as memdb for the same writes, appended in
 //! the write's own savepoint (rejected writes, alone or inside shared batches, append
-//! nothing and leave no gap), pruned by prefix, and one log for every store on a file.
+//! nothing and leave no gap), pruned by prefix, one log for every store on a file, and
+//! an undecodable record reported, never skipped.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -256,9 +257,12 @@ async fn every_write_records_what_memdb_records() {
         );
     }
     // A spot check of what the builders make of a move with a membership change.
-    let moved: Vec<_> = got
+    let at = got
         .iter()
-        .filter(|r| r.change.at == f.p1_moved.updated_at)
+        .position(|r| r.change.version == Some(f.p1_moved.updated_at))
+        .expect("the move's record");
+    let moved: Vec<_> = got[at..at + 3]
+        .iter()
         .map(|r| {
             (
                 r.change.entity,
@@ -499,4 +503,33 @@ async fn two_stores_on_one_file_share_one_log() {
     );
     a.close().await;
     b.close().await;
+}
+
+/// A record that cannot be decoded (a hand-edited file) is `Internal` naming its
+/// position, not `Unavailable`, and not silently skipped: a reader must not step over it.
+#[tokio::test]
+async fn an_undecodable_record_is_internal_naming_it() {
+    use sqlx::{Connection as _, SqliteConnection};
+    let path = scratch_db();
+    let path = path.to_str().unwrap();
+    let store = SqliteStore::connect(path).await.unwrap();
+    store.migrate().await.unwrap();
+    store.create_category(&new_category(None)).await.unwrap();
+    store.create_category(&new_category(None)).await.unwrap();
+    let mut conn = SqliteConnection::connect(&format!("sqlite://{path}"))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE change_log SET kind = 'RENAMED' WHERE position = 2")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(store.read_changes(0, 1).await.unwrap().records.len(), 1);
+    match store.read_changes(0, 10).await {
+        Err(Error::Internal { message, .. }) => {
+            assert_eq!(message, "change record 2 has an unreadable kind");
+        }
+        other => panic!("expected Internal, got {other:?}"),
+    }
+    store.close().await;
 }
