@@ -5,13 +5,16 @@
 //! transaction as the write, after it: no other writer runs in between, so two crossed
 //! moves (A under B, B under A) are serialized and the second one sees the first and
 //! fails with [`Error::Cycle`]; a product created in a category and the category's
-//! delete likewise see each other.
+//! delete likewise see each other. Each write appends its change records last, after
+//! every check passed, in the same savepoint.
 
 use sqlx::SqliteConnection;
 
+use super::change_log;
 use super::errors::{unavailable, write_error};
 use super::query::CATEGORY_COLUMNS;
 use super::rows::CategoryRow;
+use crate::datastore::changes;
 use crate::datastore::{Category, CategoryId, Current, Error, Result, Timestamp};
 
 /// Stores a new category; its parent must exist.
@@ -41,7 +44,7 @@ pub(super) async fn create(
             return Err(Error::not_found("category", parent.as_str()));
         }
     }
-    Ok(())
+    change_log::append(conn, &changes::category_created(category), what).await
 }
 
 /// Replaces a category whose stored version is `expected`; its parent must exist and
@@ -52,6 +55,21 @@ pub(super) async fn update(
     expected: Timestamp,
     what: &str,
 ) -> Result<()> {
+    // Read inside the transaction: the row cannot change between this read, the
+    // version check and the write, and the change record diffs against it.
+    let old: Category =
+        match sqlx::query_as::<_, CategoryRow>(&format!("{CATEGORY_COLUMNS} WHERE id = ?"))
+            .bind(category.id.as_str())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| unavailable(what, e))?
+        {
+            Some(row) => row.into(),
+            None => return Err(Error::not_found("category", category.id.as_str())),
+        };
+    if old.updated_at != expected {
+        return Err(Error::Conflict(Current::Category(Box::new(old))));
+    }
     let written = sqlx::query(
         "UPDATE categories SET name = ?, slug = ?, parent_id = ?, display_order = ?, \
          body = ?, created_at = ?, updated_at = ? WHERE id = ? AND updated_at = ?",
@@ -70,29 +88,21 @@ pub(super) async fn update(
     .map_err(|e| slug_error(e, category, what))?
     .rows_affected();
     if written == 0 {
-        let stored = sqlx::query_as::<_, CategoryRow>(&format!("{CATEGORY_COLUMNS} WHERE id = ?"))
-            .bind(category.id.as_str())
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(|e| unavailable(what, e))?;
-        return Err(match stored {
-            Some(row) => Error::Conflict(Current::Category(Box::new(row.into()))),
-            None => Error::not_found("category", category.id.as_str()),
-        });
+        // Not reached: the row was read in this transaction with this version.
+        return Err(Error::Conflict(Current::Category(Box::new(old))));
     }
-    let Some(parent) = &category.parent_id else {
-        return Ok(());
-    };
-    if !exists(conn, parent).await? {
-        return Err(Error::not_found("category", parent.as_str()));
+    if let Some(parent) = &category.parent_id {
+        if !exists(conn, parent).await? {
+            return Err(Error::not_found("category", parent.as_str()));
+        }
+        if is_at_or_above(conn, &category.id, parent).await? {
+            return Err(Error::Cycle {
+                category: category.id.as_str().to_owned(),
+                parent: parent.as_str().to_owned(),
+            });
+        }
     }
-    if is_at_or_above(conn, &category.id, parent).await? {
-        return Err(Error::Cycle {
-            category: category.id.as_str().to_owned(),
-            parent: parent.as_str().to_owned(),
-        });
-    }
-    Ok(())
+    change_log::append(conn, &changes::category_updated(&old, category), what).await
 }
 
 /// Deletes a category that has no child categories and no products.
@@ -111,7 +121,7 @@ pub(super) async fn delete(conn: &mut SqliteConnection, id: &str, what: &str) ->
          OR EXISTS (SELECT 1 FROM products WHERE category_id = ?1)",
     )
     .bind(id)
-    .fetch_one(conn)
+    .fetch_one(&mut *conn)
     .await
     .map_err(|e| unavailable(what, e))?;
     if in_use {
@@ -120,7 +130,8 @@ pub(super) async fn delete(conn: &mut SqliteConnection, id: &str, what: &str) ->
             key: id.to_owned(),
         });
     }
-    Ok(())
+    let records = changes::category_deleted(id, Timestamp::now());
+    change_log::append(conn, &records, what).await
 }
 
 async fn exists(conn: &mut SqliteConnection, id: &CategoryId) -> Result<bool> {

@@ -68,26 +68,31 @@ pub(super) async fn set_product_memberships(
 }
 
 /// Makes exactly `products` the members of `collection`; `NotFound` naming the first of
-/// them that does not exist.
+/// them that does not exist. With `replace`, the former members are removed, and
+/// returned (for the change records: the same statement removes and names them).
 pub(super) async fn set_collection_members(
     conn: &mut SqliteConnection,
     collection: &CollectionId,
     products: &[ProductId],
     replace: bool,
-) -> Result<()> {
+) -> Result<Vec<ProductId>> {
     let what = &format!(
         "writing the members of collection {:?}",
         collection.as_str()
     );
+    let mut before = Vec::new();
     if replace {
-        sqlx::query("DELETE FROM memberships WHERE collection_id = ?")
-            .bind(collection.as_str())
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| unavailable(what, e))?;
+        let removed: Vec<String> = sqlx::query_scalar(
+            "DELETE FROM memberships WHERE collection_id = ? RETURNING product_id",
+        )
+        .bind(collection.as_str())
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| unavailable(what, e))?;
+        before = removed.into_iter().map(ProductId::from_stored).collect();
     }
     if products.is_empty() {
-        return Ok(());
+        return Ok(before);
     }
     let ids = ids_json(products);
     if let Some(missing) = first_missing(conn, "products", &ids).await? {
@@ -103,7 +108,7 @@ pub(super) async fn set_collection_members(
     .execute(conn)
     .await
     .map_err(|e| unavailable(what, e))?;
-    Ok(())
+    Ok(before)
 }
 
 #[cfg(test)]

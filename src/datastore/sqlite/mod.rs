@@ -29,6 +29,17 @@
 //! by `ON DELETE CASCADE` in the same statement. Two crossed moves, or a product created
 //! in a category being deleted, are thus serialized and the second sees the first.
 //!
+//! # Change log
+//! Every write appends its change records (built by the shared builders of
+//! [`crate::datastore::changes`]) to the `change_log` table on its own connection, in
+//! its own savepoint, after its checks: the records commit exactly when the write does,
+//! and a write rolled back to its savepoint, or a failed batch, takes them back with it.
+//! Updates and deletes read the old row and memberships they need for the records in the
+//! same transaction, before writing. Positions are `AUTOINCREMENT` rowids, whose
+//! counter is rolled back with the savepoint, so they are dense in commit order, also
+//! across processes sharing the file (nothing is cached in memory). Reads of the log go
+//! through the read pool; a prune is a write. See `change_log`.
+//!
 //! # Group commit and cancellation
 //! Writes do not take the connection themselves: they queue for one writer task, which
 //! runs the writes queued together in one transaction, each inside a savepoint of its
@@ -47,11 +58,12 @@
 //! The schema itself is in `migrations/sqlite/`, applied by [`SqliteStore::migrate`].
 //! Here: the store, its pools and the [`Datastore`] operations; beside it, the writer
 //! task and its group commit (`writer`), the write bodies of each entity (`products`,
-//! `categories`, `collections`) and of memberships (`membership`), the SQL of product
-//! reads and how prices and search are stored (`query`), the rows and their decoding
-//! (`rows`), and error mapping (`errors`).
+//! `categories`, `collections`) and of memberships (`membership`), the change log
+//! (`change_log`), the SQL of product reads and how prices and search are stored
+//! (`query`), the rows and their decoding (`rows`), and error mapping (`errors`).
 
 mod categories;
+mod change_log;
 mod collections;
 mod errors;
 mod membership;
@@ -79,8 +91,8 @@ use self::query::{
 use self::rows::{CategoryRow, CollectionRow, ProductRow, VersionRow, decodable, product_on};
 use self::writer::Writer;
 use super::{
-    CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Error, Page,
-    Product, ProductFilter, ProductId, Result, Timestamp,
+    CatalogVersion, Category, CategoryId, ChangeRead, Collection, CollectionId, Datastore, Error,
+    Page, Product, ProductFilter, ProductId, Result, Timestamp, changes,
 };
 
 /// The migrations in `migrations/sqlite/`, embedded at compile time.
@@ -435,7 +447,7 @@ impl Datastore for SqliteStore {
                 .bind(version.stats.category_count)
                 .bind(version.stats.collection_count)
                 .bind(version.stats.orphaned_references)
-                .execute(conn)
+                .execute(&mut *conn)
                 .await
                 .map_err(|e| match unique_violation(&e) {
                     Some("catalog_versions.tag") => {
@@ -443,7 +455,8 @@ impl Datastore for SqliteStore {
                     }
                     _ => unavailable(what, e),
                 })?;
-                Ok(())
+                let records = changes::catalog_published(&version);
+                change_log::append(conn, &records, what).await
             })
         })
         .await
@@ -500,24 +513,22 @@ impl Datastore for SqliteStore {
         Ok(found.is_some())
     }
 
-    async fn read_changes(&self, _after: u64, _limit: usize) -> Result<super::ChangeRead> {
-        Err(Error::unavailable(
-            "reading the change log",
-            "not implemented yet",
-        ))
+    async fn read_changes(&self, after: u64, limit: usize) -> Result<ChangeRead> {
+        change_log::read(&self.reader, after, limit).await
     }
+
     async fn change_head(&self) -> Result<u64> {
-        Err(Error::unavailable(
-            "reading the change log",
-            "not implemented yet",
-        ))
+        change_log::head(&self.reader).await
     }
-    async fn prune_changes(&self, _before: Timestamp) -> Result<u64> {
-        Err(Error::unavailable(
-            "pruning the change log",
-            "not implemented yet",
-        ))
+
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        let what = "pruning the change log".to_owned();
+        self.write(what, move |conn, what| {
+            Box::pin(async move { change_log::prune(conn, before, what).await })
+        })
+        .await
     }
+
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1")
             .execute(&self.reader)

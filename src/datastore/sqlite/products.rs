@@ -4,55 +4,79 @@
 //! Each checks what the write refers to in the write itself or right after it, on the
 //! same connection inside the same `BEGIN IMMEDIATE` transaction: no other writer can
 //! run in between, so a check that passes still holds at the commit, and one that fails
-//! rolls the write back to its savepoint.
+//! rolls the write back to its savepoint, change records included. Updates and deletes
+//! read the stored product first, in that transaction, for their change records.
+
+use std::sync::LazyLock;
 
 use sqlx::SqliteConnection;
 
+use super::change_log::{self, Records};
 use super::errors::{unavailable, write_error};
 use super::membership::set_product_memberships;
 use super::query::{ids_json, price_key};
 use super::rows::product_on;
+use crate::datastore::changes;
 use crate::datastore::{CategoryId, CollectionId, Current, Error, Product, Result, Timestamp};
 
-/// Stores a new product and its memberships; its category and collections must exist.
+/// The insert of a product, which writes nothing unless its category exists.
+const INSERT: &str = "INSERT INTO products (id, sku, title, body, price, price_key, currency, \
+     inventory_status, inventory_quantity, category_id, images, metadata, \
+     search_title, search_sku, search_body, created_at, updated_at) \
+     SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
+     WHERE EXISTS (SELECT 1 FROM categories WHERE id = ?)";
+
+/// The insert of a product and of its change records, one statement string for each
+/// shape of the records (one, several): the records go in only if the product did.
+static CREATE: LazyLock<[String; 2]> = LazyLock::new(|| {
+    [false, true].map(|many| {
+        let append = change_log::append_sql(many, "EXISTS (SELECT 1 FROM products WHERE id = ?)");
+        format!("{INSERT}; {append}")
+    })
+});
+
+/// Stores a new product, its memberships and its change records; its category and
+/// collections must exist.
 ///
-/// The category check rides in the insert (`INSERT … SELECT … WHERE EXISTS`): writes run
-/// one after another on the writer task, so every statement of a create is a round trip
-/// on the path all writes queue for, and this saves one.
+/// The category check rides in the insert (`INSERT … SELECT … WHERE EXISTS`), and the
+/// change records in the same round trip (two statements, one call): writes run one
+/// after another on the writer task, so every round trip of a create is on the path
+/// all writes queue for. The records are appended before the membership check; if that
+/// fails, the savepoint rollback takes them back with the product.
 pub(super) async fn create(
     conn: &mut SqliteConnection,
     product: &Product,
     what: &str,
 ) -> Result<()> {
-    let inserted = sqlx::query(
-        "INSERT INTO products (id, sku, title, body, price, price_key, currency, \
-         inventory_status, inventory_quantity, category_id, images, metadata, \
-         search_title, search_sku, search_body, created_at, updated_at) \
-         SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? \
-         WHERE EXISTS (SELECT 1 FROM categories WHERE id = ?)",
-    )
-    .bind(product.id.as_str())
-    .bind(&product.sku)
-    .bind(&product.title)
-    .bind(&product.body)
-    .bind(product.price.to_string())
-    .bind(price_key(product.price))
-    .bind(&product.currency)
-    .bind(product.inventory_status.as_str())
-    .bind(product.inventory_quantity)
-    .bind(product.category_id.as_str())
-    .bind(ids_json(&product.images))
-    .bind(product.metadata.as_ref().map(ToString::to_string))
-    .bind(product.title.to_lowercase())
-    .bind(product.sku.to_lowercase())
-    .bind(product.body.as_ref().map(|b| b.to_lowercase()))
-    .bind(product.created_at.millis())
-    .bind(product.updated_at.millis())
-    .bind(product.category_id.as_str())
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| sku_error(e, product, what))?
-    .rows_affected();
+    let records = changes::product_created(product);
+    let records = Records::new(&records)?;
+    let query = sqlx::query(&CREATE[usize::from(records.is_many())])
+        .bind(product.id.as_str())
+        .bind(&product.sku)
+        .bind(&product.title)
+        .bind(&product.body)
+        .bind(product.price.to_string())
+        .bind(price_key(product.price))
+        .bind(&product.currency)
+        .bind(product.inventory_status.as_str())
+        .bind(product.inventory_quantity)
+        .bind(product.category_id.as_str())
+        .bind(ids_json(&product.images))
+        .bind(product.metadata.as_ref().map(ToString::to_string))
+        .bind(product.title.to_lowercase())
+        .bind(product.sku.to_lowercase())
+        .bind(product.body.as_ref().map(|b| b.to_lowercase()))
+        .bind(product.created_at.millis())
+        .bind(product.updated_at.millis())
+        .bind(product.category_id.as_str());
+    let inserted = records
+        .bind(query)
+        .bind(product.id.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| sku_error(e, product, what))?
+        .rows_affected();
+    // The product and its records, or nothing (the category is missing).
     if inserted == 0 {
         return Err(Error::not_found("category", product.category_id.as_str()));
     }
@@ -68,6 +92,14 @@ pub(super) async fn update(
     collections: Option<&[CollectionId]>,
     what: &str,
 ) -> Result<()> {
+    // Read inside the transaction: the row cannot change between this read, the
+    // version check and the write, and the change records diff against it.
+    let Some(old) = product_on(conn, product.id.as_str()).await? else {
+        return Err(Error::not_found("product", product.id.as_str()));
+    };
+    if old.updated_at != expected {
+        return Err(Error::Conflict(Current::Product(Box::new(old))));
+    }
     let written = sqlx::query(
         "UPDATE products SET sku = ?, title = ?, body = ?, price = ?, price_key = ?, \
          currency = ?, inventory_status = ?, inventory_quantity = ?, category_id = ?, \
@@ -98,12 +130,8 @@ pub(super) async fn update(
     .map_err(|e| sku_error(e, product, what))?
     .rows_affected();
     if written == 0 {
-        // Read inside the same transaction: the row cannot change between the failed
-        // check and this report.
-        return Err(match product_on(conn, product.id.as_str()).await? {
-            Some(stored) => Error::Conflict(Current::Product(Box::new(stored))),
-            None => Error::not_found("product", product.id.as_str()),
-        });
+        // Not reached: the row was read in this transaction with this version.
+        return Err(Error::Conflict(Current::Product(Box::new(old))));
     }
     require_category(conn, &product.category_id).await?;
     // Keep the membership copy of the creation time in step with the product.
@@ -119,21 +147,28 @@ pub(super) async fn update(
     if let Some(ids) = collections {
         set_product_memberships(conn, product, ids, true).await?;
     }
-    Ok(())
+    let records = changes::product_updated(&old, product, collections);
+    change_log::append(conn, &records, what).await
 }
 
 /// Deletes a product; its memberships go with it (`ON DELETE CASCADE`, same statement).
+/// The stored product is read first, in the transaction, for the collections its
+/// change records name.
 pub(super) async fn delete(conn: &mut SqliteConnection, id: &str, what: &str) -> Result<()> {
+    let Some(old) = product_on(conn, id).await? else {
+        return Err(Error::not_found("product", id));
+    };
     let deleted = sqlx::query("DELETE FROM products WHERE id = ?")
         .bind(id)
-        .execute(conn)
+        .execute(&mut *conn)
         .await
         .map_err(|e| unavailable(what, e))?
         .rows_affected();
     if deleted == 0 {
         return Err(Error::not_found("product", id));
     }
-    Ok(())
+    let records = changes::product_deleted(&old, Timestamp::now());
+    change_log::append(conn, &records, what).await
 }
 
 /// `NotFound` naming `category` unless it exists.

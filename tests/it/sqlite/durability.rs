@@ -1,6 +1,7 @@
 //! Durability: every write the real server acknowledged survives `kill -9` of its
 //! process, with enough concurrent writers that the kill lands while writes are being
-//! group-committed.
+//! group-committed, and so do its change records: one `CREATED` record per stored
+//! product, at dense positions.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -218,4 +219,69 @@ async fn every_acknowledged_write_survives_kill_9() {
     );
     let mut server = server;
     server.kill();
+    check_change_log(&db, &category, &acked).await;
+}
+
+/// The change log of the file after the kill: dense positions from 1, the category's
+/// record first, and exactly one `CREATED` record per stored product (so one per
+/// acknowledged write, and none for a write that did not land).
+async fn check_change_log(db: &Path, category: &str, acked: &[String]) {
+    use gitstore_api::datastore::{
+        ChangeEntity, ChangeKind, Datastore, ProductFilter, SqliteStore,
+    };
+    let store = SqliteStore::connect(db.to_str().expect("utf-8 path"))
+        .await
+        .expect("open the file after the kill");
+    let mut records = Vec::new();
+    loop {
+        let after = records.len() as u64;
+        let read = store.read_changes(after, 500).await.expect("read the log");
+        if read.records.is_empty() {
+            break;
+        }
+        for (i, r) in read.records.iter().enumerate() {
+            assert_eq!(r.position, after + 1 + i as u64, "dense positions");
+        }
+        records.extend(read.records);
+    }
+    let first = &records.first().expect("records survived").change;
+    assert_eq!(
+        (first.kind, first.entity, first.id.as_str()),
+        (ChangeKind::Created, ChangeEntity::Category, category)
+    );
+    let mut created = std::collections::HashSet::new();
+    for r in &records[1..] {
+        let change = &r.change;
+        assert_eq!(
+            (change.kind, change.entity),
+            (ChangeKind::Created, ChangeEntity::Product)
+        );
+        assert!(
+            created.insert(change.id.clone()),
+            "two records for {}",
+            change.id
+        );
+    }
+    let stored = store
+        .count_products(&ProductFilter::default())
+        .await
+        .expect("count products");
+    assert_eq!(
+        created.len() as u64,
+        stored,
+        "one record per stored product"
+    );
+    for sku in acked {
+        let product = store.get_product_by_sku(sku).await.expect("acknowledged");
+        assert!(
+            created.contains(product.id.as_str()),
+            "no record for acknowledged {sku}"
+        );
+    }
+    eprintln!(
+        "after the kill: {} change records for {} acknowledged writes",
+        records.len(),
+        acked.len()
+    );
+    store.close().await;
 }

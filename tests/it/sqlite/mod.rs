@@ -1,9 +1,11 @@
 //! The SQLite backend: the contract and GraphQL suites (each case on a fresh database
-//! file), many concurrent writers (`writers`), group commit (`group_commit`), and the
-//! real binary on bad paths, edited migrations (`binary`) and `kill -9` (`durability`);
-//! races, cancellation and bad rows against the store itself (`store`).
+//! file), many concurrent writers (`writers`), group commit (`group_commit`), the change
+//! log (`change_log`), and the real binary on bad paths, edited migrations (`binary`) and
+//! `kill -9` (`durability`); races, cancellation and bad rows against the store itself
+//! (`store`).
 
 mod binary;
+mod change_log;
 mod durability;
 mod group_commit;
 mod store;

@@ -7,8 +7,12 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::super::change_log;
 use super::{MAX_BATCH, QUEUE, WriteStats};
-use crate::datastore::{Category, CategoryId, Datastore, Error, Result, SqliteStore, Timestamp};
+use crate::datastore::{
+    Category, CategoryId, Change, ChangeEntity, ChangeKind, Datastore, Error, Result, SqliteStore,
+    Timestamp,
+};
 
 fn category(slug: &str) -> Category {
     let now = Timestamp::now();
@@ -328,5 +332,96 @@ async fn a_broken_transaction_fails_its_whole_batch_and_the_next_one_recovers() 
     for (c, kept) in [(&held, false), (&before, false), (&after, true)] {
         assert_eq!(stored(&store, c).await, kept, "{:?}", c.slug);
     }
+    store.close().await;
+}
+
+/// A body that appends change records for `ids` (one record each, in one statement),
+/// then succeeds, fails or panics as `how` says.
+fn append_then(
+    store: &Arc<SqliteStore>,
+    ids: &[&str],
+    how: &'static str,
+) -> impl Future<Output = Result<()>> + Send + 'static {
+    let store = Arc::clone(store);
+    let records: Vec<Change> = ids
+        .iter()
+        .map(|id| Change {
+            kind: ChangeKind::Created,
+            entity: ChangeEntity::Product,
+            id: (*id).to_owned(),
+            version: None,
+            at: Timestamp::now(),
+            changed_fields: Vec::new(),
+        })
+        .collect();
+    async move {
+        store
+            .write(format!("appending {how}"), move |conn, what| {
+                Box::pin(async move {
+                    change_log::append(conn, &records, what).await?;
+                    match how {
+                        "fail" => Err(Error::not_found("category", "nowhere")),
+                        "panic" => panic!("a bug in a write body"),
+                        _ => Ok(()),
+                    }
+                })
+            })
+            .await
+    }
+}
+
+/// Writes that appended change records and then failed or panicked inside a batch give
+/// their positions back with their savepoint (`sqlite_sequence` rolls back with it):
+/// the writes after them in the same transaction take the very next positions, so the
+/// log has no gap; and a later batch continues from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolled_back_appends_leave_no_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir).await;
+    let (release, first) = hold_writer(&store, category("held")).await;
+    let plan: [(&[&str], &str); 6] = [
+        (&["a"], "ok"),
+        (&["b"], "fail"),
+        (&["c1", "c2"], "panic"),
+        (&["d1", "d2"], "ok"),
+        (&["e1", "e2", "e3"], "fail"),
+        (&["f"], "ok"),
+    ];
+    let mut tasks = Vec::new();
+    for (ids, how) in plan {
+        tasks.push((how, enqueue(&store, append_then(&store, ids, how)).await));
+    }
+    release.send(()).unwrap();
+    first.await.unwrap().unwrap();
+    for (how, task) in tasks {
+        let outcome = task.await.unwrap();
+        match how {
+            "ok" => outcome.unwrap(),
+            _ => assert!(outcome.is_err(), "{how}: {outcome:?}"),
+        }
+    }
+    assert_eq!(
+        store.write_stats(),
+        WriteStats {
+            commits: 1,
+            writes: 7
+        },
+        "all in one transaction"
+    );
+    append_then(&store, &["g"], "ok").await.unwrap();
+
+    let read = store.read_changes(0, 100).await.unwrap();
+    let seen: Vec<(u64, &str)> = read
+        .records
+        .iter()
+        .map(|r| (r.position, r.change.id.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [(1, "a"), (2, "d1"), (3, "d2"), (4, "f"), (5, "g")],
+        "dense positions, in write order, none for the rolled-back writes"
+    );
+    assert_eq!(read.pruned_through, 0);
+    assert_eq!(store.change_head().await.unwrap(), 5);
     store.close().await;
 }
