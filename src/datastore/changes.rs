@@ -221,16 +221,15 @@ pub fn product_updated(
     out
 }
 
-/// The records of a product delete at `at`: the product, and each collection it left.
+/// The records of a product delete at `at`: the product, and each collection it left
+/// (`collections`, in any order).
 #[must_use]
-pub fn product_deleted(old: &Product, at: Timestamp) -> Vec<Change> {
-    let mut out = vec![deleted(ChangeEntity::Product, old.id.as_str(), at)];
-    out.extend(membership_side(
-        ChangeEntity::Collection,
-        old.collection_ids.iter().map(|c| c.as_str()),
-        at,
-        "products",
-    ));
+pub fn product_deleted(id: &str, collections: &[CollectionId], at: Timestamp) -> Vec<Change> {
+    let mut out = vec![deleted(ChangeEntity::Product, id, at)];
+    let mut left: Vec<&str> = collections.iter().map(CollectionId::as_str).collect();
+    left.sort_unstable();
+    left.dedup();
+    out.extend(membership_side(ChangeEntity::Collection, left.into_iter(), at, "products"));
     out
 }
 

@@ -291,14 +291,16 @@ impl Datastore for MemdbStore {
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
         let _integrity = self.integrity();
         let collections = self.membership().collections_of(id);
-        let mut removed = self
+        let removed = self
             .products
             .remove(id, || self.membership_mut().remove_product(id))?;
         self.recount(Some(&removed.category_id), None);
         self.order_mut().remove(&Key::of(&removed));
-        removed.collection_ids = collections;
-        self.changes
-            .append(changes::product_deleted(&removed, Timestamp::now()));
+        self.changes.append(changes::product_deleted(
+            id.as_str(),
+            &collections,
+            Timestamp::now(),
+        ));
         Ok(())
     }
 

@@ -151,13 +151,16 @@ pub(super) async fn update(
     change_log::append(conn, &records, what).await
 }
 
-/// Deletes a product; its memberships go with it (`ON DELETE CASCADE`, same statement).
-/// The stored product is read first, in the transaction, for the collections its
-/// change records name.
+/// Deletes a product and its memberships; the memberships go first (`RETURNING` the
+/// collections its change records name), in the same transaction, so even a product row
+/// that cannot be decoded can be deleted.
 pub(super) async fn delete(conn: &mut SqliteConnection, id: &str, what: &str) -> Result<()> {
-    let Some(old) = product_on(conn, id).await? else {
-        return Err(Error::not_found("product", id));
-    };
+    let collections: Vec<String> =
+        sqlx::query_scalar("DELETE FROM memberships WHERE product_id = ? RETURNING collection_id")
+            .bind(id)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| unavailable(what, e))?;
     let deleted = sqlx::query("DELETE FROM products WHERE id = ?")
         .bind(id)
         .execute(&mut *conn)
@@ -167,7 +170,9 @@ pub(super) async fn delete(conn: &mut SqliteConnection, id: &str, what: &str) ->
     if deleted == 0 {
         return Err(Error::not_found("product", id));
     }
-    let records = changes::product_deleted(&old, Timestamp::now());
+    let collections: Vec<CollectionId> =
+        collections.into_iter().map(CollectionId::from_stored).collect();
+    let records = changes::product_deleted(id, &collections, Timestamp::now());
     change_log::append(conn, &records, what).await
 }
 
