@@ -1,0 +1,453 @@
+//! The change log on Scylla: every successful write appends its records (built by
+//! [`crate::datastore::changes`]) in the same step as the write, shared by every
+//! instance on the keyspace, with no lock and no single row that every write updates.
+//!
+//! # Rows
+//! `change_log` (migration `0004`) has one row per write, keyed by a sequence number
+//! `seq` (from 1) and partitioned in buckets of [`BUCKET`] consecutive numbers, so a read
+//! is a range scan inside one partition. A row's `status` moves once, always by a
+//! lightweight transaction (LWT) conditional on `status = 'pending'`, from `pending` to
+//! `committed` or `aborted`; nothing else ever changes a row (retention only deletes
+//! rows below the floor, see below). A record's position is `seq << 20 | i`, `i` its
+//! index within the row: a row holds at most [`RECORDS_PER_ROW`] records, and a write
+//! with more (a collection of thousands of products deleted) puts the rest in further
+//! rows appended right after its own, so no row grows past a few hundred kilobytes.
+//!
+//! # Writers: claim, write, commit
+//! 1. *Claim*: `INSERT … (status 'pending', lease_until = now + t, a random claim token)
+//!    IF NOT EXISTS` at the first free `seq` from a hint (the next number this process
+//!    knows of, or the `sequencer` meta row, written whenever a claim opens a bucket); a
+//!    taken number sends the writer past the bucket's last row (one read), so a lagging
+//!    hint costs one LWT per bucket, not per row.
+//! 2. *Write*: the data write runs only after the claim is acknowledged, and with the
+//!    claim's time among the `since`s of the existing freshness checks
+//!    (`ScyllaStore::fresh`: the linearizing write happens less than `t / 2` after the
+//!    claim, the lease assumption of `integrity.rs` and `unique_keys.rs`).
+//! 3. *Commit*: once the write has landed, `UPDATE … SET status = 'committed', records =
+//!    … IF status = 'pending'`. A rejected write aborts its row the same way and so
+//!    appends nothing. If the commit finds the row aborted (a reader gave up on it after
+//!    its lease), the records are appended again as a new row inserted directly as
+//!    `committed` at a higher, free `seq`: the change comes later, never not at all.
+//!
+//! # Readers: the watermark
+//! A reader scans upwards from its cursor's `seq`: a `committed` row yields its records,
+//! an `aborted` row nothing; a `pending` row whose lease is live is the *watermark*: the
+//! reader stops there and returns nothing at or beyond it. A `pending` row whose lease
+//! ran out is aborted by the reader (`IF status = 'pending'`; when that fails the row is
+//! read back at serial consistency and taken as it is); a missing `seq` below one that
+//! exists (a hole) is closed by inserting it `aborted` with `IF NOT EXISTS`, so no
+//! writer can take it afterwards. [`Datastore::change_head`] is the last record
+//! position below the watermark.
+//!
+//! # Why readers see exactly the writes that happened, in one order
+//! - *Only writes that happened*: records are read only from `committed` rows, and a row
+//!   becomes `committed` only by its writer, after its data write was acknowledged.
+//! - *Never out of order*: a reader passes a `seq` only once it has seen the row settled
+//!   (`committed` or `aborted`, by a QUORUM read of a row only LWTs write, or by its own
+//!   applied LWT) or has closed it; settled rows never change again and no writer can
+//!   claim an existing `seq`. So once any reader returned position `p`, every `seq` at
+//!   or below `p`'s is settled for good, a later claim lands above it, and no reader
+//!   ever returns a position `≤ p` it did not return then.
+//! - *Never missed*: a write's row is claimed before its data write, so it is `pending`
+//!   while the write may land; readers stop at it instead of passing it. They abort it
+//!   only after its lease, and then the writer, finding it aborted, appends the records
+//!   anew above every reader.
+//!
+//! Holes can only come from retention or a hand-edited table (writers never skip
+//! numbers: each claim targets at most one past the highest row it knows of), but a
+//! reader closes any it meets below an existing row; positions are therefore
+//! increasing but not dense (an aborted row, or a row with fewer than 2^20 records,
+//! leaves unused positions).
+//!
+//! # Unknown outcomes and crashes
+//! - A claim or append whose LWT answer is lost is read back at serial consistency and
+//!   recognised by its claim token; if it is not there the writer moves on. Should the
+//!   lost insert land later anyway, it is a `pending` row nobody commits, aborted by the
+//!   first reader after its lease: it delays readers, it never shows a record.
+//! - A commit whose answer is lost is retried; the row read back tells whether it landed.
+//! - A write whose own outcome the backend could not learn (it answered
+//!   `Unavailable`) has its row aborted: if that write landed after all, its change is
+//!   not in the log. The same holds when a writer dies between its data write and its
+//!   commit (one LWT round trip): its row is aborted by a reader after the lease. Both
+//!   cases leave the caller without an acknowledgement; closing them would need the
+//!   entity rows to carry the `seq` of their last write, so that a reader could settle
+//!   an expired row from the entity.
+//! - Leases compare the writer's clock (`lease_until`) with the reader's: clocks must
+//!   agree to well within `t / 2`, as for every lease here.
+//!
+//! # Retention
+//! [`Datastore::prune_changes`] walks from the floor (the first `seq` kept) like a
+//! reader, settling what it meets, and stops at the watermark or at the first row with a
+//! record not older than the cut. It moves the floor in the `pruned` meta row by LWT
+//! (`IF seq = <old floor>`, so racing pruners never move it back), then deletes the rows
+//! below it (whole partitions where it can). A writer whose stale hint lands a claim in
+//! the deleted range would be invisible, so writers read the floor after claiming (in
+//! parallel with their data write) and append elsewhere when below it; and readers read
+//! the floor after their scan and drop what lies below it, so a row placed there and
+//! then moved is never returned twice.
+//!
+//! [`Datastore::change_head`]: crate::datastore::Datastore::change_head
+//! [`Datastore::prune_changes`]: crate::datastore::Datastore::prune_changes
+
+mod read;
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use scylla::value::CqlTimestamp;
+use serde::{Deserialize, Serialize};
+
+use super::ScyllaStore;
+use super::cql::Cas;
+use super::lwt::CAS_ATTEMPTS;
+use crate::datastore::{Change, Error, Result, Timestamp};
+
+/// Consecutive sequence numbers per partition.
+pub(super) const BUCKET: i64 = 4096;
+/// Bits of a position that number the records of one row.
+const INDEX_BITS: u32 = 20;
+/// Records stored in one row (far below `2^INDEX_BITS`).
+const RECORDS_PER_ROW: usize = 1000;
+/// Sequence numbers a writer tries before giving up.
+const CLAIM_ATTEMPTS: usize = 64;
+
+const PENDING: &str = "pending";
+const COMMITTED: &str = "committed";
+const ABORTED: &str = "aborted";
+
+const CLAIM: &str = "INSERT INTO change_log (bucket, seq, status, lease_until, claim) \
+     VALUES (?, ?, 'pending', ?, ?) IF NOT EXISTS";
+const APPEND: &str = "INSERT INTO change_log (bucket, seq, status, claim, records, \
+     record_count, newest) VALUES (?, ?, 'committed', ?, ?, ?, ?) IF NOT EXISTS";
+const COMMIT: &str = "UPDATE change_log SET status = 'committed', records = ?, \
+     record_count = ?, newest = ? WHERE bucket = ? AND seq = ? IF status = 'pending'";
+const ABORT: &str =
+    "UPDATE change_log SET status = 'aborted' WHERE bucket = ? AND seq = ? IF status = 'pending'";
+const SELECT_ROW: &str = "SELECT seq, status, lease_until, claim, records, record_count, \
+     newest FROM change_log WHERE bucket = ? AND seq = ?";
+const SELECT_TAIL: &str = "SELECT seq FROM change_log WHERE bucket = ? ORDER BY seq DESC LIMIT 1";
+const DELETE_ROW: &str = "DELETE FROM change_log WHERE bucket = ? AND seq = ?";
+const SELECT_META: &str = "SELECT seq, position FROM change_log_meta WHERE name = ?";
+const SET_HINT: &str = "UPDATE change_log_meta SET seq = ? WHERE name = 'sequencer'";
+
+/// A row of `change_log`.
+#[derive(scylla::DeserializeRow)]
+pub(super) struct LogRow {
+    seq: i64,
+    status: Option<String>,
+    lease_until: Option<CqlTimestamp>,
+    claim: Option<String>,
+    records: Option<String>,
+    record_count: Option<i32>,
+    newest: Option<CqlTimestamp>,
+}
+
+impl LogRow {
+    fn count(&self) -> u64 {
+        u64::try_from(self.record_count.unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+/// A claimed, still pending row.
+pub(super) struct Claim {
+    seq: i64,
+    token: String,
+    /// When the claim was sent: the data write must happen before `t / 2` after it.
+    pub(super) since: Instant,
+}
+
+/// A write that failed; `landed` holds its records when part of it landed all the same
+/// (a product write whose membership write failed afterwards), so they are committed.
+pub(super) struct Failed {
+    pub(super) error: Error,
+    pub(super) landed: Option<Vec<Change>>,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            landed: None,
+        }
+    }
+}
+
+/// What a logged write returns: its change records, or why it failed.
+pub(super) type Logged = std::result::Result<Vec<Change>, Failed>;
+
+/// One change record as stored in the JSON of a row.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    kind: String,
+    entity: String,
+    id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<i64>,
+    at: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    fields: String,
+}
+
+/// A chunk of records ready to bind: JSON, count, newest `at`.
+type Encoded = (String, i32, CqlTimestamp);
+
+fn encode(chunk: &[Change]) -> Result<Encoded> {
+    let stored: Vec<Stored> = chunk
+        .iter()
+        .map(|c| Stored {
+            kind: c.kind.as_str().to_owned(),
+            entity: c.entity.as_str().to_owned(),
+            id: c.id.clone(),
+            version: c.version.map(Timestamp::millis),
+            at: c.at.millis(),
+            fields: c.fields_joined(),
+        })
+        .collect();
+    let json = serde_json::to_string(&stored)
+        .map_err(|e| Error::internal("encoding change records", e))?;
+    let newest = chunk.iter().map(|c| c.at.millis()).max().unwrap_or(0);
+    let count = i32::try_from(chunk.len()).unwrap_or(i32::MAX);
+    Ok((json, count, CqlTimestamp(newest)))
+}
+
+/// The position of record `index` of row `seq`.
+fn position(seq: i64, index: u64) -> u64 {
+    (u64::try_from(seq).unwrap_or(0) << INDEX_BITS) | index
+}
+
+/// The row a position lies in.
+fn seq_of(position: u64) -> i64 {
+    i64::try_from(position >> INDEX_BITS).unwrap_or(i64::MAX)
+}
+
+const fn bucket_of(seq: i64) -> i64 {
+    seq / BUCKET
+}
+
+fn millis_from_now(d: std::time::Duration) -> CqlTimestamp {
+    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    CqlTimestamp(Timestamp::now().millis().saturating_add(ms))
+}
+
+fn new_token() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()
+}
+
+impl ScyllaStore {
+    /// Runs a write between a claim and its commit (see the module docs): `write` gets
+    /// the claim's time for its freshness checks and returns the write's records.
+    pub(super) async fn logged<Fut>(&self, write: impl FnOnce(Instant) -> Fut) -> Result<()>
+    where
+        Fut: Future<Output = Logged>,
+    {
+        let claim = self.take_seq(None).await?;
+        let (outcome, floor) =
+            futures_util::future::join(Box::pin(write(claim.since)), self.change_floor()).await;
+        match outcome {
+            Ok(records) => self.deliver(claim, &records, floor.map(|f| f.0)).await,
+            Err(Failed {
+                error,
+                landed: Some(records),
+            }) => {
+                if let Err(err) = self.deliver(claim, &records, floor.map(|f| f.0)).await {
+                    tracing::error!(error = %err, "could not record the changes of a partly landed write");
+                }
+                Err(error)
+            }
+            Err(Failed { error, .. }) => {
+                self.abort_claim(&claim).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Claims a `pending` row for a test that stands in for a writer stalling or
+    /// crashing between its claim and its commit; returns the row's first position.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when no row could be claimed.
+    #[doc(hidden)]
+    pub async fn claim_change_and_crash(&self) -> Result<u64> {
+        Ok(position(self.take_seq(None).await?.seq, 0))
+    }
+
+    /// Claims a row, awaits `stall` (the data write of a test), then commits `changes`
+    /// as a writer does: for tests of a commit that finds its row aborted.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the log cannot be written.
+    #[doc(hidden)]
+    pub async fn log_changes_around(
+        &self,
+        changes: Vec<Change>,
+        stall: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        self.logged(|_| async move {
+            stall.await;
+            Ok(changes)
+        })
+        .await
+    }
+
+    /// `(floor, pruned_through)`: the first `seq` retention kept and the highest
+    /// position it removed.
+    async fn change_floor(&self) -> Result<(i64, u64)> {
+        let row: Option<(Option<i64>, Option<i64>)> = self
+            .cql
+            .one(SELECT_META, ("pruned",), "reading the change log floor")
+            .await?;
+        let (seq, pos) = row.unwrap_or((None, None));
+        let pruned = pos.and_then(|p| u64::try_from(p).ok()).unwrap_or(0);
+        Ok((seq.unwrap_or(1).max(1), pruned))
+    }
+
+    /// Inserts a row at the first free `seq` from the hint: `pending` for a claim, or
+    /// `committed` with `records` for an append.
+    async fn take_seq(&self, records: Option<&Encoded>) -> Result<Claim> {
+        let what = "claiming a change log position";
+        let token = new_token();
+        let mut seq = match self.change_next.load(Ordering::Acquire) {
+            0 => {
+                let hint: Option<(Option<i64>, Option<i64>)> =
+                    self.cql.one(SELECT_META, ("sequencer",), what).await?;
+                let hint = hint.and_then(|h| h.0).unwrap_or(1);
+                hint.max(self.change_floor().await?.0)
+            }
+            next => next,
+        };
+        for _ in 0..CLAIM_ATTEMPTS {
+            let since = Instant::now();
+            let bucket = bucket_of(seq);
+            let answer = match records {
+                None => {
+                    let values = (bucket, seq, millis_from_now(self.lease_ttl), token.as_str());
+                    self.cql.cas(CLAIM, values, what).await?
+                }
+                Some((json, count, newest)) => {
+                    let values = (bucket, seq, token.as_str(), json.as_str(), *count, *newest);
+                    self.cql.cas(APPEND, values, what).await?
+                }
+            };
+            let ours = match answer {
+                Cas::Applied => true,
+                Cas::NotApplied => false,
+                Cas::Unknown(_) => self
+                    .log_row_serial(seq)
+                    .await?
+                    .is_some_and(|r| r.claim.as_deref() == Some(token.as_str())),
+            };
+            if ours {
+                self.change_next.fetch_max(seq + 1, Ordering::AcqRel);
+                if seq % BUCKET == 0
+                    && let Err(err) = self.cql.execute(SET_HINT, (seq,), what).await
+                {
+                    tracing::warn!(error = %err, "could not advance the change log sequencer hint");
+                }
+                return Ok(Claim { seq, token, since });
+            }
+            // Taken: go past the last row of its bucket (the end of the log, usually).
+            let tail: Option<(i64,)> = self.cql.one(SELECT_TAIL, (bucket,), what).await?;
+            seq = tail.map_or(seq + 1, |(t,)| t.max(seq) + 1);
+        }
+        Err(Error::unavailable(what, "every position tried was taken"))
+    }
+
+    async fn log_row_serial(&self, seq: i64) -> Result<Option<LogRow>> {
+        self.cql
+            .one(
+                self.cql.serial(SELECT_ROW),
+                (bucket_of(seq), seq),
+                "reading a change log row",
+            )
+            .await
+    }
+
+    /// Commits a write's records: the first chunk into its claimed row, the rest (and the
+    /// first, when the claim was aborted or fell below the floor) appended above.
+    async fn deliver(&self, claim: Claim, records: &[Change], floor: Result<i64>) -> Result<()> {
+        let floor = match floor {
+            Ok(f) => f,
+            Err(_) => self.change_floor().await?.0,
+        };
+        let mut chunks = records.chunks(RECORDS_PER_ROW);
+        let first = encode(chunks.next().unwrap_or_default())?;
+        if claim.seq < floor {
+            // A stale hint put the claim below retention's floor, where nobody reads.
+            self.drop_row(claim.seq).await;
+            self.append(&first).await?;
+        } else if !self.commit_claim(&claim, &first).await? {
+            self.append(&first).await?;
+        }
+        for chunk in chunks {
+            self.append(&encode(chunk)?).await?;
+        }
+        Ok(())
+    }
+
+    /// `Ok(false)` when the claimed row was aborted by a reader (or is gone).
+    async fn commit_claim(&self, claim: &Claim, chunk: &Encoded) -> Result<bool> {
+        let what = "committing change records";
+        let bucket = bucket_of(claim.seq);
+        for _ in 0..CAS_ATTEMPTS {
+            let values = (chunk.0.as_str(), chunk.1, chunk.2, bucket, claim.seq);
+            if let Cas::Applied = self.cql.cas(COMMIT, values, what).await? {
+                return Ok(true);
+            }
+            match self.log_row_serial(claim.seq).await? {
+                Some(row) if row.status.as_deref() == Some(COMMITTED) => {
+                    // An earlier attempt whose answer was lost.
+                    return Ok(row.claim.as_deref() == Some(claim.token.as_str()));
+                }
+                Some(row) if row.status.as_deref() == Some(PENDING) => {}
+                _ => return Ok(false),
+            }
+        }
+        Err(Error::unavailable(
+            what,
+            "no answer from the lightweight transaction",
+        ))
+    }
+
+    /// Appends records as a new `committed` row above the floor.
+    async fn append(&self, chunk: &Encoded) -> Result<()> {
+        for _ in 0..CAS_ATTEMPTS {
+            let row = self.take_seq(Some(chunk)).await?;
+            let (floor, _) = self.change_floor().await?;
+            if row.seq >= floor {
+                return Ok(());
+            }
+            self.drop_row(row.seq).await;
+            self.change_next.fetch_max(floor, Ordering::AcqRel);
+        }
+        Err(Error::unavailable(
+            "appending change records",
+            "retention kept moving past them",
+        ))
+    }
+
+    /// Deletes a row below the floor (invisible to readers); failures leave garbage only.
+    async fn drop_row(&self, seq: i64) {
+        let values = (bucket_of(seq), seq);
+        if let Err(err) = self
+            .cql
+            .execute(DELETE_ROW, values, "dropping a change log row")
+            .await
+        {
+            tracing::warn!(seq, error = %err, "could not drop a change log row below the floor");
+        }
+    }
+
+    /// Aborts the claim of a write that did not happen; failures are logged, the lease
+    /// runs out and a reader aborts it.
+    async fn abort_claim(&self, claim: &Claim) {
+        let values = (bucket_of(claim.seq), claim.seq);
+        if let Err(err) = self
+            .cql
+            .cas(ABORT, values, "aborting a change log claim")
+            .await
+        {
+            tracing::warn!(seq = claim.seq, error = %err, "could not abort a change log claim; readers abort it when its lease runs out");
+        }
+    }
+}
