@@ -369,3 +369,56 @@ async fn scylla_racing_writers_from_several_sessions_get_one_record_each_in_orde
     );
     done_with(&hosts, &keyspace).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_pruning_drops_a_prefix_and_a_writer_behind_the_floor_still_lands_above_it() {
+    let Some(first) = fresh_store("prune").await else {
+        return;
+    };
+    let hosts = hosts().unwrap();
+    let keyspace = first.keyspace().to_owned();
+    // `lagging` writes once, then sits idle while `busy` writes and prunes: its idea of
+    // where the log ends falls behind the floor.
+    let lagging = first;
+    let busy = connect(&config(&hosts, &keyspace)).await;
+    let a = new_category(None);
+    lagging.create_category(&a).await.unwrap();
+    let mut written = vec![a.id.as_str().to_owned()];
+    for _ in 0..3 {
+        let c = new_category(None);
+        busy.create_category(&c).await.unwrap();
+        written.push(c.id.as_str().to_owned());
+    }
+    let records = all_records(&busy, 100).await;
+    assert_eq!(ids_of(&records, ChangeKind::Created), written);
+    // Keep the last record: prune what is older than it.
+    let cut = records[3].change.at;
+    assert_eq!(busy.prune_changes(cut).await.unwrap(), 3);
+    let read = busy.read_changes(0, 100).await.unwrap();
+    assert_eq!(read.pruned_through, records[2].position);
+    assert_eq!(
+        ids_of(&read.records, ChangeKind::Created),
+        [written[3].as_str()]
+    );
+    assert_eq!(
+        busy.prune_changes(cut).await.unwrap(),
+        0,
+        "nothing more is older"
+    );
+    // Everything, then a write from the lagging store: its stale position lies in the
+    // pruned range, yet its record lands above the floor where readers look.
+    let later = Timestamp::from_millis(Timestamp::now().millis() + 1);
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(busy.prune_changes(later).await.unwrap(), 1);
+    let b = new_category(None);
+    lagging.create_category(&b).await.unwrap();
+    let read = busy.read_changes(0, 100).await.unwrap();
+    assert_eq!(read.pruned_through, records[3].position);
+    assert_eq!(ids_of(&read.records, ChangeKind::Created), [b.id.as_str()]);
+    assert!(read.records[0].position > records[3].position);
+    assert_eq!(
+        lagging.change_head().await.unwrap(),
+        read.records[0].position
+    );
+    done_with(&hosts, &keyspace).await;
+}

@@ -375,6 +375,7 @@ impl ScyllaStore {
         if claim.seq < floor {
             // A stale hint put the claim below retention's floor, where nobody reads.
             self.drop_row(claim.seq).await;
+            self.change_next.fetch_max(floor, Ordering::AcqRel);
             self.append(&first).await?;
         } else if !self.commit_claim(&claim, &first).await? {
             self.append(&first).await?;
@@ -449,5 +450,55 @@ impl ScyllaStore {
         {
             tracing::warn!(seq = claim.seq, error = %err, "could not abort a change log claim; readers abort it when its lease runs out");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::{ChangeEntity, ChangeKind};
+
+    #[test]
+    fn positions_number_rows_then_records() {
+        assert_eq!(position(1, 0), 1 << 20);
+        assert_eq!(position(3, 7), (3 << 20) | 7);
+        assert_eq!(seq_of(position(42, 999)), 42);
+        assert!(position(2, 0) > position(1, (RECORDS_PER_ROW - 1) as u64));
+        assert_eq!(bucket_of(4095), 0);
+        assert_eq!(bucket_of(4096), 1);
+    }
+
+    #[test]
+    fn records_round_trip_through_their_stored_form() {
+        let changes = vec![
+            Change {
+                kind: ChangeKind::Updated,
+                entity: ChangeEntity::Product,
+                id: "p1".into(),
+                version: Some(Timestamp::from_millis(5)),
+                at: Timestamp::from_millis(5),
+                changed_fields: vec!["title".into(), "price".into()],
+            },
+            Change {
+                kind: ChangeKind::Deleted,
+                entity: ChangeEntity::Collection,
+                id: "c\"1".into(),
+                version: None,
+                at: Timestamp::from_millis(9),
+                changed_fields: Vec::new(),
+            },
+        ];
+        let (json, count, newest) = encode(&changes).unwrap();
+        assert_eq!((count, newest.0), (2, 9));
+        let row = LogRow {
+            seq: 1,
+            status: Some(COMMITTED.into()),
+            lease_until: None,
+            claim: None,
+            records: Some(json),
+            record_count: Some(count),
+            newest: Some(newest),
+        };
+        assert_eq!(read::decode(&row).unwrap(), changes);
     }
 }

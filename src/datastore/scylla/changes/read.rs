@@ -36,7 +36,7 @@ enum Verdict {
     Wait,
 }
 
-fn decode(row: &LogRow) -> Result<Vec<Change>> {
+pub(super) fn decode(row: &LogRow) -> Result<Vec<Change>> {
     let bad = |e: String| Error::internal(format!("change log row {}", row.seq), e);
     let stored: Vec<Stored> = serde_json::from_str(row.records.as_deref().unwrap_or("[]"))
         .map_err(|e| bad(e.to_string()))?;
