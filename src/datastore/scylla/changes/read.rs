@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use futures_util::StreamExt as _;
 
 use super::{
-    ABORT, ABORTED, BUCKET, COMMITTED, LogRow, PENDING, Stored, bucket_of, position, seq_of,
+    ABORT, ABORTED, BUCKET, COMMITTED, LogRow, PENDING, SELECT_META, Stored, bucket_of, position,
+    seq_of,
 };
 use crate::datastore::scylla::ScyllaStore;
 use crate::datastore::scylla::cql::{Cas, LISTING_PAGE_SIZE};
@@ -281,7 +282,7 @@ impl ScyllaStore {
             return Ok(0);
         }
         let through_i64 = i64::try_from(through).unwrap_or(i64::MAX);
-        let moved = match self
+        let applied = match self
             .cql
             .cas(MOVE_PRUNED, (new_floor, through_i64, floor), what)
             .await?
@@ -293,8 +294,16 @@ impl ScyllaStore {
                     .await?,
                 Cas::Applied
             ),
-            Cas::NotApplied => false,
-            Cas::Unknown(err) => return Err(Error::unavailable(what, *err)),
+            Cas::NotApplied | Cas::Unknown(_) => false,
+        };
+        // An answer lost on the way: the meta row, read at serial consistency, tells.
+        // (Another pruner that set the very same floor deletes the very same rows.)
+        let moved = applied || {
+            let found: Option<(Option<i64>, Option<i64>)> = self
+                .cql
+                .one(self.cql.serial(SELECT_META), ("pruned",), what)
+                .await?;
+            found == Some((Some(new_floor), Some(through_i64)))
         };
         if !moved {
             // Another pruner moved the floor first; its deletes cover these rows.
