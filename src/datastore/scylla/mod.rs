@@ -30,7 +30,7 @@
 //!
 //! # Change log
 //! Every write runs between a claim of a change log row and its commit
-//! ([`ScyllaStore::logged`]); `changes/` gives the protocol and why readers see exactly
+//! (`ScyllaStore::logged`); `changes/` gives the protocol and why readers see exactly
 //! the writes that happened, in one order, with no lock.
 //!
 //! # Keyspace

@@ -350,10 +350,11 @@ impl ScyllaStore {
             let ours = match answer {
                 Cas::Applied => true,
                 Cas::NotApplied => false,
-                Cas::Unknown(_) => self
-                    .log_row_serial(seq)
-                    .await?
-                    .is_some_and(|r| r.claim.as_deref() == Some(token.as_str())),
+                Cas::Unknown(_) => match self.log_row_serial(seq).await? {
+                    Some(row) => row.claim.as_deref() == Some(token.as_str()),
+                    // Not there: try the same number again rather than leave a hole.
+                    None => continue,
+                },
             };
             if ours {
                 self.change_next.fetch_max(seq + 1, Ordering::AcqRel);
