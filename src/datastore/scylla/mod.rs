@@ -118,7 +118,7 @@ pub struct ScyllaStore {
     /// Unreadable rows already logged by a listing, so each is logged once.
     reported: Mutex<HashSet<String>>,
     /// Where this process looks for a free change log row next (0: ask the sequencer).
-    change_next: AtomicI64,
+    change_next: Arc<AtomicI64>,
     /// `(seq, position)`: the change log is settled below `seq`, and `position` is the
     /// last record position there (`change_head` resumes from it).
     change_head: Mutex<(i64, u64)>,
@@ -192,7 +192,7 @@ impl ScyllaStore {
             known_months: Mutex::new(BTreeSet::new()),
             lease_ttl: DEFAULT_LEASE_TTL,
             reported: Mutex::new(HashSet::new()),
-            change_next: AtomicI64::new(0),
+            change_next: Arc::new(AtomicI64::new(0)),
             change_head: Mutex::new((0, 0)),
         })
     }

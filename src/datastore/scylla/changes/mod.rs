@@ -72,6 +72,12 @@
 //!   lost insert land later anyway, it is a `pending` row nobody commits, aborted by the
 //!   first reader after its lease: it delays readers, it never shows a record.
 //! - A commit whose answer is lost is retried; the row read back tells whether it landed.
+//!   When the cluster stops answering altogether, the write is answered `Unavailable`
+//!   (it did land) and the commit goes on in a background task for ten minutes: once a
+//!   reader has aborted the row, the records are appended instead. Only the claimed row
+//!   is retried there, the one step whose repetition cannot record a change twice; an
+//!   append whose answer and read-back both fail is not repeated (the change may then
+//!   be missing, never doubled).
 //! - A write whose own outcome the backend could not learn (it answered
 //!   `Unavailable`) has its row aborted: if that write landed after all, its change is
 //!   not in the log. The same holds when a writer dies between its data write and its
@@ -104,21 +110,25 @@
 //! rate grow by orders of magnitude. A writer that crashes holding a claim holds every
 //! reader back for up to `t`.
 //!
+//! # Files
+//! `write.rs`: claims, commits, appends ([`write::Log`]); `read.rs`: the walk that settles
+//! rows, `read_changes`, `change_head` and retention.
+//!
 //! [`Datastore::change_head`]: crate::datastore::Datastore::change_head
 //! [`Datastore::prune_changes`]: crate::datastore::Datastore::prune_changes
 
 mod read;
+mod write;
 
 use std::future::Future;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Instant;
 
 use scylla::value::CqlTimestamp;
 use serde::{Deserialize, Serialize};
 
+use self::write::Log;
 use super::ScyllaStore;
-use super::cql::Cas;
-use super::lwt::CAS_ATTEMPTS;
 use crate::datastore::{Change, Error, Result, Timestamp};
 
 /// Consecutive sequence numbers per partition.
@@ -127,8 +137,6 @@ pub(super) const BUCKET: i64 = 4096;
 const INDEX_BITS: u32 = 20;
 /// Records stored in one row (far below `2^INDEX_BITS`).
 const RECORDS_PER_ROW: usize = 1000;
-/// Sequence numbers a writer tries before giving up.
-const CLAIM_ATTEMPTS: usize = 64;
 
 const PENDING: &str = "pending";
 const COMMITTED: &str = "committed";
@@ -253,28 +261,38 @@ fn new_token() -> String {
 }
 
 impl ScyllaStore {
+    /// The change log's writer handles.
+    fn log(&self) -> Log {
+        Log {
+            cql: Arc::clone(&self.cql),
+            next: Arc::clone(&self.change_next),
+            lease_ttl: self.lease_ttl,
+        }
+    }
+
     /// Runs a write between a claim and its commit (see the module docs): `write` gets
     /// the claim's time for its freshness checks and returns the write's records.
     pub(super) async fn logged<Fut>(&self, write: impl FnOnce(Instant) -> Fut) -> Result<()>
     where
         Fut: Future<Output = Logged>,
     {
-        let claim = self.take_seq(None).await?;
+        let log = self.log();
+        let claim = log.take_seq(None).await?;
         let (outcome, floor) =
-            futures_util::future::join(Box::pin(write(claim.since)), self.change_floor()).await;
+            futures_util::future::join(Box::pin(write(claim.since)), log.change_floor()).await;
         match outcome {
-            Ok(records) => self.deliver(claim, &records, floor.map(|f| f.0)).await,
+            Ok(records) => log.deliver(claim, &records, floor.map(|f| f.0)).await,
             Err(Failed {
                 error,
                 landed: Some(records),
             }) => {
-                if let Err(err) = self.deliver(claim, &records, floor.map(|f| f.0)).await {
+                if let Err(err) = log.deliver(claim, &records, floor.map(|f| f.0)).await {
                     tracing::error!(error = %err, "could not record the changes of a partly landed write");
                 }
                 Err(error)
             }
             Err(Failed { error, .. }) => {
-                self.abort_claim(&claim).await;
+                log.abort_claim(&claim).await;
                 Err(error)
             }
         }
@@ -287,7 +305,7 @@ impl ScyllaStore {
     /// [`Error::Unavailable`] when no row could be claimed.
     #[doc(hidden)]
     pub async fn claim_change_and_crash(&self) -> Result<u64> {
-        Ok(position(self.take_seq(None).await?.seq, 0))
+        Ok(position(self.log().take_seq(None).await?.seq, 0))
     }
 
     /// Claims a row, awaits `stall` (the data write of a test), then commits `changes`
@@ -306,169 +324,6 @@ impl ScyllaStore {
             Ok(changes)
         })
         .await
-    }
-
-    /// `(floor, pruned_through)`: the first `seq` retention kept and the highest
-    /// position it removed.
-    async fn change_floor(&self) -> Result<(i64, u64)> {
-        let row: Option<(Option<i64>, Option<i64>)> = self
-            .cql
-            .one(SELECT_META, ("pruned",), "reading the change log floor")
-            .await?;
-        let (seq, pos) = row.unwrap_or((None, None));
-        let pruned = pos.and_then(|p| u64::try_from(p).ok()).unwrap_or(0);
-        Ok((seq.unwrap_or(1).max(1), pruned))
-    }
-
-    /// Inserts a row at the first free `seq` from the hint: `pending` for a claim, or
-    /// `committed` with `records` for an append.
-    async fn take_seq(&self, records: Option<&Encoded>) -> Result<Claim> {
-        let what = "claiming a change log position";
-        let token = new_token();
-        let mut seq = match self.change_next.load(Ordering::Acquire) {
-            0 => {
-                let hint: Option<(Option<i64>, Option<i64>)> =
-                    self.cql.one(SELECT_META, ("sequencer",), what).await?;
-                let hint = hint.and_then(|h| h.0).unwrap_or(1);
-                hint.max(self.change_floor().await?.0)
-            }
-            next => next,
-        };
-        for _ in 0..CLAIM_ATTEMPTS {
-            let since = Instant::now();
-            let bucket = bucket_of(seq);
-            let answer = match records {
-                None => {
-                    let values = (bucket, seq, millis_from_now(self.lease_ttl), token.as_str());
-                    self.cql.cas(CLAIM, values, what).await?
-                }
-                Some((json, count, newest)) => {
-                    let values = (bucket, seq, token.as_str(), json.as_str(), *count, *newest);
-                    self.cql.cas(APPEND, values, what).await?
-                }
-            };
-            let ours = match answer {
-                Cas::Applied => true,
-                Cas::NotApplied => false,
-                Cas::Unknown(_) => match self.log_row_serial(seq).await? {
-                    Some(row) => row.claim.as_deref() == Some(token.as_str()),
-                    // Not there: try the same number again rather than leave a hole.
-                    None => continue,
-                },
-            };
-            if ours {
-                self.change_next.fetch_max(seq + 1, Ordering::AcqRel);
-                if seq % BUCKET == 0
-                    && let Err(err) = self.cql.execute(SET_HINT, (seq,), what).await
-                {
-                    tracing::warn!(error = %err, "could not advance the change log sequencer hint");
-                }
-                return Ok(Claim { seq, token, since });
-            }
-            // Taken: go past the last row of its bucket (the end of the log, usually).
-            let tail: Option<(i64,)> = self.cql.one(SELECT_TAIL, (bucket,), what).await?;
-            seq = tail.map_or(seq + 1, |(t,)| t.max(seq) + 1);
-        }
-        Err(Error::unavailable(what, "every position tried was taken"))
-    }
-
-    async fn log_row_serial(&self, seq: i64) -> Result<Option<LogRow>> {
-        self.cql
-            .one(
-                self.cql.serial(SELECT_ROW),
-                (bucket_of(seq), seq),
-                "reading a change log row",
-            )
-            .await
-    }
-
-    /// Commits a write's records: the first chunk into its claimed row, the rest (and the
-    /// first, when the claim was aborted or fell below the floor) appended above.
-    async fn deliver(&self, claim: Claim, records: &[Change], floor: Result<i64>) -> Result<()> {
-        let floor = match floor {
-            Ok(f) => f,
-            Err(_) => self.change_floor().await?.0,
-        };
-        let mut chunks = records.chunks(RECORDS_PER_ROW);
-        let first = encode(chunks.next().unwrap_or_default())?;
-        if claim.seq < floor {
-            // A stale hint put the claim below retention's floor, where nobody reads.
-            self.drop_row(claim.seq).await;
-            self.change_next.fetch_max(floor, Ordering::AcqRel);
-            self.append(&first).await?;
-        } else if !self.commit_claim(&claim, &first).await? {
-            self.append(&first).await?;
-        }
-        for chunk in chunks {
-            self.append(&encode(chunk)?).await?;
-        }
-        Ok(())
-    }
-
-    /// `Ok(false)` when the claimed row was aborted by a reader (or is gone).
-    async fn commit_claim(&self, claim: &Claim, chunk: &Encoded) -> Result<bool> {
-        let what = "committing change records";
-        let bucket = bucket_of(claim.seq);
-        for _ in 0..CAS_ATTEMPTS {
-            let values = (chunk.0.as_str(), chunk.1, chunk.2, bucket, claim.seq);
-            if let Cas::Applied = self.cql.cas(COMMIT, values, what).await? {
-                return Ok(true);
-            }
-            match self.log_row_serial(claim.seq).await? {
-                Some(row) if row.status.as_deref() == Some(COMMITTED) => {
-                    // An earlier attempt whose answer was lost.
-                    return Ok(row.claim.as_deref() == Some(claim.token.as_str()));
-                }
-                Some(row) if row.status.as_deref() == Some(PENDING) => {}
-                _ => return Ok(false),
-            }
-        }
-        Err(Error::unavailable(
-            what,
-            "no answer from the lightweight transaction",
-        ))
-    }
-
-    /// Appends records as a new `committed` row above the floor.
-    async fn append(&self, chunk: &Encoded) -> Result<()> {
-        for _ in 0..CAS_ATTEMPTS {
-            let row = self.take_seq(Some(chunk)).await?;
-            let (floor, _) = self.change_floor().await?;
-            if row.seq >= floor {
-                return Ok(());
-            }
-            self.drop_row(row.seq).await;
-            self.change_next.fetch_max(floor, Ordering::AcqRel);
-        }
-        Err(Error::unavailable(
-            "appending change records",
-            "retention kept moving past them",
-        ))
-    }
-
-    /// Deletes a row below the floor (invisible to readers); failures leave garbage only.
-    async fn drop_row(&self, seq: i64) {
-        let values = (bucket_of(seq), seq);
-        if let Err(err) = self
-            .cql
-            .execute(DELETE_ROW, values, "dropping a change log row")
-            .await
-        {
-            tracing::warn!(seq, error = %err, "could not drop a change log row below the floor");
-        }
-    }
-
-    /// Aborts the claim of a write that did not happen; failures are logged, the lease
-    /// runs out and a reader aborts it.
-    async fn abort_claim(&self, claim: &Claim) {
-        let values = (bucket_of(claim.seq), claim.seq);
-        if let Err(err) = self
-            .cql
-            .cas(ABORT, values, "aborting a change log claim")
-            .await
-        {
-            tracing::warn!(seq = claim.seq, error = %err, "could not abort a change log claim; readers abort it when its lease runs out");
-        }
     }
 }
 

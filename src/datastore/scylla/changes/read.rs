@@ -85,7 +85,7 @@ impl ScyllaStore {
 
     /// The row as a serial read finds it, without acting on it.
     async fn settle_serial(&self, seq: i64) -> Result<Verdict> {
-        Ok(match self.log_row_serial(seq).await? {
+        Ok(match self.log().log_row_serial(seq).await? {
             Some(row) if row.status.as_deref() == Some(COMMITTED) => Verdict::Committed(row),
             Some(row) if row.status.as_deref() == Some(PENDING) => Verdict::Wait,
             // Aborted, or deleted by retention (it lies below the floor then).
@@ -102,7 +102,7 @@ impl ScyllaStore {
             .await?
         {
             Cas::Applied => Ok(Verdict::Aborted),
-            Cas::NotApplied => match self.log_row_serial(seq).await? {
+            Cas::NotApplied => match self.log().log_row_serial(seq).await? {
                 Some(row) => self.settle(row).await,
                 None => Ok(Verdict::Aborted),
             },
@@ -183,7 +183,7 @@ impl ScyllaStore {
         after: u64,
         limit: usize,
     ) -> Result<ChangeRead> {
-        let (floor, _) = self.change_floor().await?;
+        let (floor, _) = self.log().change_floor().await?;
         let mut records = Vec::new();
         let mut broken = None;
         if limit > 0 {
@@ -213,7 +213,7 @@ impl ScyllaStore {
             .await?;
         }
         // Rows retention removed meanwhile (and any placed there since) are not returned.
-        let (floor, pruned_through) = self.change_floor().await?;
+        let (floor, pruned_through) = self.log().change_floor().await?;
         records.retain(|r| seq_of(r.position) >= floor);
         if let Some(err) = broken
             && records.is_empty()
@@ -228,7 +228,7 @@ impl ScyllaStore {
 
     /// `change_head`: the last record position below the watermark.
     pub(in crate::datastore::scylla) async fn change_log_head(&self) -> Result<u64> {
-        let (floor, pruned) = self.change_floor().await?;
+        let (floor, pruned) = self.log().change_floor().await?;
         let (cached_next, cached_last) = *self
             .change_head
             .lock()
@@ -262,7 +262,7 @@ impl ScyllaStore {
         before: Timestamp,
     ) -> Result<u64> {
         let what = "pruning the change log";
-        let (floor, pruned) = self.change_floor().await?;
+        let (floor, pruned) = self.log().change_floor().await?;
         let (mut removed, mut through, mut new_floor) = (0_u64, pruned, floor);
         self.walk(floor, |seq, row| {
             if let Some(row) = row {
