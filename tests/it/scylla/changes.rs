@@ -422,3 +422,37 @@ async fn scylla_pruning_drops_a_prefix_and_a_writer_behind_the_floor_still_lands
     );
     done_with(&hosts, &keyspace).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_write_with_thousands_of_records_spans_rows_in_order() {
+    let Some(store) = fresh_store("bigwrite").await else {
+        return;
+    };
+    let at = tick();
+    let many: Vec<Change> = (0..2_500)
+        .map(|i| Change {
+            kind: ChangeKind::Updated,
+            entity: ChangeEntity::Product,
+            id: format!("member-{i:05}"),
+            version: None,
+            at,
+            changed_fields: vec!["collections".to_owned()],
+        })
+        .collect();
+    store
+        .log_changes_around(many.clone(), async {})
+        .await
+        .unwrap();
+    let records = all_records(&store, 700).await;
+    assert_increasing(&records);
+    let back: Vec<Change> = records.iter().map(|r| r.change.clone()).collect();
+    assert_eq!(back, many, "every record once, in the write's order");
+    let rows: std::collections::BTreeSet<i64> =
+        records.iter().map(|r| seq_of(r.position)).collect();
+    assert_eq!(rows.len(), 3, "1000 records per row");
+    assert_eq!(
+        store.change_head().await.unwrap(),
+        records.last().unwrap().position
+    );
+    done_with(&hosts().unwrap(), store.keyspace()).await;
+}
