@@ -1,21 +1,25 @@
 //! Categories: creating, updating and deleting them, with the parent checks of
-//! `integrity.rs` (references, the category tree lease, cycles).
+//! `integrity.rs` (references, the category tree lease, cycles). Each write returns its
+//! change records (`changes/` commits them).
+
+use std::time::Instant;
 
 use super::ScyllaStore;
+use super::changes::Logged;
 use super::integrity::Refs;
 use super::lwt::Write;
 use super::rows::Entity as _;
-use crate::datastore::{Category, CategoryId, Error, Result, Timestamp};
+use crate::datastore::{Category, CategoryId, Error, Result, Timestamp, changes as records};
 
 impl ScyllaStore {
     /// `create_category`: refers to the parent, if any, then writes the entity.
-    pub(super) async fn insert_category(&self, category: &Category) -> Result<()> {
+    pub(super) async fn insert_category(&self, category: &Category, since: Instant) -> Logged {
         let parent = match &category.parent_id {
             Some(parent) => Some(self.refer_category(parent).await?),
             None => None,
         };
         let refs = Refs {
-            since: parent.as_ref().map(|p| p.since),
+            since: Some(parent.as_ref().map_or(since, |p| p.since.min(since))),
             ..Refs::default()
         };
         let result = self.create_keyed(category, Vec::new(), refs).await;
@@ -24,7 +28,8 @@ impl ScyllaStore {
         {
             self.unrefer_category(parent).await;
         }
-        result
+        result?;
+        Ok(records::category_created(category))
     }
 
     /// `update_category`: a new parent is checked for cycles under the category tree lease.
@@ -32,12 +37,13 @@ impl ScyllaStore {
         &self,
         category: &Category,
         expected: Timestamp,
-    ) -> Result<()> {
+        since: Instant,
+    ) -> Logged {
         let Some(stored) = self.read::<Category>(category.id.as_str()).await? else {
-            return Err(Error::not_found(CategoryId::ENTITY, category.id.as_str()));
+            return Err(Error::not_found(CategoryId::ENTITY, category.id.as_str()).into());
         };
         if stored.updated_at != expected {
-            return Err(Error::Conflict(stored.into_current()));
+            return Err(Error::Conflict(stored.into_current()).into());
         }
         let mut next = category.clone();
         next.created_at = stored.created_at;
@@ -47,20 +53,23 @@ impl ScyllaStore {
             .as_ref()
             .filter(|p| Some(*p) != stored.parent_id.as_ref())
         else {
-            return self.write_category(&stored, &next, expected, None).await;
+            self.write_category(&stored, &next, expected, Some(since))
+                .await?;
+            return Ok(records::category_updated(&stored, &next));
         };
         if *parent == next.id {
             return Err(Error::Cycle {
                 category: next.id.as_str().to_owned(),
                 parent: parent.as_str().to_owned(),
-            });
+            }
+            .into());
         }
         let reference = self.refer_category(parent).await?;
         let result = match self.take_tree_lease().await {
             Ok(lease) => {
                 let result = match self.check_acyclic(&lease, &next.id, parent).await {
                     Ok(()) => {
-                        let since = reference.since.min(lease.since);
+                        let since = reference.since.min(lease.since).min(since);
                         self.write_category(&stored, &next, expected, Some(since))
                             .await
                     }
@@ -74,15 +83,17 @@ impl ScyllaStore {
         if !Self::unsettled(&result) {
             self.unrefer_category(reference).await;
         }
-        result
+        result?;
+        Ok(records::category_updated(&stored, &next))
     }
 
     /// `delete_category`: only an unused category, then its reservation.
-    pub(super) async fn purge_category(&self, id: &CategoryId) -> Result<()> {
+    pub(super) async fn purge_category(&self, id: &CategoryId) -> Logged {
         let stored = self.delete_unused_category(id).await?;
+        let at = Timestamp::now();
         self.release::<Category>(&stored.slug, id.as_str(), None)
             .await;
-        Ok(())
+        Ok(records::category_deleted(id.as_str(), at))
     }
 
     /// The versioned write of a category, once its parent is settled.

@@ -1,14 +1,17 @@
-//! Collections: creating, updating and deleting them with their membership rows.
+//! Collections: creating, updating and deleting them with their membership rows. Each
+//! write returns its change records (`changes/` commits them).
 
 use std::collections::BTreeSet;
+use std::time::Instant;
 
 use super::ScyllaStore;
+use super::changes::{Failed, Logged};
 use super::index::boxed;
 use super::integrity::Refs;
 use super::lwt::Write;
 use super::rows::Entity as _;
 use super::statements::DELETE_ALL_COLLECTION_SIDE;
-use crate::datastore::{Collection, CollectionId, Error, ProductId, Result, Timestamp};
+use crate::datastore::{Collection, CollectionId, Error, ProductId, Timestamp, changes as records};
 
 impl ScyllaStore {
     /// `create_collection`: checks the members, then writes the entity with its membership
@@ -17,7 +20,8 @@ impl ScyllaStore {
         &self,
         collection: &Collection,
         product_ids: &[ProductId],
-    ) -> Result<()> {
+        since: Instant,
+    ) -> Logged {
         let ids: Vec<&str> = product_ids
             .iter()
             .map(ProductId::as_str)
@@ -36,9 +40,11 @@ impl ScyllaStore {
         let refs = Refs {
             products: &ids,
             undo,
+            since: Some(since),
             ..Refs::default()
         };
-        self.create_keyed(collection, rows, refs).await
+        self.create_keyed(collection, rows, refs).await?;
+        Ok(records::collection_created(collection, product_ids))
     }
 
     /// `update_collection`: the versioned write, then the members when they are replaced.
@@ -47,51 +53,73 @@ impl ScyllaStore {
         collection: &Collection,
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
-    ) -> Result<()> {
+        since: Instant,
+    ) -> Logged {
+        let missing = || Error::not_found(CollectionId::ENTITY, collection.id.as_str());
         let Some(stored) = self.read::<Collection>(collection.id.as_str()).await? else {
-            return Err(Error::not_found(
-                CollectionId::ENTITY,
-                collection.id.as_str(),
-            ));
+            return Err(missing().into());
         };
         if stored.updated_at != expected {
-            return Err(Error::Conflict(stored.into_current()));
+            return Err(Error::Conflict(stored.into_current()).into());
         }
-        if let Some(ids) = product_ids {
-            let ids: Vec<&str> = ids.iter().map(ProductId::as_str).collect();
-            self.require_products(&ids).await?;
-        }
+        // The members being replaced, for the records and the membership diff.
+        let before = match product_ids {
+            Some(ids) => {
+                let ids: Vec<&str> = ids.iter().map(ProductId::as_str).collect();
+                self.require_products(&ids).await?;
+                self.members_of(&collection.id).await?
+            }
+            None => Vec::new(),
+        };
         let mut next = collection.clone();
         next.created_at = stored.created_at;
-        match self.update_keyed(&stored, &next, expected, None).await? {
+        match self
+            .update_keyed(&stored, &next, expected, Some(since))
+            .await?
+        {
             Write::Done => {}
             Write::Stale(current) => {
-                return Err(Error::Conflict(current.into_current()));
+                return Err(Error::Conflict(current.into_current()).into());
             }
-            Write::Missing => {
-                return Err(Error::not_found(
-                    CollectionId::ENTITY,
-                    collection.id.as_str(),
-                ));
-            }
+            Write::Missing => return Err(missing().into()),
         }
-        if let Some(ids) = product_ids {
-            self.set_collection_members(&collection.id, ids).await?;
+        let before_ids: Vec<ProductId> = before
+            .iter()
+            .map(|(_, p)| ProductId::from_stored(p.clone()))
+            .collect();
+        let changes = records::collection_updated(
+            &stored,
+            &next,
+            product_ids.map(|ids| (before_ids.as_slice(), ids)),
+        );
+        if let Some(ids) = product_ids
+            && let Err(error) = self
+                .set_collection_members(&collection.id, &before, ids)
+                .await
+        {
+            // The collection itself changed: its records are committed all the same.
+            return Err(Failed {
+                error,
+                landed: Some(changes),
+            });
         }
-        Ok(())
+        Ok(changes)
     }
 
     /// `delete_collection`: the entity and its reservation, then its membership rows.
-    pub(super) async fn purge_collection(&self, id: &CollectionId) -> Result<()> {
+    pub(super) async fn purge_collection(&self, id: &CollectionId) -> Logged {
         // The entity first: its delete is what writers adding members race against (see
         // `integrity.rs`); memberships left behind by a failure here are never shown.
         let stored = self.remove::<Collection>(id.as_str()).await?;
+        let at = Timestamp::now();
+        let mut members = Vec::new();
         self.release::<Collection>(&stored.slug, id.as_str(), None)
             .await;
         let cleanup = async {
             let mut statements = Vec::new();
             for (created_at, pid) in self.members_of(id).await? {
                 statements.push(Self::membership_delete(&pid, created_at, id.as_str()));
+                members.push(ProductId::from_stored(pid));
             }
             statements.push(vec![(
                 DELETE_ALL_COLLECTION_SIDE,
@@ -106,6 +134,6 @@ impl ScyllaStore {
         if let Err(err) = cleanup.await {
             tracing::warn!(collection = id.as_str(), error = %err, "could not remove the memberships of a deleted collection");
         }
-        Ok(())
+        Ok(records::collection_deleted(id.as_str(), &members, at))
     }
 }

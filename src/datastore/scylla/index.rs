@@ -183,24 +183,26 @@ impl ScyllaStore {
         }
     }
 
-    /// Makes `collections` exactly the collections of product `pid`.
+    /// Makes `collections` exactly the collections of product `pid`, whose stored row
+    /// (with its current collections, as read before the write) is `stored`.
     pub(super) async fn set_product_collections(
         &self,
         pid: &ProductId,
-        created_at: Timestamp,
+        stored: &Product,
         collections: &[CollectionId],
     ) -> Result<()> {
-        let current: HashSet<CollectionId> = self.collections_of(pid).await?.into_iter().collect();
+        let created_at = stored.created_at;
+        let current: HashSet<&CollectionId> = stored.collection_ids.iter().collect();
         let wanted: HashSet<&CollectionId> = collections.iter().collect();
         let mut statements = Vec::new();
-        for cid in current.iter().filter(|c| !wanted.contains(c)) {
+        for cid in current.iter().filter(|c| !wanted.contains(*c)) {
             statements.push(Self::membership_delete(
                 pid.as_str(),
                 created_at,
                 cid.as_str(),
             ));
         }
-        for cid in wanted.iter().filter(|c| !current.contains(**c)) {
+        for cid in wanted.iter().filter(|c| !current.contains(*c)) {
             statements.push(Self::membership_insert(
                 pid.as_str(),
                 created_at,
@@ -214,16 +216,17 @@ impl ScyllaStore {
         .await
     }
 
-    /// Makes `products` exactly the members of collection `cid`; ids of products that do
-    /// not exist (any more) are skipped. The rows it adds are checked afterwards: those
-    /// whose product, or the collection itself, was deleted meanwhile are removed again,
-    /// since the deleter's scan may have run before they were written.
+    /// Makes `products` exactly the members of collection `cid`, whose members were
+    /// `current` (read before the write); ids of products that do not exist (any more)
+    /// are skipped. The rows it adds are checked afterwards: those whose product, or the
+    /// collection itself, was deleted meanwhile are removed again, since the deleter's
+    /// scan may have run before they were written.
     pub(super) async fn set_collection_members(
         &self,
         cid: &CollectionId,
+        current: &[(Timestamp, String)],
         products: &[ProductId],
     ) -> Result<()> {
-        let current = self.members_of(cid).await?;
         let wanted: HashSet<&str> = products.iter().map(ProductId::as_str).collect();
         let present: HashSet<&str> = current.iter().map(|(_, p)| p.as_str()).collect();
         let mut statements = Vec::new();

@@ -9,7 +9,8 @@
 //! - `products_by_category`, `collection_products`: members in `(created_at, id)` order;
 //! - `product_collections`: a product's collections (the other direction of membership);
 //! - `catalog_versions` (unique tags) and `catalog_versions_by_time` (newest first);
-//! - `revoked_tokens`: logged-out session tokens by `jti`, each row with a TTL.
+//! - `revoked_tokens`: logged-out session tokens by `jti`, each row with a TTL;
+//! - `change_log` + `change_log_meta`: the change log, one row per write (`changes/`).
 //!
 //! # Atomicity: what is a lightweight transaction and what is not
 //! Entity rows and reservation rows are only ever written with lightweight transactions
@@ -26,6 +27,11 @@
 //! transaction on the referenced row orders them against the deleter, and parent
 //! changes are serialised by a lease. `integrity.rs` gives the protocol and why it is
 //! correct; `unique_keys.rs` how reservations left by crashed writers are reclaimed.
+//!
+//! # Change log
+//! Every write runs between a claim of a change log row and its commit
+//! (`ScyllaStore::logged`); `changes/` gives the protocol and why readers see exactly
+//! the writes that happened, in one order, with no lock.
 //!
 //! # Keyspace
 //! Statement texts use bare table names; `cql.rs` qualifies them with the configured
@@ -44,9 +50,11 @@
 //! - `index.rs`: index and membership rows;
 //! - `scan.rs`: listing and counting products;
 //! - `versions.rs`: catalogue versions;
+//! - `changes/`: the change log (claims, commits, the readers' watermark, retention);
 //! - [`migrate`]: the self-migration runner and its lock.
 
 mod categories;
+mod changes;
 mod collections;
 mod config;
 mod cql;
@@ -63,6 +71,7 @@ mod unique_keys;
 mod versions;
 
 use std::collections::{BTreeSet, HashSet};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -81,8 +90,8 @@ use self::statements::{
 };
 pub use self::tls::TlsSettings;
 use super::{
-    CatalogVersion, Category, CategoryId, Collection, CollectionId, Datastore, Error, Page,
-    Product, ProductFilter, ProductId, Result, Timestamp,
+    CatalogVersion, Category, CategoryId, ChangeRead, Collection, CollectionId, Datastore, Error,
+    Page, Product, ProductFilter, ProductId, Result, Timestamp, changes as records,
 };
 
 /// Entity reads in flight at once while scanning an index or reading a batch.
@@ -108,6 +117,11 @@ pub struct ScyllaStore {
     lease_ttl: Duration,
     /// Unreadable rows already logged by a listing, so each is logged once.
     reported: Mutex<HashSet<String>>,
+    /// Where this process looks for a free change log row next (0: ask the sequencer).
+    change_next: Arc<AtomicI64>,
+    /// `(seq, position)`: the change log is settled below `seq`, and `position` is the
+    /// last record position there (`change_head` resumes from it).
+    change_head: Mutex<(i64, u64)>,
 }
 
 impl ScyllaStore {
@@ -178,6 +192,8 @@ impl ScyllaStore {
             known_months: Mutex::new(BTreeSet::new()),
             lease_ttl: DEFAULT_LEASE_TTL,
             reported: Mutex::new(HashSet::new()),
+            change_next: Arc::new(AtomicI64::new(0)),
+            change_head: Mutex::new((0, 0)),
         })
     }
 
@@ -270,7 +286,8 @@ impl Datastore for ScyllaStore {
     }
 
     async fn create_product(&self, product: &Product) -> Result<()> {
-        self.insert_product(product).await
+        self.logged(|since| self.insert_product(product, since))
+            .await
     }
 
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
@@ -294,11 +311,12 @@ impl Datastore for ScyllaStore {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
     ) -> Result<()> {
-        self.revise_product(product, expected, collection_ids).await
+        self.logged(|since| self.revise_product(product, expected, collection_ids, since))
+            .await
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        self.purge_product(id).await
+        self.logged(|_| self.purge_product(id)).await
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
@@ -310,7 +328,8 @@ impl Datastore for ScyllaStore {
     }
 
     async fn create_category(&self, category: &Category) -> Result<()> {
-        self.insert_category(category).await
+        self.logged(|since| self.insert_category(category, since))
+            .await
     }
 
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
@@ -333,11 +352,12 @@ impl Datastore for ScyllaStore {
     }
 
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        self.revise_category(category, expected).await
+        self.logged(|since| self.revise_category(category, expected, since))
+            .await
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        self.purge_category(id).await
+        self.logged(|_| self.purge_category(id)).await
     }
 
     async fn create_collection(
@@ -345,7 +365,8 @@ impl Datastore for ScyllaStore {
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
-        self.insert_collection(collection, product_ids).await
+        self.logged(|since| self.insert_collection(collection, product_ids, since))
+            .await
     }
 
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
@@ -373,16 +394,20 @@ impl Datastore for ScyllaStore {
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
     ) -> Result<()> {
-        self.revise_collection(collection, expected, product_ids)
+        self.logged(|since| self.revise_collection(collection, expected, product_ids, since))
             .await
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        self.purge_collection(id).await
+        self.logged(|_| self.purge_collection(id)).await
     }
 
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        self.record_version(version).await
+        self.logged(|_| async {
+            self.record_version(version).await?;
+            Ok(records::catalog_published(version))
+        })
+        .await
     }
 
     async fn latest_catalog_version(&self) -> Result<Option<CatalogVersion>> {
@@ -419,24 +444,18 @@ impl Datastore for ScyllaStore {
         Ok(row.is_some_and(|(until,)| until.is_none_or(|t| t.0 > now)))
     }
 
-    async fn read_changes(&self, _after: u64, _limit: usize) -> Result<super::ChangeRead> {
-        Err(Error::unavailable(
-            "reading the change log",
-            "not implemented yet",
-        ))
+    async fn read_changes(&self, after: u64, limit: usize) -> Result<ChangeRead> {
+        self.read_change_log(after, limit).await
     }
+
     async fn change_head(&self) -> Result<u64> {
-        Err(Error::unavailable(
-            "reading the change log",
-            "not implemented yet",
-        ))
+        self.change_log_head().await
     }
-    async fn prune_changes(&self, _before: Timestamp) -> Result<u64> {
-        Err(Error::unavailable(
-            "pruning the change log",
-            "not implemented yet",
-        ))
+
+    async fn prune_changes(&self, before: Timestamp) -> Result<u64> {
+        self.prune_change_log(before).await
     }
+
     async fn ping(&self) -> Result<()> {
         self.cql.execute(PING, (), "pinging scylla").await.map(drop)
     }

@@ -1,7 +1,11 @@
 //! Products: creating, updating and deleting them with their index and membership rows.
+//! Each write returns its change records (`changes/` commits them).
+
+use std::time::Instant;
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
+use super::changes::{Failed, Logged};
 use super::index::{boxed, month_of};
 use super::integrity::Refs;
 use super::lwt::Write;
@@ -10,12 +14,14 @@ use super::statements::{
     DELETE_ALL_PRODUCT_SIDE, DELETE_CATEGORY_ROW, DELETE_MONTH_ROW, INSERT_CATEGORY_ROW,
 };
 use super::{FETCH_CONCURRENCY, ScyllaStore};
-use crate::datastore::{CollectionId, Error, Product, ProductId, Result, Timestamp};
+use crate::datastore::{
+    CollectionId, Error, Product, ProductId, Result, Timestamp, changes as records,
+};
 
 impl ScyllaStore {
     /// `create_product`: refers to the category, checks the collections, then writes the
     /// entity with its index and membership rows.
-    pub(super) async fn insert_product(&self, product: &Product) -> Result<()> {
+    pub(super) async fn insert_product(&self, product: &Product, since: Instant) -> Logged {
         let mut collections: Vec<CollectionId> = product.collection_ids.clone();
         collections.sort();
         collections.dedup();
@@ -40,7 +46,7 @@ impl ScyllaStore {
                 .collect();
             let refs = Refs {
                 collections: &collections,
-                since: Some(category.since),
+                since: Some(category.since.min(since)),
                 undo,
                 ..Refs::default()
             };
@@ -55,7 +61,7 @@ impl ScyllaStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(month_of(product.created_at));
-        Ok(())
+        Ok(records::product_created(product))
     }
 
     /// `get_products`: the products that exist among `ids`, read concurrently.
@@ -75,12 +81,17 @@ impl ScyllaStore {
         product: &Product,
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
-    ) -> Result<()> {
-        let Some(stored) = self.read::<Product>(product.id.as_str()).await? else {
-            return Err(Error::not_found(ProductId::ENTITY, product.id.as_str()));
+        since: Instant,
+    ) -> Logged {
+        let Some(mut stored) = self.read::<Product>(product.id.as_str()).await? else {
+            return Err(Error::not_found(ProductId::ENTITY, product.id.as_str()).into());
         };
         if stored.updated_at != expected {
-            return Err(self.product_conflict(stored).await);
+            return Err(self.product_conflict(stored).await.into());
+        }
+        if collection_ids.is_some() {
+            // The memberships being replaced, for the records and the membership diff.
+            stored.collection_ids = self.collections_of(&product.id).await?;
         }
         let mut next = product.clone();
         next.collection_ids.clear();
@@ -93,7 +104,7 @@ impl ScyllaStore {
         } else {
             None
         };
-        let since = category.as_ref().map(|c| c.since);
+        let since = Some(category.as_ref().map_or(since, |c| c.since.min(since)));
         let result = self
             .update_product_row(&stored, &next, expected, collection_ids, since)
             .await;
@@ -103,25 +114,36 @@ impl ScyllaStore {
             self.unrefer_category(category).await;
         }
         result?;
+        let changes = records::product_updated(&stored, &next, collection_ids);
         if let Some(ids) = collection_ids {
-            self.set_product_collections(&product.id, stored.created_at, ids)
-                .await?;
-            // A collection deleted since the check may have missed these rows: drop them.
-            let live = self.live_collections(ids).await?;
-            let dead: Vec<_> = ids
-                .iter()
-                .filter(|c| !live.contains(c))
-                .map(|c| Self::membership_delete(pid, stored.created_at, c.as_str()))
-                .collect();
-            self.write_batches(dead, "dropping memberships of deleted collections")
-                .await?;
+            let memberships = async {
+                self.set_product_collections(&product.id, &stored, ids)
+                    .await?;
+                // A collection deleted since the check may have missed these rows: drop them.
+                let live = self.live_collections(ids).await?;
+                let dead: Vec<_> = ids
+                    .iter()
+                    .filter(|c| !live.contains(c))
+                    .map(|c| Self::membership_delete(pid, stored.created_at, c.as_str()))
+                    .collect();
+                self.write_batches(dead, "dropping memberships of deleted collections")
+                    .await
+            };
+            if let Err(error) = memberships.await {
+                // The product itself changed: its records are committed all the same.
+                return Err(Failed {
+                    error,
+                    landed: Some(changes),
+                });
+            }
         }
-        Ok(())
+        Ok(changes)
     }
 
     /// `delete_product`: the entity and its reservation, then its index and membership rows.
-    pub(super) async fn purge_product(&self, id: &ProductId) -> Result<()> {
-        let stored = self.remove::<Product>(id.as_str()).await?;
+    pub(super) async fn purge_product(&self, id: &ProductId) -> Logged {
+        let mut stored = self.remove::<Product>(id.as_str()).await?;
+        let at = Timestamp::now();
         self.release::<Product>(&stored.sku, id.as_str(), None)
             .await;
         let mut statements = vec![vec![
@@ -143,7 +165,8 @@ impl ScyllaStore {
             ),
         ]];
         let cleanup = async {
-            for cid in self.collections_of(id).await? {
+            stored.collection_ids = self.collections_of(id).await?;
+            for cid in &stored.collection_ids {
                 statements.push(Self::membership_delete(
                     id.as_str(),
                     stored.created_at,
@@ -161,7 +184,7 @@ impl ScyllaStore {
             // The product is gone; its leftover index rows are skipped by every read.
             tracing::warn!(product = id.as_str(), error = %err, "could not remove the index rows of a deleted product");
         }
-        Ok(())
+        Ok(records::product_deleted(&stored, at))
     }
 
     /// The entity part of `update_product`: the new category's index row first, the

@@ -18,8 +18,10 @@
 //! This module holds the node, the keyspaces and the suites; the proofs live beside it:
 //! migrations and their lock (`migrate`), racing sku changes (`races`), referential
 //! integrity under real races (`integrity`), reclaiming a crashed writer's reservation
-//! (`reservations`), client TLS (`tls`) and a latency measurement (`latency`).
+//! (`reservations`), client TLS (`tls`), a latency measurement (`latency`) and the
+//! change log's watermark, re-appends, holes and races (`changes`).
 
+mod changes;
 mod integrity;
 mod latency;
 mod migrate;

@@ -57,6 +57,11 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "0003_revoked_tokens.cql",
         cql: include_str!("../../../../migrations/scylla/0003_revoked_tokens.cql"),
     },
+    Migration {
+        version: 4,
+        file: "0004_change_log.cql",
+        cql: include_str!("../../../../migrations/scylla/0004_change_log.cql"),
+    },
 ];
 
 /// `(table, column)` when `statement` is `ALTER TABLE <table> ADD <column> <type>`.

@@ -1,0 +1,378 @@
+//! The change log on Scylla: every successful write appends its records (built by
+//! [`crate::datastore::changes`]) in the same step as the write, shared by every
+//! instance on the keyspace, with no lock and no single row that every write updates.
+//!
+//! # Rows
+//! `change_log` (migration `0004`) has one row per write, keyed by a sequence number
+//! `seq` (from 1) and partitioned in buckets of [`BUCKET`] consecutive numbers, so a read
+//! is a range scan inside one partition. A row's `status` moves once, always by a
+//! lightweight transaction (LWT) conditional on `status = 'pending'`, from `pending` to
+//! `committed` or `aborted`; nothing else ever changes a row (retention only deletes
+//! rows below the floor, see below). A record's position is `seq << 20 | i`, `i` its
+//! index within the row: a row holds at most [`RECORDS_PER_ROW`] records, and a write
+//! with more (a collection of thousands of products deleted) puts the rest in further
+//! rows appended above its own, so no row grows past a few hundred kilobytes (a reader
+//! may then see such a write's first thousand records one poll before the rest).
+//!
+//! # Writers: claim, write, commit
+//! 1. *Claim*: `INSERT … (status 'pending', lease_until = now + t, a random claim token)
+//!    IF NOT EXISTS` at the first free `seq` from a hint (the next number this process
+//!    knows of from its own claims and reads, or the `sequencer` meta row, written
+//!    whenever a claim opens a bucket); a taken number sends the writer past the
+//!    bucket's last row (one read), so a lagging hint costs one LWT per bucket, not per
+//!    row. `t` is the store's lease TTL (one minute by default).
+//! 2. *Write*: the data write starts only after the claim is acknowledged. Creates and
+//!    updates count the claim's time among the `since`s of their freshness checks
+//!    (`ScyllaStore::fresh`: the linearizing write is sent less than `t / 2` after the
+//!    claim, the lease assumption of `integrity.rs` and `unique_keys.rs`), so the commit
+//!    normally lands long before any reader may give up on the row; deletes and
+//!    publishes send theirs right after one read. Correctness does not rest on this: a
+//!    write that outlives its lease has its records appended again (3.).
+//! 3. *Commit*: once the write has landed, `UPDATE … SET status = 'committed', records =
+//!    … IF status = 'pending'`. A rejected write aborts its row the same way and so
+//!    appends nothing. If the commit finds the row aborted (a reader gave up on it after
+//!    its lease), the records are appended again as a new row inserted directly as
+//!    `committed` at a higher, free `seq`: the change comes later, never not at all.
+//!
+//! # Readers: the watermark
+//! A reader scans upwards from its cursor's `seq`: a `committed` row yields its records,
+//! an `aborted` row nothing; a `pending` row whose lease is live is the *watermark*: the
+//! reader stops there and returns nothing at or beyond it. A `pending` row whose lease
+//! ran out is aborted by the reader (`IF status = 'pending'`; when that fails the row is
+//! read back at serial consistency and taken as it is); a missing `seq` below one that
+//! exists (a hole) is closed by inserting it `aborted` with `IF NOT EXISTS`, so no
+//! writer can take it afterwards. [`Datastore::change_head`] is the last record
+//! position below the watermark.
+//!
+//! # Why readers see exactly the writes that happened, in one order
+//! - *Only writes that happened*: records are read only from `committed` rows, and a row
+//!   becomes `committed` only by its writer, after its data write was acknowledged.
+//! - *Never out of order*: a reader passes a `seq` only once it has seen the row settled
+//!   (`committed` or `aborted`, by a QUORUM read of a row only LWTs write, or by its own
+//!   applied LWT) or has closed it; settled rows never change again and no writer can
+//!   claim an existing `seq`. So once any reader returned position `p`, every `seq` at
+//!   or below `p`'s is settled for good, a later claim lands above it, and no reader
+//!   ever returns a position `≤ p` it did not return then.
+//! - *Never missed* (by a writer that lives to commit): a write's row is claimed before
+//!   its data write, so it is `pending` while the write may land; readers stop at it
+//!   instead of passing it. They abort it only after its lease, and then the writer,
+//!   finding it aborted, appends the records anew above every reader, so they are
+//!   late (after records of writes that happened after them; each record carries its
+//!   entity's `version`), never lost and never twice.
+//!
+//! Holes can only come from retention or a hand-edited table (writers never skip
+//! numbers: each claim targets at most one past the highest row it knows of), but a
+//! reader closes any it meets below an existing row; positions are therefore
+//! increasing but not dense (an aborted row, or a row with fewer than 2^20 records,
+//! leaves unused positions).
+//!
+//! # Unknown outcomes and crashes
+//! - A claim or append whose LWT answer is lost is read back at serial consistency and
+//!   recognised by its claim token; if it is not there the writer moves on. Should the
+//!   lost insert land later anyway, it is a `pending` row nobody commits, aborted by the
+//!   first reader after its lease: it delays readers, it never shows a record.
+//! - A commit whose answer is lost is retried; the row read back tells whether it landed.
+//!   When the cluster stops answering altogether, the write is answered `Unavailable`
+//!   (it did land) and the commit goes on in a background task for ten minutes: once a
+//!   reader has aborted the row, the records are appended instead. Only the claimed row
+//!   is retried there, the one step whose repetition cannot record a change twice; an
+//!   append whose answer and read-back both fail is not repeated (the change may then
+//!   be missing, never doubled).
+//! - A write whose own outcome the backend could not learn (it answered
+//!   `Unavailable`) has its row aborted: if that write landed after all, its change is
+//!   not in the log. The same holds when a writer dies between its data write and its
+//!   commit (one LWT round trip): its row is aborted by a reader after the lease. Both
+//!   cases leave the caller without an acknowledgement; closing them would need the
+//!   entity rows to carry the `seq` of their last write, so that a reader could settle
+//!   an expired row from the entity.
+//! - Leases compare the writer's clock (`lease_until`) with the reader's: clocks must
+//!   agree to well within `t / 2`, as for every lease here.
+//!
+//! # Retention
+//! [`Datastore::prune_changes`] walks from the floor (the first `seq` kept) like a
+//! reader, settling what it meets, and stops at the watermark or at the first row with a
+//! record not older than the cut. It moves the floor in the `pruned` meta row by LWT
+//! (`IF seq = <old floor>`, so racing pruners never move it back), then deletes the rows
+//! below it (whole partitions where it can). A writer whose stale hint lands a claim in
+//! the deleted range would be invisible, so writers read the floor after claiming (in
+//! parallel with their data write) and append elsewhere when below it; and readers read
+//! the floor after their scan and drop what lies below it, so a row placed there and
+//! then moved is never returned twice.
+//!
+//! # Cost
+//! A successful write adds two LWTs (claim, commit) and one QUORUM read of the floor,
+//! run alongside the data write; a rejected write adds its claim and its abort (the
+//! claim is taken before the write's own checks, to keep one wrapper for every write:
+//! [`ScyllaStore::logged`]). A `seq` taken by a racing writer costs one more LWT and one
+//! read. All writers of the keyspace serialise through Paxos on the current bucket's
+//! partition: plenty for a catalogue (the racing test's 200 creates from 8 tasks over 4
+//! sessions take a few seconds on one Cassandra node), and the limit should the write
+//! rate grow by orders of magnitude. A writer that crashes holding a claim holds every
+//! reader back for up to `t`.
+//!
+//! # Files
+//! `write.rs`: claims, commits, appends ([`write::Log`]); `read.rs`: the walk that settles
+//! rows, `read_changes`, `change_head` and retention.
+//!
+//! [`Datastore::change_head`]: crate::datastore::Datastore::change_head
+//! [`Datastore::prune_changes`]: crate::datastore::Datastore::prune_changes
+
+mod read;
+mod write;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use scylla::value::CqlTimestamp;
+use serde::{Deserialize, Serialize};
+
+use self::write::Log;
+use super::ScyllaStore;
+use crate::datastore::{Change, Error, Result, Timestamp};
+
+/// Consecutive sequence numbers per partition.
+pub(super) const BUCKET: i64 = 4096;
+/// Bits of a position that number the records of one row.
+const INDEX_BITS: u32 = 20;
+/// Records stored in one row (far below `2^INDEX_BITS`).
+const RECORDS_PER_ROW: usize = 1000;
+
+const PENDING: &str = "pending";
+const COMMITTED: &str = "committed";
+const ABORTED: &str = "aborted";
+
+const CLAIM: &str = "INSERT INTO change_log (bucket, seq, status, lease_until, claim) \
+     VALUES (?, ?, 'pending', ?, ?) IF NOT EXISTS";
+const APPEND: &str = "INSERT INTO change_log (bucket, seq, status, claim, records, \
+     record_count, newest) VALUES (?, ?, 'committed', ?, ?, ?, ?) IF NOT EXISTS";
+const COMMIT: &str = "UPDATE change_log SET status = 'committed', records = ?, \
+     record_count = ?, newest = ? WHERE bucket = ? AND seq = ? IF status = 'pending'";
+const ABORT: &str =
+    "UPDATE change_log SET status = 'aborted' WHERE bucket = ? AND seq = ? IF status = 'pending'";
+const SELECT_ROW: &str = "SELECT seq, status, lease_until, claim, records, record_count, \
+     newest FROM change_log WHERE bucket = ? AND seq = ?";
+const SELECT_TAIL: &str = "SELECT seq FROM change_log WHERE bucket = ? ORDER BY seq DESC LIMIT 1";
+const DELETE_ROW: &str = "DELETE FROM change_log WHERE bucket = ? AND seq = ?";
+const SELECT_META: &str = "SELECT seq, position FROM change_log_meta WHERE name = ?";
+const SET_HINT: &str = "UPDATE change_log_meta SET seq = ? WHERE name = 'sequencer'";
+
+/// A row of `change_log`.
+#[derive(scylla::DeserializeRow)]
+pub(super) struct LogRow {
+    seq: i64,
+    status: Option<String>,
+    lease_until: Option<CqlTimestamp>,
+    claim: Option<String>,
+    records: Option<String>,
+    record_count: Option<i32>,
+    newest: Option<CqlTimestamp>,
+}
+
+impl LogRow {
+    fn count(&self) -> u64 {
+        u64::try_from(self.record_count.unwrap_or(0)).unwrap_or(0)
+    }
+}
+
+/// A claimed, still pending row.
+pub(super) struct Claim {
+    seq: i64,
+    token: String,
+    /// When the claim was sent: the data write must happen before `t / 2` after it.
+    pub(super) since: Instant,
+}
+
+/// A write that failed; `landed` holds its records when part of it landed all the same
+/// (a product write whose membership write failed afterwards), so they are committed.
+pub(super) struct Failed {
+    pub(super) error: Error,
+    pub(super) landed: Option<Vec<Change>>,
+}
+
+impl From<Error> for Failed {
+    fn from(error: Error) -> Self {
+        Self {
+            error,
+            landed: None,
+        }
+    }
+}
+
+/// What a logged write returns: its change records, or why it failed.
+pub(super) type Logged = std::result::Result<Vec<Change>, Failed>;
+
+/// One change record as stored in the JSON of a row.
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    kind: String,
+    entity: String,
+    id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<i64>,
+    at: i64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    fields: String,
+}
+
+/// A chunk of records ready to bind: JSON, count, newest `at`.
+type Encoded = (String, i32, CqlTimestamp);
+
+fn encode(chunk: &[Change]) -> Result<Encoded> {
+    let stored: Vec<Stored> = chunk
+        .iter()
+        .map(|c| Stored {
+            kind: c.kind.as_str().to_owned(),
+            entity: c.entity.as_str().to_owned(),
+            id: c.id.clone(),
+            version: c.version.map(Timestamp::millis),
+            at: c.at.millis(),
+            fields: c.fields_joined(),
+        })
+        .collect();
+    let json = serde_json::to_string(&stored)
+        .map_err(|e| Error::internal("encoding change records", e))?;
+    let newest = chunk.iter().map(|c| c.at.millis()).max().unwrap_or(0);
+    let count = i32::try_from(chunk.len()).unwrap_or(i32::MAX);
+    Ok((json, count, CqlTimestamp(newest)))
+}
+
+/// The position of record `index` of row `seq`.
+fn position(seq: i64, index: u64) -> u64 {
+    (u64::try_from(seq).unwrap_or(0) << INDEX_BITS) | index
+}
+
+/// The row a position lies in.
+fn seq_of(position: u64) -> i64 {
+    i64::try_from(position >> INDEX_BITS).unwrap_or(i64::MAX)
+}
+
+const fn bucket_of(seq: i64) -> i64 {
+    seq / BUCKET
+}
+
+fn millis_from_now(d: std::time::Duration) -> CqlTimestamp {
+    let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    CqlTimestamp(Timestamp::now().millis().saturating_add(ms))
+}
+
+fn new_token() -> String {
+    ulid::Ulid::new().to_string().to_lowercase()
+}
+
+impl ScyllaStore {
+    /// The change log's writer handles.
+    fn log(&self) -> Log {
+        Log {
+            cql: Arc::clone(&self.cql),
+            next: Arc::clone(&self.change_next),
+            lease_ttl: self.lease_ttl,
+        }
+    }
+
+    /// Runs a write between a claim and its commit (see the module docs): `write` gets
+    /// the claim's time for its freshness checks and returns the write's records.
+    pub(super) async fn logged<Fut>(&self, write: impl FnOnce(Instant) -> Fut) -> Result<()>
+    where
+        Fut: Future<Output = Logged>,
+    {
+        let log = self.log();
+        let claim = log.take_seq(None).await?;
+        let (outcome, floor) =
+            futures_util::future::join(Box::pin(write(claim.since)), log.change_floor()).await;
+        match outcome {
+            Ok(records) => log.deliver(claim, &records, floor.map(|f| f.0)).await,
+            Err(Failed {
+                error,
+                landed: Some(records),
+            }) => {
+                if let Err(err) = log.deliver(claim, &records, floor.map(|f| f.0)).await {
+                    tracing::error!(error = %err, "could not record the changes of a partly landed write");
+                }
+                Err(error)
+            }
+            Err(Failed { error, .. }) => {
+                log.abort_claim(&claim).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Claims a `pending` row for a test that stands in for a writer stalling or
+    /// crashing between its claim and its commit; returns the row's first position.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when no row could be claimed.
+    #[doc(hidden)]
+    pub async fn claim_change_and_crash(&self) -> Result<u64> {
+        Ok(position(self.log().take_seq(None).await?.seq, 0))
+    }
+
+    /// Claims a row, awaits `stall` (the data write of a test), then commits `changes`
+    /// as a writer does: for tests of a commit that finds its row aborted.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the log cannot be written.
+    #[doc(hidden)]
+    pub async fn log_changes_around(
+        &self,
+        changes: Vec<Change>,
+        stall: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        self.logged(|_| async move {
+            stall.await;
+            Ok(changes)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::datastore::{ChangeEntity, ChangeKind};
+
+    #[test]
+    fn positions_number_rows_then_records() {
+        assert_eq!(position(1, 0), 1 << 20);
+        assert_eq!(position(3, 7), (3 << 20) | 7);
+        assert_eq!(seq_of(position(42, 999)), 42);
+        assert!(position(2, 0) > position(1, (RECORDS_PER_ROW - 1) as u64));
+        assert_eq!(bucket_of(4095), 0);
+        assert_eq!(bucket_of(4096), 1);
+    }
+
+    #[test]
+    fn records_round_trip_through_their_stored_form() {
+        let changes = vec![
+            Change {
+                kind: ChangeKind::Updated,
+                entity: ChangeEntity::Product,
+                id: "p1".into(),
+                version: Some(Timestamp::from_millis(5)),
+                at: Timestamp::from_millis(5),
+                changed_fields: vec!["title".into(), "price".into()],
+            },
+            Change {
+                kind: ChangeKind::Deleted,
+                entity: ChangeEntity::Collection,
+                id: "c\"1".into(),
+                version: None,
+                at: Timestamp::from_millis(9),
+                changed_fields: Vec::new(),
+            },
+        ];
+        let (json, count, newest) = encode(&changes).unwrap();
+        assert_eq!((count, newest.0), (2, 9));
+        let row = LogRow {
+            seq: 1,
+            status: Some(COMMITTED.into()),
+            lease_until: None,
+            claim: None,
+            records: Some(json),
+            record_count: Some(count),
+            newest: Some(newest),
+        };
+        assert_eq!(read::decode(&row).unwrap(), changes);
+    }
+}

@@ -1,0 +1,272 @@
+//! Writers of the change log: claims, commits and appends (see the parent module for
+//! the protocol). [`Log`] holds only shared handles, so a commit that must outlive its
+//! request (the cluster stopped answering) can go on in a background task.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{
+    ABORT, APPEND, BUCKET, CLAIM, COMMIT, COMMITTED, Claim, DELETE_ROW, Encoded, LogRow, PENDING,
+    RECORDS_PER_ROW, SELECT_META, SELECT_ROW, SELECT_TAIL, SET_HINT, bucket_of, encode,
+    millis_from_now, new_token,
+};
+use crate::datastore::scylla::cql::{Cas, Cql};
+use crate::datastore::scylla::lwt::CAS_ATTEMPTS;
+use crate::datastore::{Change, Error, Result};
+
+/// How long a commit that met an outage is retried in the background.
+const REDELIVER_FOR: Duration = Duration::from_secs(600);
+/// Sequence numbers a writer tries before giving up.
+const CLAIM_ATTEMPTS: usize = 64;
+
+/// The writer's handles: the session, this process's next sequence number, the lease.
+pub(super) struct Log {
+    pub(super) cql: Arc<Cql>,
+    pub(super) next: Arc<AtomicI64>,
+    pub(super) lease_ttl: Duration,
+}
+
+impl Log {
+    /// `(floor, pruned_through)`: the first `seq` retention kept and the highest
+    /// position it removed.
+    pub(super) async fn change_floor(&self) -> Result<(i64, u64)> {
+        let row: Option<(Option<i64>, Option<i64>)> = self
+            .cql
+            .one(SELECT_META, ("pruned",), "reading the change log floor")
+            .await?;
+        let (seq, pos) = row.unwrap_or((None, None));
+        let pruned = pos.and_then(|p| u64::try_from(p).ok()).unwrap_or(0);
+        Ok((seq.unwrap_or(1).max(1), pruned))
+    }
+
+    /// Inserts a row at the first free `seq` from the hint: `pending` for a claim, or
+    /// `committed` with `records` for an append.
+    pub(super) async fn take_seq(&self, records: Option<&Encoded>) -> Result<Claim> {
+        let what = "claiming a change log position";
+        let token = new_token();
+        let mut seq = match self.next.load(Ordering::Acquire) {
+            0 => {
+                let hint: Option<(Option<i64>, Option<i64>)> =
+                    self.cql.one(SELECT_META, ("sequencer",), what).await?;
+                let hint = hint.and_then(|h| h.0).unwrap_or(1);
+                hint.max(self.change_floor().await?.0)
+            }
+            next => next,
+        };
+        for _ in 0..CLAIM_ATTEMPTS {
+            let since = Instant::now();
+            let bucket = bucket_of(seq);
+            let answer = match records {
+                None => {
+                    let values = (bucket, seq, millis_from_now(self.lease_ttl), token.as_str());
+                    self.cql.cas(CLAIM, values, what).await?
+                }
+                Some((json, count, newest)) => {
+                    let values = (bucket, seq, token.as_str(), json.as_str(), *count, *newest);
+                    self.cql.cas(APPEND, values, what).await?
+                }
+            };
+            let ours = match answer {
+                Cas::Applied => true,
+                Cas::NotApplied => false,
+                Cas::Unknown(_) => match self.log_row_serial(seq).await? {
+                    Some(row) => row.claim.as_deref() == Some(token.as_str()),
+                    // Not there: try the same number again rather than leave a hole.
+                    None => continue,
+                },
+            };
+            if ours {
+                self.next.fetch_max(seq + 1, Ordering::AcqRel);
+                if seq % BUCKET == 0
+                    && let Err(err) = self.cql.execute(SET_HINT, (seq,), what).await
+                {
+                    tracing::warn!(error = %err, "could not advance the change log sequencer hint");
+                }
+                return Ok(Claim { seq, token, since });
+            }
+            // Taken: go past the last row of its bucket (the end of the log, usually).
+            let tail: Option<(i64,)> = self.cql.one(SELECT_TAIL, (bucket,), what).await?;
+            seq = tail.map_or(seq + 1, |(t,)| t.max(seq) + 1);
+        }
+        Err(Error::unavailable(what, "every position tried was taken"))
+    }
+
+    pub(super) async fn log_row_serial(&self, seq: i64) -> Result<Option<LogRow>> {
+        self.cql
+            .one(
+                self.cql.serial(SELECT_ROW),
+                (bucket_of(seq), seq),
+                "reading a change log row",
+            )
+            .await
+    }
+
+    /// Commits a write's records: the first chunk into its claimed row, the rest (and the
+    /// first, when the claim was aborted or fell below the floor) appended above. When
+    /// the claimed row's fate cannot be learnt now (the cluster does not answer), the
+    /// commit goes on in the background ([`Log::redeliver_later`]) and the error is
+    /// returned.
+    pub(super) async fn deliver(
+        self,
+        claim: Claim,
+        records: &[Change],
+        floor: Result<i64>,
+    ) -> Result<()> {
+        let mut chunks = records.chunks(RECORDS_PER_ROW);
+        let first = encode(chunks.next().unwrap_or_default())?;
+        let rest = chunks.map(encode).collect::<Result<Vec<_>>>()?;
+        match self.place_claim(&claim, &first, floor.ok(), false).await {
+            Ok(true) => {}
+            Ok(false) => self.append(&first).await?,
+            Err(err) => {
+                self.redeliver_later(claim, first, rest);
+                return Err(err);
+            }
+        }
+        for chunk in &rest {
+            self.append(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits the first chunk into the claimed row: `Ok(false)` when it must be
+    /// appended instead (the claim was aborted, or lies below the floor). Safe to call
+    /// again after an error: every step reads back what an earlier one did.
+    async fn place_claim(
+        &self,
+        claim: &Claim,
+        first: &Encoded,
+        floor: Option<i64>,
+        again: bool,
+    ) -> Result<bool> {
+        let floor = match floor {
+            Some(f) => f,
+            None => self.change_floor().await?.0,
+        };
+        if claim.seq >= floor {
+            return self.commit_claim(claim, first).await;
+        }
+        if again {
+            // Retention passed the row since the first try: it may hold our commit.
+            match self.log_row_serial(claim.seq).await? {
+                Some(row) if row.status.as_deref() == Some(COMMITTED) => return Ok(true),
+                Some(_) => {}
+                None => {
+                    return Err(Error::unavailable(
+                        "committing change records",
+                        "retention removed the claimed row before its fate was known",
+                    ));
+                }
+            }
+        }
+        // A stale hint put the claim below retention's floor, where nobody reads.
+        self.drop_row(claim.seq).await;
+        self.next.fetch_max(floor, Ordering::AcqRel);
+        Ok(false)
+    }
+
+    /// Keeps committing a claim in the background, with growing pauses, for
+    /// [`REDELIVER_FOR`]; then appends the rest once. Only the claimed row is retried:
+    /// it is the one step whose repetition cannot record a change twice.
+    fn redeliver_later(self, claim: Claim, first: Encoded, rest: Vec<Encoded>) {
+        tokio::spawn(async move {
+            let until = Instant::now() + REDELIVER_FOR;
+            let mut pause = Duration::from_secs(1);
+            let placed = loop {
+                tokio::time::sleep(pause).await;
+                match self.place_claim(&claim, &first, None, true).await {
+                    Ok(placed) => break placed,
+                    Err(err) if Instant::now() >= until => {
+                        tracing::error!(seq = claim.seq, error = %err, "gave up committing change records: the change is missing from the log");
+                        return;
+                    }
+                    Err(_) => pause = (pause * 2).min(Duration::from_secs(30)),
+                }
+            };
+            let appended = async {
+                if !placed {
+                    self.append(&first).await?;
+                }
+                for chunk in &rest {
+                    self.append(chunk).await?;
+                }
+                Ok::<(), Error>(())
+            };
+            match appended.await {
+                Ok(()) => {
+                    tracing::info!(seq = claim.seq, "committed change records after an outage");
+                }
+                Err(err) => {
+                    tracing::error!(seq = claim.seq, error = %err, "could not append change records: the change is missing from the log");
+                }
+            }
+        });
+    }
+
+    /// `Ok(false)` when the claimed row was aborted by a reader (or is gone).
+    async fn commit_claim(&self, claim: &Claim, chunk: &Encoded) -> Result<bool> {
+        let what = "committing change records";
+        let bucket = bucket_of(claim.seq);
+        for _ in 0..CAS_ATTEMPTS {
+            let values = (chunk.0.as_str(), chunk.1, chunk.2, bucket, claim.seq);
+            if let Cas::Applied = self.cql.cas(COMMIT, values, what).await? {
+                return Ok(true);
+            }
+            match self.log_row_serial(claim.seq).await? {
+                Some(row) if row.status.as_deref() == Some(COMMITTED) => {
+                    // An earlier attempt whose answer was lost.
+                    return Ok(row.claim.as_deref() == Some(claim.token.as_str()));
+                }
+                Some(row) if row.status.as_deref() == Some(PENDING) => {}
+                _ => return Ok(false),
+            }
+        }
+        Err(Error::unavailable(
+            what,
+            "no answer from the lightweight transaction",
+        ))
+    }
+
+    /// Appends records as a new `committed` row above the floor.
+    async fn append(&self, chunk: &Encoded) -> Result<()> {
+        for _ in 0..CAS_ATTEMPTS {
+            let row = self.take_seq(Some(chunk)).await?;
+            let (floor, _) = self.change_floor().await?;
+            if row.seq >= floor {
+                return Ok(());
+            }
+            self.drop_row(row.seq).await;
+            self.next.fetch_max(floor, Ordering::AcqRel);
+        }
+        Err(Error::unavailable(
+            "appending change records",
+            "retention kept moving past them",
+        ))
+    }
+
+    /// Deletes a row below the floor (invisible to readers); failures leave garbage only.
+    async fn drop_row(&self, seq: i64) {
+        let values = (bucket_of(seq), seq);
+        if let Err(err) = self
+            .cql
+            .execute(DELETE_ROW, values, "dropping a change log row")
+            .await
+        {
+            tracing::warn!(seq, error = %err, "could not drop a change log row below the floor");
+        }
+    }
+
+    /// Aborts the claim of a write that did not happen; failures are logged, the lease
+    /// runs out and a reader aborts it.
+    pub(super) async fn abort_claim(&self, claim: &Claim) {
+        let values = (bucket_of(claim.seq), claim.seq);
+        if let Err(err) = self
+            .cql
+            .cas(ABORT, values, "aborting a change log claim")
+            .await
+        {
+            tracing::warn!(seq = claim.seq, error = %err, "could not abort a change log claim; readers abort it when its lease runs out");
+        }
+    }
+}
