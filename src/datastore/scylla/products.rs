@@ -184,7 +184,11 @@ impl ScyllaStore {
             // The product is gone; its leftover index rows are skipped by every read.
             tracing::warn!(product = id.as_str(), error = %err, "could not remove the index rows of a deleted product");
         }
-        Ok(records::product_deleted(&stored, at))
+        Ok(records::product_deleted(
+            id.as_str(),
+            &stored.collection_ids,
+            at,
+        ))
     }
 
     /// The entity part of `update_product`: the new category's index row first, the
