@@ -265,6 +265,12 @@ async fn graphql_api() -> Option<GraphqlApi> {
 
 mod contract {
     crate::contract_suite!(super::contract_store());
+    // Cases that remove records get a keyspace of their own (reaped with the others).
+    crate::contract_isolated_suite!(async {
+        super::fresh_store("isolated")
+            .await
+            .map(super::Instrumented::new)
+    });
 }
 
 mod graphql {
