@@ -1,0 +1,197 @@
+//! Limits of subscriptions: a slow consumer is dropped without slowing writers, the
+//! number of sockets is capped, subscription documents pass the cost guard; and the
+//! feed's metrics are exposed.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{
+    Backend, Received, SUBSCRIPTION, WsClient, category, config, feed_cases, metrics, open,
+    product, spawn,
+};
+
+/// The total of a counter in the exposition (all label sets).
+fn total(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter(|l| l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A subscriber that stops reading while writers create products with large bodies:
+/// its queue (8 events here) overflows, it is dropped, the writers never wait for it,
+/// and when it reads again it gets its events, then an error naming the position to
+/// resume after, then a close frame with code 4008 and the same reason.
+async fn slow_consumer_is_dropped_without_slowing_writers(backend: Backend) {
+    let app = Arc::new(spawn(backend, config(|c| c.changes.subscriptions_buffer = 8)).await);
+    let cat = category(&app, "slow").await;
+    let before = total(&metrics(&app).await, "gitstore_subscriptions_dropped_total");
+    let mut slow = WsClient::connect(&app).await;
+    slow.subscribe(
+        "slow",
+        "subscription { catalogChanged { position node { ... on Product { body } } } }",
+        json!({}),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // 60 KiB per event: the socket buffers fill after a few hundred events.
+    let body = "x".repeat(60 * 1024);
+    let mut latencies = Vec::new();
+    let started = Instant::now();
+    let mut dropped_after = None;
+    for i in 0..400 {
+        let t = Instant::now();
+        product(&app, &cat, &format!("SLOW-{i}"), Some(&body)).await;
+        latencies.push(t.elapsed());
+        if i % 20 == 19 && dropped_after.is_none() {
+            let now = total(&metrics(&app).await, "gitstore_subscriptions_dropped_total");
+            if now > before {
+                dropped_after = Some(i + 1);
+                break;
+            }
+        }
+    }
+    let writing = started.elapsed();
+    let dropped_after = dropped_after.expect("the slow subscriber was dropped");
+    latencies.sort();
+    let p50 = latencies[latencies.len() / 2];
+    let max = *latencies.last().unwrap();
+    eprintln!(
+        "slow consumer dropped after {dropped_after} writes; writes took {writing:?}, p50 {p50:?}, max {max:?}"
+    );
+    assert!(
+        max < Duration::from_secs(2),
+        "a write waited for the subscriber: {max:?}"
+    );
+
+    // Now it reads: its events, then the error, then the close with the reason.
+    let mut events = 0;
+    let mut error = None;
+    loop {
+        match slow.recv(Duration::from_secs(20)).await {
+            Received::Json(m) if m["type"] == "next" && m["payload"].get("errors").is_none() => {
+                events += 1;
+            }
+            Received::Json(m) if m["type"] == "next" || m["type"] == "error" => {
+                error = Some(m.to_string());
+            }
+            Received::Json(m) if m["type"] == "complete" => {}
+            Received::Close(code, reason) => {
+                assert_eq!(code, 4008, "{reason}");
+                assert!(reason.contains("resume with after"), "{reason}");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let error = error.expect("a final error before the close");
+    assert!(
+        error.contains("subscription dropped") && error.contains("resume with after"),
+        "{error}"
+    );
+    assert!(events > 0, "it got what it had been sent before the drop");
+}
+
+/// At most `GITSTORE_SUBSCRIPTIONS_MAX_CONNECTIONS` sockets; one more is 503, and a
+/// closed one frees its place.
+async fn max_connections_are_enforced(backend: Backend) {
+    let app = spawn(
+        backend,
+        config(|c| c.changes.subscriptions_max_connections = 2),
+    )
+    .await;
+    let one = WsClient::connect(&app).await;
+    let _two = WsClient::connect(&app).await;
+    let Err((status, body)) = open(&app, "graphql-transport-ws").await else {
+        panic!("a third socket was accepted");
+    };
+    assert_eq!(status, 503);
+    assert!(body.contains("too many WebSocket connections"), "{body}");
+    assert!(body.contains("UNAVAILABLE"), "{body}");
+    one.close().await;
+    let mut reopened = None;
+    for _ in 0..50 {
+        if let Ok(client) = open(&app, "graphql-transport-ws").await {
+            reopened = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reopened.is_some(), "a closed socket frees its place");
+}
+
+/// Subscription documents pass the same guard as queries: over the cost limit is
+/// refused, and a plain HTTP upgrade without a GraphQL subprotocol is a 400.
+async fn subscription_documents_are_guarded(backend: Backend) {
+    let app = spawn(backend, config(|c| c.graphql.max_complexity = 500)).await;
+    let mut client = WsClient::connect(&app).await;
+    let costly = "subscription { catalogChanged { node { ... on Category { products(first: 1000) { edges { node { id } } } } } } }";
+    client.subscribe("1", costly, json!({})).await;
+    match client.recv(Duration::from_secs(10)).await {
+        Received::Json(m) => {
+            let text = m.to_string();
+            assert!(m["type"] == "error" || m["type"] == "next", "{text}");
+            assert!(
+                text.contains("costs") && text.contains("limit of 500"),
+                "{text}"
+            );
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // A cheap one on the same connection still works.
+    client.subscribe("2", SUBSCRIPTION, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cat = category(&app, "guarded").await;
+    loop {
+        match client.recv(Duration::from_secs(10)).await {
+            Received::Json(m) if m["type"] == "complete" => {}
+            Received::Json(m) => {
+                assert_eq!(m["id"], "2", "{m:#}");
+                assert_eq!(m["payload"]["data"]["catalogChanged"]["id"], cat);
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let Err((status, _)) = open(&app, "not-graphql").await else {
+        panic!("an unknown subprotocol was accepted");
+    };
+    assert_eq!(status, 400);
+}
+
+/// `/metrics` has the feed's series.
+async fn metrics_are_exposed(backend: Backend) {
+    let app = spawn(backend, config(|_| {})).await;
+    let mut client = WsClient::connect(&app).await;
+    client.subscribe("1", SUBSCRIPTION, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cat = category(&app, "metrics").await;
+    product(&app, &cat, "M-1", None).await;
+    client.event(Duration::from_secs(10)).await;
+    client.event(Duration::from_secs(10)).await;
+    let text = metrics(&app).await;
+    for series in [
+        "gitstore_changes_appended_total{entity=\"PRODUCT\",kind=\"CREATED\"}",
+        "gitstore_changes_appended_total{entity=\"CATEGORY\",kind=\"CREATED\"}",
+        "gitstore_subscriptions_active",
+        "gitstore_subscription_events_sent_total",
+        "gitstore_subscriptions_dropped_total",
+        "gitstore_websocket_connections",
+    ] {
+        assert!(text.contains(series), "/metrics lacks {series}:\n{text}");
+    }
+    assert!(total(&text, "gitstore_subscription_events_sent_total") >= 2.0);
+    assert!(total(&text, "gitstore_subscriptions_active") >= 1.0);
+}
+
+feed_cases!(
+    slow_consumer_is_dropped_without_slowing_writers,
+    max_connections_are_enforced,
+    subscription_documents_are_guarded,
+    metrics_are_exposed,
+);
