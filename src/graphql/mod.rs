@@ -215,6 +215,12 @@ impl GraphqlApi {
             if let Some(message) = unsupported_directive(&err.message) {
                 err.message = message;
             }
+            if err.message == "Subscriptions are not supported on this transport." {
+                err.message = "subscriptions are served over a WebSocket on /graphql (the \
+                               graphql-transport-ws or graphql-ws protocol); this request came \
+                               over HTTP"
+                    .to_owned();
+            }
             let ext = err.extensions.get_or_insert_with(Default::default);
             if ext.get("code").is_none() {
                 ext.set("code", "INVALID_ARGUMENT");

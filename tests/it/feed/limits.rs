@@ -189,9 +189,101 @@ async fn metrics_are_exposed(backend: Backend) {
     assert!(total(&text, "gitstore_subscriptions_active") >= 1.0);
 }
 
+/// With authentication on, subscriptions are public like queries; a mutation sent on
+/// the socket needs the token in the init payload.
+async fn subscriptions_are_public_and_socket_mutations_need_a_token(backend: Backend) {
+    use gitstore_api::config::Secret;
+    const PASSWORD: &str = "correct horse battery staple";
+    let app = spawn(
+        backend,
+        config(|c| {
+            c.auth.admin_username = Some("admin".to_owned());
+            c.auth.admin_password_hash = Some(Secret::from(bcrypt::hash(PASSWORD, 4).unwrap()));
+            c.auth.jwt_secret = Some(Secret::from(
+                "test-secret-that-is-at-least-32-bytes-long".to_owned(),
+            ));
+        }),
+    )
+    .await;
+    let login = super::gql_ok(
+        &app,
+        "mutation($p: String!) { login(input: { username: \"admin\", password: $p }) { session { token } } }",
+        json!({ "p": PASSWORD }),
+    )
+    .await;
+    let token = login["login"]["session"]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let create = "mutation { createCategory(input: { name: \"A\", slug: \"over-ws\" }) { category { id } } }";
+
+    // No token: the subscription runs, the mutation on the socket is refused.
+    let mut anonymous = WsClient::connect(&app).await;
+    anonymous.subscribe("sub", SUBSCRIPTION, json!({})).await;
+    anonymous.subscribe("mut", create, json!({})).await;
+    let mut refused = false;
+    for _ in 0..4 {
+        if let Received::Json(m) = anonymous.recv(Duration::from_secs(10)).await
+            && m["id"] == "mut"
+            && m["type"] != "complete"
+        {
+            assert!(m.to_string().contains("UNAUTHENTICATED"), "{m:#}");
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "the mutation without a token was refused");
+
+    // With the token in the init payload the mutation runs, and the anonymous
+    // subscriber sees its change.
+    let mut admin = WsClient::connect_init(
+        &app,
+        "graphql-transport-ws",
+        json!({ "Authorization": format!("Bearer {token}") }),
+    )
+    .await;
+    admin.subscribe("mut", create, json!({})).await;
+    let created = admin.event(Duration::from_secs(10)).await;
+    let id = created["createCategory"]["category"]["id"].clone();
+    assert!(id.is_string(), "{created:#}");
+    loop {
+        match anonymous.recv(Duration::from_secs(10)).await {
+            Received::Json(m) if m["id"] == "sub" => {
+                assert_eq!(m["payload"]["data"]["catalogChanged"]["id"], id, "{m:#}");
+                break;
+            }
+            Received::Json(_) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
 feed_cases!(
+    subscriptions_are_public_and_socket_mutations_need_a_token,
     slow_consumer_is_dropped_without_slowing_writers,
     max_connections_are_enforced,
     subscription_documents_are_guarded,
     metrics_are_exposed,
 );
+
+/// At shutdown every socket is closed with 1001 (subscriptions never end on their own,
+/// so they must not hold the drain up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_closes_sockets_with_1001() {
+    let app = spawn(Backend::Memdb, config(|_| {})).await;
+    let mut client = WsClient::connect(&app).await;
+    client.subscribe("1", SUBSCRIPTION, json!({})).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(app);
+    loop {
+        match client.recv(Duration::from_secs(10)).await {
+            Received::Json(m) if m["type"] == "complete" => {}
+            Received::Close(code, reason) => {
+                assert_eq!(code, 1001, "{reason}");
+                assert!(reason.contains("shutting down"), "{reason}");
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}

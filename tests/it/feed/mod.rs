@@ -9,6 +9,7 @@ mod limits;
 mod live;
 mod pull;
 mod retention;
+mod script;
 mod shared;
 
 use std::time::Duration;
@@ -195,9 +196,14 @@ impl WsClient {
 
     /// Connects offering `protocol` and completes the init handshake.
     pub async fn connect_with(app: &TestApp, protocol: &str) -> Self {
+        Self::connect_init(app, protocol, json!({})).await
+    }
+
+    /// Connects offering `protocol` and completes the init handshake with `payload`.
+    pub async fn connect_init(app: &TestApp, protocol: &str, payload: Value) -> Self {
         let mut client = open(app, protocol).await.expect("upgrade accepted");
         client
-            .send(json!({ "type": "connection_init", "payload": {} }))
+            .send(json!({ "type": "connection_init", "payload": payload }))
             .await;
         match client.recv(Duration::from_secs(10)).await {
             Received::Json(m) if m["type"] == "connection_ack" => client,

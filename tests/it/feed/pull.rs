@@ -159,3 +159,12 @@ feed_cases!(
     filters_skip_and_the_cursor_still_advances,
     bad_cursors_and_sizes_are_refused,
 );
+
+/// A subscription sent over HTTP says where subscriptions are served.
+#[tokio::test]
+async fn a_subscription_over_http_says_to_use_a_websocket() {
+    let app = super::spawn(Backend::Memdb, config(|_| {})).await;
+    let response = app.gql(super::SUBSCRIPTION, json!({})).await;
+    let message = response["errors"][0]["message"].as_str().unwrap();
+    assert!(message.contains("WebSocket on /graphql"), "{message}");
+}
