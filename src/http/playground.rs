@@ -50,6 +50,10 @@ const DEFAULT_QUERY: &str = r#"# Welcome to the gitstore-api playground.
 # Ctrl-Enter (Cmd-Enter) runs the query; the Docs button lists the whole schema.
 # When authentication is on, add {"Authorization": "Bearer <token>"} under Headers
 # before running mutations.
+#
+# Subscriptions run here too: try
+#   subscription { catalogChanged { position kind entity id } }
+# then run a mutation in another tab (+) and come back to see its changes.
 
 {
   products(first: 5) {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{
     Backend, Received, SUBSCRIPTION, WsClient, category, config, feed_cases, metrics, open,
-    product, spawn,
+    product, registered, spawn,
 };
 
 /// The total of a counter in the exposition (all label sets).
@@ -33,11 +33,11 @@ async fn slow_consumer_is_dropped_without_slowing_writers(backend: Backend) {
     let mut slow = WsClient::connect(&app).await;
     slow.subscribe(
         "slow",
-        "subscription { catalogChanged { position node { ... on Product { body } } } }",
+        "subscription { catalogChanged { position id node { ... on Product { body } } } }",
         json!({}),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    registered(&app, &mut slow).await;
 
     // 60 KiB per event: the socket buffers fill after a few hundred events.
     let body = "x".repeat(60 * 1024);
@@ -145,7 +145,7 @@ async fn subscription_documents_are_guarded(backend: Backend) {
     }
     // A cheap one on the same connection still works.
     client.subscribe("2", SUBSCRIPTION, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    registered(&app, &mut client).await;
     let cat = category(&app, "guarded").await;
     loop {
         match client.recv(Duration::from_secs(10)).await {
@@ -169,7 +169,7 @@ async fn metrics_are_exposed(backend: Backend) {
     let app = spawn(backend, config(|_| {})).await;
     let mut client = WsClient::connect(&app).await;
     client.subscribe("1", SUBSCRIPTION, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    registered(&app, &mut client).await;
     let cat = category(&app, "metrics").await;
     product(&app, &cat, "M-1", None).await;
     client.event(Duration::from_secs(10)).await;
@@ -273,7 +273,7 @@ async fn shutdown_closes_sockets_with_1001() {
     let app = spawn(Backend::Memdb, config(|_| {})).await;
     let mut client = WsClient::connect(&app).await;
     client.subscribe("1", SUBSCRIPTION, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    registered(&app, &mut client).await;
     drop(app);
     loop {
         match client.recv(Duration::from_secs(10)).await {

@@ -8,7 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::{
-    Backend, SUBSCRIPTION, WsClient, category, config, feed_cases, gql_ok, head, product, spawn,
+    Backend, SUBSCRIPTION, WsClient, category, config, feed_cases, gql_ok, product, registered,
+    spawn,
 };
 use crate::support::TestApp;
 
@@ -62,12 +63,10 @@ async fn hand_over_under_concurrent_writers(backend: Backend) {
     const EACH: usize = 200;
     let app = Arc::new(spawn(backend, config(|_| {})).await);
     let cat = category(&app, "load").await;
-    let start = head(&app).await;
 
     let mut early = WsClient::connect(&app).await;
     early.subscribe("early", SUBSCRIPTION, json!({})).await;
-    // The subscription is registered once the server has it: a write made now must show.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = registered(&app, &mut early).await;
     // Both subscribers read while the writers go on, until told the last position.
     let (target_tx, target) = tokio::sync::watch::channel(u64::MAX);
     let early_reader = tokio::spawn(read_until(early, target.clone()));
@@ -144,10 +143,9 @@ async fn read_until(mut client: WsClient, target: tokio::sync::watch::Receiver<u
 async fn live_subscriber_sees_each_write_once(backend: Backend) {
     let app = Arc::new(spawn(backend, config(|_| {})).await);
     let cat = category(&app, "live").await;
-    let start = head(&app).await;
     let mut client = WsClient::connect(&app).await;
     client.subscribe("1", SUBSCRIPTION, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = registered(&app, &mut client).await;
     let mut writers = Vec::new();
     for w in 0..4 {
         let app = app.clone();
@@ -236,7 +234,7 @@ async fn legacy_protocol_and_filters(backend: Backend) {
             json!({ "filter": { "entities": ["CATEGORY"], "kinds": ["CREATED"] } }),
         )
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    registered(&app, &mut client).await;
     let cat = category(&app, "legacy").await;
     product(&app, &cat, "SKIPPED", None).await;
     let other = category(&app, "legacy-two").await;

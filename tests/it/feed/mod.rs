@@ -119,28 +119,6 @@ pub async fn product(app: &TestApp, category: &str, sku: &str, body: Option<&str
         .to_owned()
 }
 
-/// The newest position in the log (0 when empty), through `changes`.
-pub async fn head(app: &TestApp) -> u64 {
-    let mut after: Option<String> = None;
-    let mut last = 0;
-    loop {
-        let data = gql_ok(
-            app,
-            "query($after: String) { changes(after: $after, first: 1000) { edges { cursor } pageInfo { hasNextPage endCursor } } }",
-            json!({ "after": after }),
-        )
-        .await;
-        let info = &data["changes"]["pageInfo"];
-        if let Some(end) = info["endCursor"].as_str() {
-            last = end.parse().unwrap();
-            after = Some(end.to_owned());
-        }
-        if info["hasNextPage"] != true {
-            return last;
-        }
-    }
-}
-
 /// What a WebSocket client received.
 #[derive(Debug)]
 pub enum Received {
@@ -277,6 +255,38 @@ impl WsClient {
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+}
+
+/// Waits until the subscription(s) on `client` are registered with the feed: writes a
+/// marker category through `writer` until an event of one arrives (a write made before
+/// registration is not sent to a subscription without `after`), then returns the
+/// position of the last marker written, after which every change reaches `client`.
+/// The subscription must select `catalogChanged { position id }`.
+pub async fn registered(writer: &TestApp, client: &mut WsClient) -> u64 {
+    let mut markers = Vec::new();
+    for _ in 0..20 {
+        let slug = format!("marker-{}", ulid::Ulid::new().to_string().to_lowercase());
+        markers.push(category(writer, &slug).await);
+        let mut seen_any = false;
+        while let Some(received) = client.try_recv(Duration::from_secs(1)).await {
+            let Received::Json(m) = received else {
+                panic!("connection ended while waiting for a marker: {received:?}");
+            };
+            let change = &m["payload"]["data"]["catalogChanged"];
+            let Some(id) = change["id"].as_str() else {
+                continue;
+            };
+            if !markers.iter().any(|marker| marker == id) {
+                continue;
+            }
+            seen_any = true;
+            if markers.last().is_some_and(|last| last == id) {
+                return change["position"].as_str().unwrap().parse().unwrap();
+            }
+        }
+        assert!(!seen_any, "a marker arrived but not the last one");
+    }
+    panic!("the subscription never received a marker");
 }
 
 /// The subscription document the tests use.

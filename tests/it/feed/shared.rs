@@ -27,7 +27,7 @@ async fn a_subscriber_on_one_instance_sees_writes_through_another() {
     .await;
     let mut client = WsClient::connect(&b).await;
     client.subscribe("1", SUBSCRIPTION, json!({})).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    super::registered(&a, &mut client).await;
     let cat = category(&a, "shared").await;
     let p = product(&a, &cat, "SHARED-1", None).await;
     let one = client.event(Duration::from_secs(10)).await;
