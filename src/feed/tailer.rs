@@ -123,8 +123,12 @@ fn fan_out(feed: &Feed, records: Vec<ChangeRecord>) {
 
 fn drop_all(feed: &Feed, reason: DropReason) {
     let mut state = feed.lock();
+    let label = match reason {
+        DropReason::Lag => "lag",
+        DropReason::Pruned => "pruned",
+    };
     for entry in state.subscribers.values() {
-        metrics::counter!(DROPPED_METRIC, "reason" => "pruned").increment(1);
+        metrics::counter!(DROPPED_METRIC, "reason" => label).increment(1);
         entry.signal.drop_for(reason);
     }
     state.subscribers.clear();

@@ -15,6 +15,12 @@
 //! extension installed the engine runs the extension chain around every field of every
 //! row (a boxed future per hook), a per-field cost that a request-level check never
 //! needed.
+//!
+//! # Operations on a WebSocket
+//! [`GraphqlApi::execute_stream`] (async-graphql's `Executor`, which the WebSocket
+//! transport drives) runs the same guard and, for mutations, the same gate, then
+//! streams: a `catalogChanged` subscription ([`changes`]) yields one response per
+//! change, read from the process's [`crate::feed::Feed`].
 
 pub mod auth;
 pub mod changes;
