@@ -237,6 +237,28 @@ struct State {
     subscribers: HashMap<u64, Entry>,
 }
 
+impl State {
+    // The gauge moves by steps, never `set`: every feed of the process (tests run
+    // many servers in one) adds to the one process-wide series.
+
+    fn add(&mut self, id: u64, entry: Entry) {
+        self.subscribers.insert(id, entry);
+        metrics::gauge!(SUBSCRIBERS_METRIC).increment(1.0);
+    }
+
+    fn remove(&mut self, id: u64) {
+        if self.subscribers.remove(&id).is_some() {
+            metrics::gauge!(SUBSCRIBERS_METRIC).decrement(1.0);
+        }
+    }
+
+    fn clear(&mut self) {
+        let gone = self.subscribers.len();
+        self.subscribers.clear();
+        metrics::gauge!(SUBSCRIBERS_METRIC).decrement(gone as f64);
+    }
+}
+
 struct Inner {
     store: Instrumented<AnyDatastore>,
     settings: FeedSettings,
@@ -287,9 +309,7 @@ impl Feed {
     /// Stops the tailer and the pruner and ends every subscription stream (at shutdown).
     pub fn stop(&self) {
         self.inner.shutdown.send_replace(true);
-        let mut state = self.lock();
-        state.subscribers.clear();
-        metrics::gauge!(SUBSCRIBERS_METRIC).set(0.0);
+        self.lock().clear();
     }
 
     /// Resolves once [`Feed::stop`] was called.
@@ -326,7 +346,7 @@ impl Feed {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let registered_at = {
             let mut state = self.lock();
-            state.subscribers.insert(
+            state.add(
                 id,
                 Entry {
                     tx,
@@ -334,7 +354,6 @@ impl Feed {
                     signal: signal.clone(),
                 },
             );
-            metrics::gauge!(SUBSCRIBERS_METRIC).set(state.subscribers.len() as f64);
             state.last.unwrap_or_default()
         };
         Ok(ChangeStream::new(
@@ -382,9 +401,6 @@ impl Feed {
 
     /// Removes a subscriber (its stream was dropped).
     fn unregister(&self, id: u64) {
-        let mut state = self.lock();
-        if state.subscribers.remove(&id).is_some() {
-            metrics::gauge!(SUBSCRIBERS_METRIC).set(state.subscribers.len() as f64);
-        }
+        self.lock().remove(id);
     }
 }

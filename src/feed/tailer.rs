@@ -6,10 +6,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::error::TrySendError;
 
-use super::{
-    APPENDED_METRIC, DROPPED_METRIC, DropReason, Feed, PRUNED_METRIC, READ_BATCH,
-    SUBSCRIBERS_METRIC,
-};
+use super::{APPENDED_METRIC, DROPPED_METRIC, DropReason, Feed, PRUNED_METRIC, READ_BATCH};
 use crate::datastore::{ChangeRecord, Datastore, Timestamp};
 
 /// Longest pause after a failed read (the pause doubles from the poll interval).
@@ -114,11 +111,10 @@ fn fan_out(feed: &Feed, records: Vec<ChangeRecord>) {
             }
         }
         for id in gone.drain(..) {
-            state.subscribers.remove(&id);
+            state.remove(id);
         }
         state.last = Some(record.position);
     }
-    metrics::gauge!(SUBSCRIBERS_METRIC).set(state.subscribers.len() as f64);
 }
 
 fn drop_all(feed: &Feed, reason: DropReason) {
@@ -131,8 +127,7 @@ fn drop_all(feed: &Feed, reason: DropReason) {
         metrics::counter!(DROPPED_METRIC, "reason" => label).increment(1);
         entry.signal.drop_for(reason);
     }
-    state.subscribers.clear();
-    metrics::gauge!(SUBSCRIBERS_METRIC).set(0.0);
+    state.clear();
 }
 
 /// Prunes records older than the retention at start and then every quarter of it (at
