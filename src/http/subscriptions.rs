@@ -15,6 +15,8 @@
 //!   (naming the position to resume after), then the socket is closed with code
 //!   [`LAGGED_CLOSE_CODE`] and that reason. A client that has stopped reading cannot
 //!   even be sent that: [`DROP_GRACE`] after the drop its socket is cut.
+//! - **Init**: a socket that sends no `connection_init` within [`INIT_TIMEOUT`] is closed
+//!   with `4408`.
 //! - **Shutdown**: when the feed stops, every socket is closed with `1001`.
 
 use std::sync::Arc;
@@ -44,6 +46,10 @@ pub const REFUSED_METRIC: &str = "gitstore_websocket_connections_refused_total";
 pub const LAGGED_CLOSE_CODE: u16 = 4008;
 /// How long a dropped subscriber's connection may take to be sent its close.
 pub const DROP_GRACE: Duration = Duration::from_secs(5);
+/// How long a new socket may take to send `connection_init` before it is closed with
+/// `4408` (as `graphql-transport-ws` says), so idle sockets cannot hold the connection
+/// slots.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Whether `request` asks for a WebSocket.
 pub(super) fn is_upgrade(request: &Request) -> bool {
@@ -124,7 +130,10 @@ async fn serve(
                 _ => None,
             })
         });
+    let initialised = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let init_seen = initialised.clone();
     let on_init = move |payload: serde_json::Value| async move {
+        init_seen.store(true, std::sync::atomic::Ordering::Release);
         let authorization = ["Authorization", "authorization"]
             .iter()
             .find_map(|key| payload.get(*key))
@@ -146,9 +155,20 @@ async fn serve(
         connection.subscriber_dropped().await;
         tokio::time::sleep(DROP_GRACE).await;
     };
-    tokio::pin!(stopped, cut);
+    let init_timeout = tokio::time::sleep(INIT_TIMEOUT);
+    tokio::pin!(stopped, cut, init_timeout);
+    let mut waiting_for_init = true;
     loop {
         let message = tokio::select! {
+            () = &mut init_timeout, if waiting_for_init => {
+                waiting_for_init = false;
+                if initialised.load(std::sync::atomic::Ordering::Acquire) {
+                    continue;
+                }
+                let reason = "connection initialisation timeout".to_owned();
+                let _ = tokio::time::timeout(Duration::from_secs(1), sink.send(close(4408, reason))).await;
+                break;
+            }
             () = &mut cut => {
                 tracing::info!("cut a dropped subscriber's connection: it did not take its close");
                 break;

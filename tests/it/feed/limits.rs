@@ -287,3 +287,18 @@ async fn shutdown_closes_sockets_with_1001() {
         }
     }
 }
+
+/// A socket that never sends `connection_init` is closed with 4408 (so idle sockets
+/// cannot hold the connection slots).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_without_init_is_closed() {
+    let app = spawn(Backend::Memdb, config(|_| {})).await;
+    let mut client = open(&app, "graphql-transport-ws").await.expect("accepted");
+    match client.recv(Duration::from_secs(20)).await {
+        Received::Close(code, reason) => {
+            assert_eq!(code, 4408, "{reason}");
+            assert!(reason.contains("initialisation"), "{reason}");
+        }
+        other => panic!("expected a close, got {other:?}"),
+    }
+}
