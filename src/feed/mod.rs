@@ -34,6 +34,8 @@
 mod page;
 pub mod stream;
 mod tailer;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -33,7 +33,7 @@ pub(super) async fn run(feed: Feed, writes: Arc<Notify>) {
 
 /// Reads and fans out everything after the tailer's position. The datastore's error
 /// was logged by the decorator; the caller backs off.
-async fn catch_up(feed: &Feed) -> Result<(), ()> {
+pub(super) async fn catch_up(feed: &Feed) -> Result<(), ()> {
     let store = feed.store();
     let known = feed.lock().last;
     let mut last = match known {
