@@ -22,12 +22,19 @@ async fn expired_cursors_are_refused(backend: Backend) {
         .to_owned();
     tokio::time::sleep(Duration::from_millis(900)).await;
     let fresh = category(&app, "fresh").await;
-    // The pruner runs every quarter of the retention.
+    // The pruner runs every quarter of the retention: the two old records go, and the
+    // fresh one stays unless this machine is so slow that it has expired too.
     let mut pruned = false;
     for _ in 0..50 {
         let now = gql_ok(&app, "{ changes { edges { node { id } } } }", json!({})).await;
-        if now["changes"]["edges"].as_array().unwrap().len() == 1 {
-            assert_eq!(now["changes"]["edges"][0]["node"]["id"], fresh);
+        let ids: Vec<&serde_json::Value> = now["changes"]["edges"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["node"]["id"])
+            .collect();
+        if ids.len() <= 1 {
+            assert!(ids.iter().all(|id| **id == fresh), "{now:#}");
             pruned = true;
             break;
         }
