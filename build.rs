@@ -1,6 +1,7 @@
 //! Embeds the pinned GraphiQL browser bundle so `/playground` works without internet access.
 //!
-//! `assets/graphiql/package.json` pins exact versions of `graphiql`, `react` and `react-dom`, and
+//! `assets/graphiql/package.json` pins exact versions of `graphiql`, `react`, `react-dom` and
+//! `graphql-ws` (the WebSocket client the page uses for subscriptions), and
 //! `package-lock.json` pins what npm installs. The bundle is taken from
 //! `assets/graphiql/node_modules` when `npm ci --prefix assets/graphiql` has installed it there;
 //! otherwise, when npm is on the PATH, this script runs `npm ci` itself into `$OUT_DIR` (offline
@@ -47,7 +48,7 @@ struct Asset {
 const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 
-const ASSETS: [Asset; 4] = [
+const ASSETS: [Asset; 5] = [
     Asset {
         constant: "REACT_JS",
         package: "react",
@@ -69,6 +70,15 @@ const ASSETS: [Asset; 4] = [
         package: "graphiql",
         path_in_package: "graphiql.min.js",
         stem: "graphiql",
+        suffix: ".min.js",
+        content_type: JS,
+    },
+    // The client of the graphql-transport-ws protocol, for subscriptions in the playground.
+    Asset {
+        constant: "GRAPHQL_WS_JS",
+        package: "graphql-ws",
+        path_in_package: "umd/graphql-ws.min.js",
+        stem: "graphql-ws",
         suffix: ".min.js",
         content_type: JS,
     },

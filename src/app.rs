@@ -18,6 +18,7 @@ use crate::auth::Auth;
 use crate::config::{Backend, Config, DatastoreConfig};
 use crate::datastore::scylla::ScyllaStore;
 use crate::datastore::{self, AnyDatastore, Datastore, Instrumented, MemdbStore, SqliteStore};
+use crate::feed::{Feed, FeedSettings};
 use crate::graphql::{self, Limits};
 use crate::http::HttpState;
 use crate::service::Catalog;
@@ -124,7 +125,16 @@ impl App {
             default: limits.default_page_size,
             max: limits.max_page_size,
         }));
-        let api = graphql::build_schema_with_auth(catalog, limits, auth.clone());
+        let feed = Feed::new(
+            store.clone(),
+            FeedSettings {
+                poll_interval: config.changes.poll_interval,
+                buffer: config.changes.subscriptions_buffer as usize,
+                retention: config.changes.retention,
+            },
+        );
+        let api = graphql::build_schema_with_feed(catalog, limits, auth.clone(), feed);
+        let max_sockets = config.changes.subscriptions_max_connections as usize;
         let state = HttpState {
             api,
             store,
@@ -133,6 +143,9 @@ impl App {
             started: Instant::now(),
             max_batch: config.graphql.max_batch,
             auth,
+            sockets: Arc::new(tokio::sync::Semaphore::new(max_sockets)),
+            max_sockets,
+            max_message_bytes: config.http.max_body_bytes,
         };
         Ok(Self { state, config })
     }
@@ -184,6 +197,9 @@ impl App {
                 }
             }
         });
+        // The change feed's tailer and pruner run for the server's lifetime.
+        let feed = state.api.feed().clone();
+        feed.start();
         let upkeep_handle = state.metrics.clone();
         let upkeep = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
@@ -195,6 +211,7 @@ impl App {
 
         let failure: Arc<std::sync::Mutex<Option<anyhow::Error>>> = Arc::default();
         let failure_slot = failure.clone();
+        let feed_to_stop = feed.clone();
         let stop = async move {
             tokio::select! {
                 () = shutdown => tracing::info!("shutdown signal received; draining requests"),
@@ -203,6 +220,9 @@ impl App {
                     *failure_slot.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(err);
                 }
             }
+            // Subscriptions never finish on their own: end them (their sockets close
+            // with 1001) so draining does not wait for them.
+            feed_to_stop.stop();
         };
         tracing::info!(
             addr = %listener.local_addr()?,
@@ -219,6 +239,8 @@ impl App {
         .context("http server failed")?;
         migration.abort();
         upkeep.abort();
+        // Ends the tailer, the pruner and every subscription (their sockets close 1001).
+        feed.stop();
         state.store.close().await;
         tracing::info!("server stopped");
         let failed = failure

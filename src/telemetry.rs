@@ -95,6 +95,34 @@ fn describe() {
         "Request handlers that panicked; each was answered 500 and the server kept running"
     );
     metrics::describe_counter!(
+        crate::feed::APPENDED_METRIC,
+        "Change records appended to the log (by any instance sharing the datastore), by entity and kind, as the feed's tailer reads them"
+    );
+    metrics::describe_counter!(
+        crate::feed::PRUNED_METRIC,
+        "Change records removed by retention (GITSTORE_CHANGES_RETENTION)"
+    );
+    metrics::describe_gauge!(
+        crate::feed::SUBSCRIBERS_METRIC,
+        "Live subscriptions registered with the change feed"
+    );
+    metrics::describe_counter!(
+        crate::feed::EVENTS_SENT_METRIC,
+        "Change events sent to subscribers (replayed and live)"
+    );
+    metrics::describe_counter!(
+        crate::feed::DROPPED_METRIC,
+        "Subscriptions dropped by the change feed, by reason (lag: the client fell more than GITSTORE_SUBSCRIPTIONS_BUFFER events behind; pruned)"
+    );
+    metrics::describe_gauge!(
+        crate::http::subscriptions::CONNECTIONS_METRIC,
+        "Open WebSocket connections on /graphql"
+    );
+    metrics::describe_counter!(
+        crate::http::subscriptions::REFUSED_METRIC,
+        "WebSocket upgrades refused because GITSTORE_SUBSCRIPTIONS_MAX_CONNECTIONS were open"
+    );
+    metrics::describe_counter!(
         crate::datastore::sqlite::COMMITS_METRIC,
         "SQLite write transactions committed (one fsync each; group commit puts many writes in one)"
     );

@@ -8,9 +8,11 @@ use std::time::Duration;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 mod auth;
+mod changes;
 mod datastore;
 
 pub use auth::{AuthConfig, AuthSettings, MIN_JWT_SECRET_BYTES};
+pub use changes::ChangesConfig;
 pub use datastore::DatastoreConfig;
 
 /// Command line of `gitstore-api`.
@@ -128,6 +130,9 @@ pub struct Config {
     /// Authentication settings.
     #[command(flatten)]
     pub auth: AuthConfig,
+    /// Change log and subscription settings.
+    #[command(flatten)]
+    pub changes: ChangesConfig,
 }
 
 /// HTTP server settings: what `crate::http::router` and the listener need.

@@ -5,11 +5,16 @@
 //! and runs inside a `datastore` tracing span. The decorator is generic so the contract
 //! suite can run it over any backend, and it adds no allocation on the hot path beyond
 //! the metric handles' label lookups.
+//!
+//! It also signals every successful catalogue write on a shared [`Notify`]
+//! ([`Instrumented::writes`]): the change feed's tailer (`crate::feed`) waits on it, so
+//! subscribers hear of a write through this process at once instead of at the next poll.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use super::{
@@ -35,12 +40,14 @@ pub const DURATION_BUCKETS: &[f64] = &[
 /// on the one open store.
 pub struct Instrumented<D> {
     inner: Arc<D>,
+    written: Arc<Notify>,
 }
 
 impl<D> Clone for Instrumented<D> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
+            written: self.written.clone(),
         }
     }
 }
@@ -50,7 +57,28 @@ impl<D: Datastore> Instrumented<D> {
     pub fn new(inner: D) -> Self {
         Self {
             inner: Arc::new(inner),
+            written: Arc::new(Notify::new()),
         }
+    }
+
+    /// Notified (`notify_one`: a write while nobody waits is remembered) after every
+    /// successful write that appends to the change log.
+    #[must_use]
+    pub fn writes(&self) -> Arc<Notify> {
+        self.written.clone()
+    }
+
+    /// [`Self::observe`] for a catalogue write: a success also wakes [`Self::writes`].
+    async fn observe_write(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<()>>,
+    ) -> Result<()> {
+        let result = self.observe(operation, call).await;
+        if result.is_ok() {
+            self.written.notify_one();
+        }
+        result
     }
 
     /// The wrapped datastore.
@@ -96,7 +124,7 @@ impl<D: Datastore> Datastore for Instrumented<D> {
         self.inner.backend()
     }
     async fn create_product(&self, product: &Product) -> Result<()> {
-        self.observe("create_product", self.inner.create_product(product))
+        self.observe_write("create_product", self.inner.create_product(product))
             .await
     }
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
@@ -117,14 +145,14 @@ impl<D: Datastore> Datastore for Instrumented<D> {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
     ) -> Result<()> {
-        self.observe(
+        self.observe_write(
             "update_product",
             self.inner.update_product(product, expected, collection_ids),
         )
         .await
     }
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        self.observe("delete_product", self.inner.delete_product(id))
+        self.observe_write("delete_product", self.inner.delete_product(id))
             .await
     }
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
@@ -136,7 +164,7 @@ impl<D: Datastore> Datastore for Instrumented<D> {
             .await
     }
     async fn create_category(&self, category: &Category) -> Result<()> {
-        self.observe("create_category", self.inner.create_category(category))
+        self.observe_write("create_category", self.inner.create_category(category))
             .await
     }
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
@@ -159,14 +187,14 @@ impl<D: Datastore> Datastore for Instrumented<D> {
             .await
     }
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        self.observe(
+        self.observe_write(
             "update_category",
             self.inner.update_category(category, expected),
         )
         .await
     }
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        self.observe("delete_category", self.inner.delete_category(id))
+        self.observe_write("delete_category", self.inner.delete_category(id))
             .await
     }
     async fn create_collection(
@@ -174,7 +202,7 @@ impl<D: Datastore> Datastore for Instrumented<D> {
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
-        self.observe(
+        self.observe_write(
             "create_collection",
             self.inner.create_collection(collection, product_ids),
         )
@@ -205,7 +233,7 @@ impl<D: Datastore> Datastore for Instrumented<D> {
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
     ) -> Result<()> {
-        self.observe(
+        self.observe_write(
             "update_collection",
             self.inner
                 .update_collection(collection, expected, product_ids),
@@ -213,11 +241,11 @@ impl<D: Datastore> Datastore for Instrumented<D> {
         .await
     }
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        self.observe("delete_collection", self.inner.delete_collection(id))
+        self.observe_write("delete_collection", self.inner.delete_collection(id))
             .await
     }
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        self.observe(
+        self.observe_write(
             "create_catalog_version",
             self.inner.create_catalog_version(version),
         )

@@ -77,6 +77,16 @@ impl Loaders {
         }
     }
 
+    /// Empties every cache. A subscription is one request that lives for many events:
+    /// each event's `node` calls this first, so it and its relations are read as they
+    /// are now, never as an earlier event found them.
+    pub fn forget(&self) {
+        self.categories.clear::<CategoryId>();
+        self.children.clear::<CategoryId>();
+        self.collections.clear::<CollectionId>();
+        self.products.clear::<ProductId>();
+    }
+
     /// Loads what `node` (a selection on `Product`) asks of `products` beyond their own
     /// columns, one batch per level (see the module docs), and returns each product's
     /// [`Related`] rows, in the order of `products`.

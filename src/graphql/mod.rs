@@ -15,8 +15,15 @@
 //! extension installed the engine runs the extension chain around every field of every
 //! row (a boxed future per hook), a per-field cost that a request-level check never
 //! needed.
+//!
+//! # Operations on a WebSocket
+//! [`GraphqlApi::execute_stream`] (async-graphql's `Executor`, which the WebSocket
+//! transport drives) runs the same guard and, for mutations, the same gate, then
+//! streams: a `catalogChanged` subscription ([`changes`]) yields one response per
+//! change, read from the process's [`crate::feed::Feed`].
 
 pub mod auth;
+pub mod changes;
 pub mod cursor;
 pub mod document;
 pub mod error;
@@ -34,11 +41,15 @@ use std::any::TypeId;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_graphql::{Context, EmptySubscription, Request, Response, Schema};
+use async_graphql::{Context, Data, Request, Response, Schema};
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
 
 use crate::auth::{AppAuth, Credentials};
 use crate::datastore::{AnyDatastore, Instrumented};
+use crate::feed::{Feed, FeedSettings};
 use crate::service::Catalog;
+pub use changes::Subscription;
 pub use mutation::Mutation;
 pub use query::Query;
 
@@ -46,7 +57,7 @@ pub use query::Query;
 pub type AppCatalog = Catalog<Instrumented<AnyDatastore>>;
 
 /// The schema type.
-pub type AppSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type AppSchema = Schema<Query, Mutation, Subscription>;
 
 /// Limits applied to every request.
 #[derive(Clone, Copy, Debug)]
@@ -108,6 +119,8 @@ pub struct GraphqlApi {
     documents: Arc<document::Documents>,
     /// The authenticator when authentication is on (mutations then need a token).
     auth: Option<Arc<AppAuth>>,
+    /// The change feed behind `changes` and `catalogChanged`.
+    feed: Feed,
 }
 
 /// Builds the schema over `catalog`, with authentication off (mutations open).
@@ -116,15 +129,30 @@ pub fn build_schema(catalog: Arc<AppCatalog>, limits: Limits) -> GraphqlApi {
 }
 
 /// Builds the schema over `catalog`; with `auth`, every mutation but `login` needs a
-/// valid bearer token, handed in as [`crate::auth::Credentials`] request data.
+/// valid bearer token, handed in as [`crate::auth::Credentials`] request data. The
+/// change feed is one with default settings that is not started: `changes` pages work,
+/// and subscriptions replay but hear of no new change (the server uses
+/// [`build_schema_with_feed`]).
 pub fn build_schema_with_auth(
     catalog: Arc<AppCatalog>,
     limits: Limits,
     auth: Option<Arc<AppAuth>>,
 ) -> GraphqlApi {
+    let feed = Feed::new(catalog.store().clone(), FeedSettings::default());
+    build_schema_with_feed(catalog, limits, auth, feed)
+}
+
+/// [`build_schema_with_auth`] with the process's change feed.
+pub fn build_schema_with_feed(
+    catalog: Arc<AppCatalog>,
+    limits: Limits,
+    auth: Option<Arc<AppAuth>>,
+    feed: Feed,
+) -> GraphqlApi {
     // No `.extension(..)`: see the module docs.
-    let mut builder = Schema::build(Query, Mutation::default(), EmptySubscription)
+    let mut builder = Schema::build(Query, Mutation::default(), Subscription)
         .data(catalog.clone())
+        .data(feed.clone())
         .data(auth::AuthHandle(auth.clone()))
         .limit_depth(limits.max_depth);
     if !limits.introspection {
@@ -136,6 +164,7 @@ pub fn build_schema_with_auth(
         guard: Arc::new(guard::Guard::new(COST_MODEL.clone(), limits.document())),
         documents: Arc::new(document::Documents::new()),
         auth,
+        feed,
     }
 }
 
@@ -192,6 +221,12 @@ impl GraphqlApi {
             if let Some(message) = unsupported_directive(&err.message) {
                 err.message = message;
             }
+            if err.message == "Subscriptions are not supported on this transport." {
+                err.message = "subscriptions are served over a WebSocket on /graphql (the \
+                               graphql-transport-ws or graphql-ws protocol); this request came \
+                               over HTTP"
+                    .to_owned();
+            }
             let ext = err.extensions.get_or_insert_with(Default::default);
             if ext.get("code").is_none() {
                 ext.set("code", "INVALID_ARGUMENT");
@@ -211,6 +246,83 @@ impl GraphqlApi {
     pub fn catalog(&self) -> &Arc<AppCatalog> {
         &self.catalog
     }
+
+    /// The change feed behind `changes` and `catalogChanged`.
+    #[must_use]
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    /// Runs one operation received on a WebSocket, as a stream of responses: a
+    /// subscription gives one response per event, a query or mutation one response.
+    ///
+    /// The document goes through the same [`guard`] as over HTTP (a subscription is
+    /// measured as the cost of one event), and, with authentication on, a mutation
+    /// through the same gate, with the credentials of the connection's init payload
+    /// (`session` data). Subscriptions themselves are public, like queries.
+    pub fn execute_stream(
+        &self,
+        request: Request,
+        session: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        let mut request = request.data(loaders::Loaders::new(&self.catalog));
+        let admitted = match self.guard.admit(&self.documents, &request) {
+            Err(refused) => {
+                let response = Response::from_errors(vec![refused]);
+                return futures_util::stream::once(async move { response }).boxed();
+            }
+            Ok(admitted) => admitted,
+        };
+        let this = self.clone();
+        futures_util::stream::once(async move {
+            if let guard::Admitted::Document(doc) = &admitted {
+                if let Some(auth) = &this.auth {
+                    let credentials = session
+                        .as_ref()
+                        .and_then(|data| data.get(&TypeId::of::<Credentials>()))
+                        .and_then(|data| data.downcast_ref::<Credentials>());
+                    if let Err(refused) =
+                        auth::gate(auth, doc, request.operation_name.as_deref(), credentials).await
+                    {
+                        let response = Response::from_errors(vec![refused]);
+                        return futures_util::stream::once(async move { response }).boxed();
+                    }
+                }
+                request.set_parsed_query((**doc).clone());
+            }
+            this.schema
+                .execute_stream_with_session_data(request, session.unwrap_or_default())
+                .map(with_codes)
+                .boxed()
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+impl async_graphql::Executor for GraphqlApi {
+    fn execute(&self, request: Request) -> impl std::future::Future<Output = Response> + Send {
+        Self::execute(self, request)
+    }
+
+    fn execute_stream(
+        &self,
+        request: Request,
+        session_data: Option<Arc<Data>>,
+    ) -> BoxStream<'static, Response> {
+        Self::execute_stream(self, request, session_data)
+    }
+}
+
+/// Gives every error of `response` a code (`INVALID_ARGUMENT` for the engine's own).
+fn with_codes(mut response: Response) -> Response {
+    for err in &mut response.errors {
+        let ext = err.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", "INVALID_ARGUMENT");
+        }
+    }
+    response
 }
 
 /// The caller's credentials, handed down by the transport as request data.
@@ -239,7 +351,7 @@ fn unsupported_directive(message: &str) -> Option<String> {
 /// The SDL of the schema, without needing a datastore.
 #[must_use]
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation::default(), EmptySubscription)
+    Schema::build(Query, Mutation::default(), Subscription)
         .finish()
         .sdl()
 }

@@ -142,6 +142,20 @@ impl Query {
             .collect())
     }
 
+    /// The change log, oldest retained change first: every create, update, delete and
+    /// publish, each with its position (its cursor). `first` defaults and is capped like
+    /// other lists; a cursor older than the retained history is an error saying where
+    /// it starts.
+    async fn changes(
+        &self,
+        ctx: &Context<'_>,
+        after: Option<String>,
+        first: Option<i32>,
+        filter: Option<super::changes::ChangeFilterInput>,
+    ) -> Result<super::changes::ChangeConnection> {
+        super::changes::changes(ctx, after, first, filter).await
+    }
+
     /// The latest published catalogue version, or the live `draft` before any publish.
     async fn catalog_version(&self, ctx: &Context<'_>) -> Result<CatalogVersion> {
         Ok(CatalogVersion(catalog(ctx).current_version().await.gql()?))

@@ -3,6 +3,7 @@
 //! | route | purpose |
 //! |---|---|
 //! | `POST /graphql`, `GET /graphql` | GraphQL over HTTP (JSON body, or `query`/`variables` parameters; module `graphql`) |
+//! | `GET /graphql` with `Upgrade: websocket` | subscriptions (and queries) over WebSocket, `graphql-transport-ws` or legacy `graphql-ws` ([`subscriptions`]) |
 //! | `GET /playground` | GraphiQL, assets served from the binary ([`playground`]) |
 //! | `GET /` | redirect to `/playground` |
 //! | `GET /health`, `HEAD /health` | liveness: `{"status": "healthy", version, timestamp}` ([`health`]) |
@@ -23,6 +24,7 @@ mod login;
 pub mod playground;
 pub mod request_id;
 pub mod state;
+pub mod subscriptions;
 
 use std::any::Any;
 use std::time::{Duration, Instant};
@@ -51,7 +53,7 @@ pub fn routes(state: HttpState) -> Router {
         .route("/", get(|| async { Redirect::temporary("/playground") }))
         .route(
             "/graphql",
-            get(graphql::get)
+            get(graphql_get)
                 .post(graphql::post)
                 .fallback(graphql::method_not_allowed),
         )
@@ -62,6 +64,16 @@ pub fn routes(state: HttpState) -> Router {
         .merge(playground::routes())
         .fallback(not_found)
         .with_state(state)
+}
+
+/// `GET /graphql`: a WebSocket upgrade, or a query in the query string.
+async fn graphql_get(State(state): State<HttpState>, request: Request) -> Response {
+    if subscriptions::is_upgrade(&request) {
+        return subscriptions::upgrade(state, request).await;
+    }
+    let headers = request.headers().clone();
+    let query = request.uri().query().map(str::to_owned);
+    graphql::get(State(state), headers, axum::extract::RawQuery(query)).await
 }
 
 /// Wraps `routes` in the HTTP middleware, outermost first:

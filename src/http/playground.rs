@@ -7,6 +7,10 @@
 //! ([`serves_offline`] tells which one this binary is), and the page says what to do when the
 //! CDN cannot be reached instead of loading forever.
 //!
+//! Subscriptions work in the playground: an operation that is a subscription goes over a
+//! WebSocket to `/graphql` through the pinned `graphql-ws` client (the
+//! `graphql-transport-ws` protocol), everything else over HTTP as before.
+//!
 //! The asset file names carry the package version, so they are served as `immutable`: upgrading a
 //! package changes the URL instead of relying on caches to expire.
 
@@ -46,6 +50,10 @@ const DEFAULT_QUERY: &str = r#"# Welcome to the gitstore-api playground.
 # Ctrl-Enter (Cmd-Enter) runs the query; the Docs button lists the whole schema.
 # When authentication is on, add {"Authorization": "Bearer <token>"} under Headers
 # before running mutations.
+#
+# Subscriptions run here too: try
+#   subscription { catalogChanged { position kind entity id } }
+# then run a mutation in another tab (+) and come back to see its changes.
 
 {
   products(first: 5) {
@@ -86,10 +94,11 @@ const PAGE_TEMPLATE: &str = r#"<!doctype html>
 <script src="%REACT_JS%"></script>
 <script src="%REACT_DOM_JS%"></script>
 <script src="%GRAPHIQL_JS%"></script>
+<script src="%GRAPHQL_WS_JS%"></script>
 <script>
 (function () {
   "use strict";
-  if (!window.GraphiQL || !window.React || !window.ReactDOM) {
+  if (!window.GraphiQL || !window.React || !window.ReactDOM || !window.graphqlWs) {
     window.gitstoreLoadFailure();
     return;
   }
@@ -118,9 +127,75 @@ const PAGE_TEMPLATE: &str = r#"<!doctype html>
     });
   }
 
+  // Subscriptions go over a WebSocket on the same path (graphql-transport-ws), opened
+  // on the first subscription and shared by the next ones.
+  var wsUrl = new URL(endpoint, location.href);
+  wsUrl.protocol = wsUrl.protocol.replace("http", "ws");
+  wsUrl = wsUrl.href;
+  var lastHeaders = {};
+  var wsClient = null;
+  function ws() {
+    if (!wsClient) {
+      wsClient = graphqlWs.createClient({
+        url: wsUrl,
+        lazy: true,
+        retryAttempts: 0,
+        // A token from the Headers pane goes into the init payload (mutations sent on the
+        // socket need it; subscriptions are public).
+        connectionParams: function () {
+          var auth = lastHeaders.Authorization || lastHeaders.authorization;
+          return auth ? { Authorization: auth } : {};
+        }
+      });
+    }
+    return wsClient;
+  }
+
+  // Whether the operation to run is a subscription: the named one, or the first one.
+  function isSubscription(params) {
+    var text = String(params.query || "")
+      .replace(/"""[\s\S]*?"""/g, "")
+      .replace(/"(?:[^"\\]|\\.)*"/g, "")
+      .replace(/#[^\n]*/g, "");
+    var re = /\b(query|mutation|subscription)\b\s*([_A-Za-z][_0-9A-Za-z]*)?|(^|[^.\w\s]|^\s*)\{/g;
+    var found;
+    while ((found = re.exec(text)) !== null) {
+      var kind = found[1] || "query";
+      if (!params.operationName || found[2] === params.operationName) {
+        return kind === "subscription";
+      }
+    }
+    return false;
+  }
+
+  function subscribe(params) {
+    return {
+      subscribe: function (observer) {
+        var dispose = ws().subscribe(params, {
+          next: function (value) { observer.next(value); },
+          error: function (err) {
+            // A closed socket arrives as a CloseEvent: show its code and reason.
+            var message = err && err.code
+              ? "connection closed (" + err.code + (err.reason ? ": " + err.reason : "") + ")"
+              : String((err && err.message) || err);
+            observer.next({ errors: [{ message: message }] });
+            observer.complete();
+          },
+          complete: function () { observer.complete(); }
+        });
+        return { unsubscribe: dispose };
+      }
+    };
+  }
+
+  function graphiqlFetcher(params, options) {
+    lastHeaders = (options && options.headers) || {};
+    return isSubscription(params) ? subscribe(params) : fetcher(params, options);
+  }
+
   ReactDOM.createRoot(document.getElementById("graphiql")).render(
     React.createElement(GraphiQL, {
-      fetcher: fetcher,
+      fetcher: graphiqlFetcher,
       defaultQuery: %DEFAULT_QUERY%,
       shouldPersistHeaders: false
     })
@@ -138,6 +213,7 @@ static PAGE: LazyLock<String> = LazyLock::new(|| {
         .replace("%REACT_JS%", &asset_url(&generated::REACT_JS))
         .replace("%REACT_DOM_JS%", &asset_url(&generated::REACT_DOM_JS))
         .replace("%GRAPHIQL_JS%", &asset_url(&generated::GRAPHIQL_JS))
+        .replace("%GRAPHQL_WS_JS%", &asset_url(&generated::GRAPHQL_WS_JS))
         .replace("%DEFAULT_QUERY%", &js_string(DEFAULT_QUERY))
         .replace("%LOAD_FAILURE%", &js_string(load_failure()))
 });
@@ -237,6 +313,7 @@ mod tests {
             &generated::REACT_JS,
             &generated::REACT_DOM_JS,
             &generated::GRAPHIQL_JS,
+            &generated::GRAPHQL_WS_JS,
             &generated::GRAPHIQL_CSS,
         ] {
             assert!(
@@ -260,6 +337,7 @@ mod tests {
             "%REACT_JS%",
             "%REACT_DOM_JS%",
             "%GRAPHIQL_JS%",
+            "%GRAPHQL_WS_JS%",
             "%DEFAULT_QUERY%",
             "%LOAD_FAILURE%",
         ] {
@@ -277,11 +355,12 @@ mod tests {
                 .iter()
                 .map(|file| file.file_name)
                 .collect();
-            assert_eq!(names.len(), 4);
+            assert_eq!(names.len(), 5);
             for asset in [
                 &generated::REACT_JS,
                 &generated::REACT_DOM_JS,
                 &generated::GRAPHIQL_JS,
+                &generated::GRAPHQL_WS_JS,
                 &generated::GRAPHIQL_CSS,
             ] {
                 assert!(

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
 
 use crate::auth::AppAuth;
 use crate::datastore::{AnyDatastore, Instrumented};
@@ -27,6 +28,12 @@ pub struct HttpState {
     pub max_batch: usize,
     /// The authenticator (`POST /api/login`); `None` when authentication is off.
     pub auth: Option<Arc<AppAuth>>,
+    /// One permit per open WebSocket (`GITSTORE_SUBSCRIPTIONS_MAX_CONNECTIONS` in all).
+    pub sockets: Arc<Semaphore>,
+    /// The number of permits `sockets` started with.
+    pub max_sockets: usize,
+    /// Largest WebSocket message, in bytes (`GITSTORE_API_MAX_BODY_BYTES`).
+    pub max_message_bytes: usize,
 }
 
 impl HttpState {

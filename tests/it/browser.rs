@@ -3,7 +3,7 @@
 //!
 //! `tests/browser/graphiql.mjs` drives the system Chromium (through playwright-core) against an
 //! in-process server, aborting every request to any other host, and runs a query from the
-//! playground. Needs `node`, Chromium and `npm ci --prefix tests/browser`
+//! playground, and a subscription whose event appears after a mutation over HTTP. Needs `node`, Chromium and `npm ci --prefix tests/browser`
 //! (`scripts/setup-browser-test` installs all three); skips without them, except in CI.
 
 use std::path::Path;
@@ -78,7 +78,7 @@ async fn graphiql_runs_a_query_in_chromium_without_internet() {
             linked.is_empty(),
             "the offline page links elsewhere: {linked:?}"
         );
-        assert_eq!(html.matches("\"/playground/assets/").count(), 4, "{html}");
+        assert_eq!(html.matches("\"/playground/assets/").count(), 5, "{html}");
     }
 
     if let Some(reason) = missing_prerequisite() {
@@ -133,6 +133,52 @@ async fn graphiql_runs_a_query_in_chromium_without_internet() {
         "screenshot {} missing or empty",
         screenshot.display()
     );
+}
+
+/// A subscription in the playground: GraphiQL opens a WebSocket through the embedded
+/// graphql-ws client, a mutation over HTTP creates a product, and its event shows in the
+/// result pane (`tests/browser/subscription.mjs`), with the internet cut off.
+#[tokio::test]
+async fn graphiql_shows_a_subscription_event_in_chromium() {
+    let test = "graphiql_shows_a_subscription_event_in_chromium";
+    if let Some(reason) = missing_prerequisite() {
+        skip_outside_ci(test, &reason);
+        return;
+    }
+    let app = spawn_app().await;
+    let category = app
+        .gql(
+            r#"mutation { createCategory(input: { name: "Live", slug: "live" }) { category { id } } }"#,
+            json!({}),
+        )
+        .await;
+    assert_no_errors(&category);
+    let category_id = category["data"]["createCategory"]["category"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let screenshot = Path::new(ROOT).join("target/screenshots/graphiql-subscription.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let mut command = Command::new("node");
+    command
+        .arg(Path::new(ROOT).join("tests/browser/subscription.mjs"))
+        .arg(&app.base)
+        .arg(&screenshot)
+        .arg(&category_id)
+        .arg("BROWSER-SUB-1");
+    let output = tokio::task::spawn_blocking(move || command.output())
+        .await
+        .unwrap()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "subscription.mjs failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    assert!(stdout.contains("BROWSER-SUB-1"), "{stdout}");
+    assert!(stdout.contains("\"kind\": \"CREATED\""), "{stdout}");
 }
 
 /// A page of another origin posts to `/graphql` with `X-Request-ID` (so Chromium sends a

@@ -6,6 +6,7 @@ mod cli;
 mod compat;
 mod contract;
 mod deploy;
+mod feed;
 mod graphql;
 mod hostile;
 mod hostile_http;

@@ -103,6 +103,9 @@ fn named(ty: &Type) -> (String, bool) {
 fn charge(parent: &str, field: &str, target: &str, list: bool) -> Charge {
     match (parent, field) {
         (_, "products") if target == "ProductConnection" => Charge::Page,
+        ("Query", "changes") => Charge::Page,
+        // One event of a subscription; `node` reads the entity once per change.
+        ("Subscription", _) | ("Change", "node") => Charge::One,
         ("Query", "nodes") => Charge::ByIds,
         (_, "totalCount" | "productCount") => Charge::Count,
         ("Query", "categories" | "collections") => Charge::Table,

@@ -21,7 +21,7 @@ use gitstore_api::datastore::{Instrumented, SqliteStore};
 /// cargo's scratch directory for integration tests, because the suites' stores (owned by
 /// the suite macros) cannot carry a guard that deletes them; runs older than an hour are
 /// pruned when a new run starts.
-fn scratch_db() -> PathBuf {
+pub(crate) fn scratch_db() -> PathBuf {
     static RUN_DIR: LazyLock<PathBuf> = LazyLock::new(|| {
         let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sqlite-tests");
         let stale = |entry: &std::fs::DirEntry| {
