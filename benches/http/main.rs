@@ -10,11 +10,13 @@
 //! `/proc/<pid>/stat`) and the rate as a share of a bare-axum ceiling measured in the same
 //! round ([`server::serve_ceiling`], this executable re-run as a separate process). With
 //! `--baseline PATH` a second server binary runs alongside, so one run shows before and
-//! after. `--memory` reports memory instead ([`memory`]).
+//! after. `--memory` reports memory instead ([`memory`]), `--feed` the change feed's
+//! cost to writers and its latency ([`feed`]).
 //!
 //! A measurement, not a test: under `cargo test --benches` (no `--bench` flag) it only
 //! says how to run it.
 
+mod feed;
 mod load;
 mod memory;
 mod perf;
@@ -110,6 +112,14 @@ struct Cli {
     /// With `--memory`: length of the mixed read/write run [default: 60s].
     #[arg(long, value_parser = humantime::parse_duration)]
     mixed_duration: Option<Duration>,
+    /// Report the change feed instead of throughput: `createProduct` on every binary and
+    /// on this tree with live subscribers, and the latency from a mutation's response to
+    /// the subscriber's event (compare with `--baseline` a binary from before the feed).
+    #[arg(long)]
+    feed: bool,
+    /// With `--feed`: live subscriptions during the "with subscribers" runs.
+    #[arg(long, default_value_t = 4)]
+    subscribers: usize,
     /// Passed by `cargo bench`; without it (`cargo test --benches`) nothing runs.
     #[arg(long, hide = true)]
     bench: bool,
@@ -169,6 +179,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         if cli.memory {
             memory::run(&settings, &cli_header(&cli, &settings)).await
+        } else if cli.feed {
+            feed::run(&settings, &cli_header(&cli, &settings), cli.subscribers).await
         } else {
             throughput(&settings, &cli_header(&cli, &settings)).await
         }

@@ -229,7 +229,12 @@ pub fn product_deleted(id: &str, collections: &[CollectionId], at: Timestamp) ->
     let mut left: Vec<&str> = collections.iter().map(CollectionId::as_str).collect();
     left.sort_unstable();
     left.dedup();
-    out.extend(membership_side(ChangeEntity::Collection, left.into_iter(), at, "products"));
+    out.extend(membership_side(
+        ChangeEntity::Collection,
+        left.into_iter(),
+        at,
+        "products",
+    ));
     out
 }
 

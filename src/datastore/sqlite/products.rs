@@ -170,8 +170,10 @@ pub(super) async fn delete(conn: &mut SqliteConnection, id: &str, what: &str) ->
     if deleted == 0 {
         return Err(Error::not_found("product", id));
     }
-    let collections: Vec<CollectionId> =
-        collections.into_iter().map(CollectionId::from_stored).collect();
+    let collections: Vec<CollectionId> = collections
+        .into_iter()
+        .map(CollectionId::from_stored)
+        .collect();
     let records = changes::product_deleted(id, &collections, Timestamp::now());
     change_log::append(conn, &records, what).await
 }

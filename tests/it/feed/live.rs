@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::{
     Backend, SUBSCRIPTION, WsClient, category, config, feed_cases, gql_ok, product, registered,
-    spawn,
+    scylla_feed_cases, spawn,
 };
 use crate::support::TestApp;
 
@@ -256,3 +256,5 @@ feed_cases!(
     resume_from_a_cursor,
     legacy_protocol_and_filters,
 );
+
+scylla_feed_cases!(hand_over_under_concurrent_writers, resume_from_a_cursor,);

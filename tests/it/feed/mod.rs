@@ -2,8 +2,9 @@
 //! subscriptions (replay → live hand-over under concurrent writers, resume, slow
 //! consumers, limits), retention, metrics, and instances sharing one SQLite file.
 //!
-//! Each case runs on memdb and on SQLite (`feed_cases!`); the SQLite runs need the
-//! SQLite change log.
+//! Each case runs on memdb and on SQLite (`feed_cases!`); the replay → live cases and
+//! the pages also run on Scylla (`scylla_feed_cases!`, a keyspace per case), where
+//! records become readable behind a watermark rather than at once.
 
 mod limits;
 mod live;
@@ -28,6 +29,8 @@ use crate::support::{TestApp, spawn_with};
 pub enum Backend {
     Memdb,
     Sqlite,
+    /// A fresh keyspace on the test CQL node (the case is skipped without one).
+    Scylla,
 }
 
 /// A fresh store of `backend` (SQLite: a new file, migrated by the server).
@@ -42,6 +45,11 @@ pub async fn store(backend: Backend) -> AnyDatastore {
                     .expect("open sqlite"),
             )
         }
+        Backend::Scylla => AnyDatastore::Scylla(
+            crate::scylla::fresh_store("feed")
+                .await
+                .expect("a CQL node (the case checks for one first)"),
+        ),
     }
 }
 
@@ -80,6 +88,24 @@ macro_rules! feed_cases {
     };
 }
 pub(crate) use feed_cases;
+
+/// Runs each listed case on Scylla too, when a CQL node is configured.
+macro_rules! scylla_feed_cases {
+    ($($case:ident),* $(,)?) => {
+        mod scylla {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    if crate::scylla::hosts().is_none() {
+                        return;
+                    }
+                    super::$case(super::super::Backend::Scylla).await;
+                }
+            )*
+        }
+    };
+}
+pub(crate) use scylla_feed_cases;
 
 /// POSTs `query` and returns `data`, failing on errors.
 pub async fn gql_ok(app: &TestApp, query: &str, variables: Value) -> Value {

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use super::{Backend, category, config, feed_cases, gql_ok, product, spawn};
+use super::{Backend, category, config, feed_cases, gql_ok, product, scylla_feed_cases, spawn};
 
 const PAGE: &str = "query($after: String, $first: Int, $filter: ChangeFilter) { changes(after: $after, first: $first, filter: $filter) { edges { cursor node { position kind entity id version at changedFields node { id } } } pageInfo { hasNextPage hasPreviousPage startCursor endCursor } } }";
 
@@ -168,3 +168,5 @@ async fn a_subscription_over_http_says_to_use_a_websocket() {
     let message = response["errors"][0]["message"].as_str().unwrap();
     assert!(message.contains("WebSocket on /graphql"), "{message}");
 }
+
+scylla_feed_cases!(pages_follow_the_log,);

@@ -47,7 +47,7 @@ const KEYSPACE_PREFIX: &str = "gitstore_it_";
 ///
 /// # Panics
 /// When the variable is unset under `CI=true`.
-fn hosts() -> Option<Vec<String>> {
+pub(crate) fn hosts() -> Option<Vec<String>> {
     let raw = std::env::var(HOSTS_VAR).unwrap_or_default();
     let hosts: Vec<String> = raw
         .split(',')
@@ -214,7 +214,7 @@ async fn connect(cfg: &ScyllaConfig) -> ScyllaStore {
 }
 
 /// A migrated store on a keyspace of its own.
-async fn fresh_store(purpose: &str) -> Option<ScyllaStore> {
+pub(crate) async fn fresh_store(purpose: &str) -> Option<ScyllaStore> {
     let hosts = hosts()?;
     let keyspace = fresh_keyspace(&hosts, purpose).await;
     let store = connect(&config(&hosts, &keyspace)).await;
