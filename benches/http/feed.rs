@@ -151,7 +151,15 @@ async fn writes_of(
     subscribers: usize,
 ) -> Result<(Run, Vec<u64>, Vec<u64>), String> {
     let label = format!("{} {}", binary.label, backend.name());
-    let running = server::start(binary, backend, &s.out_dir).await?;
+    // The subscribers share one client thread with a CPU the server and the load
+    // generator also use: a queue long enough for a whole run keeps them from being
+    // dropped for lag, which would measure this benchmark's client, not the server.
+    let settings: &[(&str, &str)] = if subscribers > 0 {
+        &[("GITSTORE_SUBSCRIPTIONS_BUFFER", "10000000")]
+    } else {
+        &[]
+    };
+    let running = server::start_with(binary, backend, &s.out_dir, settings).await?;
     let catalogue = seed::seed(running.addr, s.products, s.connections).await?;
     let feed = if subscribers > 0 {
         Some(Feed::open(running.addr, subscribers)?)

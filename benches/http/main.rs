@@ -118,7 +118,7 @@ struct Cli {
     #[arg(long)]
     feed: bool,
     /// With `--feed`: live subscriptions during the "with subscribers" runs.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 2)]
     subscribers: usize,
     /// Passed by `cargo bench`; without it (`cargo test --benches`) nothing runs.
     #[arg(long, hide = true)]

@@ -118,6 +118,19 @@ fn free_port() -> Result<u16, String> {
 /// # Errors
 /// When the server exits or is not ready within the time allowed (its log is quoted).
 pub async fn start(binary: &Binary, backend: &Backend, dir: &Path) -> Result<Running, String> {
+    start_with(binary, backend, dir, &[]).await
+}
+
+/// [`start`] with extra settings (`GITSTORE_*` variables) for the server.
+///
+/// # Errors
+/// As [`start`].
+pub async fn start_with(
+    binary: &Binary,
+    backend: &Backend,
+    dir: &Path,
+    settings: &[(&str, &str)],
+) -> Result<Running, String> {
     let mut last = String::new();
     // A released port can be taken by someone else before the server binds it: retry.
     for attempt in 0..3 {
@@ -137,6 +150,7 @@ pub async fn start(binary: &Binary, backend: &Backend, dir: &Path) -> Result<Run
             .env("GITSTORE_API_HOST", "127.0.0.1")
             .env("GITSTORE_API_PORT", port.to_string())
             .env("GITSTORE_DATASTORE_BACKEND", backend.name())
+            .envs(settings.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).map_err(|e| format!("{}: {e}", log.display()))?);
