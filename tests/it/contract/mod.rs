@@ -102,7 +102,7 @@ macro_rules! contract_suite {
             changes::changes_record_each_write,
             changes::changes_skip_rejected_writes,
             changes::changes_resume_from_any_position,
-            changes::changes_follower_sees_racing_writes_once,
+            races::changes_follower_sees_racing_writes_once,
         );
     };
 }

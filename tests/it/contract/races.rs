@@ -1,7 +1,14 @@
-//! Writers that collide: unique skus and slugs on update, stale versions, and racing
-//! creates and updates where exactly one writer wins.
+//! Writers that collide: unique skus and slugs on update, stale versions, racing
+//! creates and updates where exactly one writer wins, and a change-log follower reading
+//! while writers race.
 
-use gitstore_api::datastore::{Current, Datastore, Error, Product};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Barrier;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gitstore_api::datastore::{ChangeKind, ChangeRecord, Current, Datastore, Error, Product};
+
+use super::changes::{assert_increasing, dense, read_all, read_until};
 
 use super::{
     assert_already_exists, category, in_category, new_collection, new_product, product, tick, uniq,
@@ -154,4 +161,126 @@ pub async fn racing_stale_updates<D: Datastore>(store: &D) {
             );
         }
     }
+}
+
+/// Writers race on threads (some colliding on a sku) while a follower reads the log
+/// from where it stands: the follower sees every acknowledged create exactly once, in
+/// position order, and nothing of the rejected ones.
+pub async fn changes_follower_sees_racing_writes_once<D: Datastore>(store: &D) {
+    const WRITERS: usize = 8;
+    const WRITES: usize = 25;
+    let cat = category(store).await;
+    let start = store.change_head().await.expect("head");
+    let handle = tokio::runtime::Handle::current();
+    let barrier = Barrier::new(WRITERS + 1);
+    let writing = AtomicBool::new(true);
+    // Writer `w` and writer `w ^ 1` try the same sku on every odd write.
+    let skus: Vec<String> = (0..WRITES).map(|_| uniq("RACE").to_uppercase()).collect();
+    // Every id a writer tries, so the follower can tell this case's records apart.
+    let tried: std::sync::Mutex<HashSet<String>> = std::sync::Mutex::default();
+    let (outcomes, followed) = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..WRITERS)
+                .map(|w| {
+                    let (handle, barrier, cat, skus, tried) =
+                        (&handle, &barrier, &cat, &skus, &tried);
+                    scope.spawn(move || {
+                        barrier.wait();
+                        handle.block_on(async move {
+                            let mut acked = Vec::new();
+                            let mut refused = Vec::new();
+                            for (i, shared) in skus.iter().enumerate() {
+                                let mut p = new_product(&cat.id);
+                                if i % 2 == 1 {
+                                    p.sku = format!("{shared}-{}", w / 2);
+                                }
+                                tried
+                                    .lock()
+                                    .expect("tried ids")
+                                    .insert(p.id.as_str().to_owned());
+                                match store.create_product(&p).await {
+                                    Ok(()) => acked.push(p.id),
+                                    Err(Error::AlreadyExists { .. }) => refused.push(p.id),
+                                    Err(e) => panic!("writer {w}: {e:?}"),
+                                }
+                            }
+                            (acked, refused)
+                        })
+                    })
+                })
+                .collect();
+            let follower = scope.spawn(|| {
+                barrier.wait();
+                handle.block_on(async {
+                    let mut after = start;
+                    let mut seen = Vec::new();
+                    loop {
+                        let done = !writing.load(Ordering::Acquire);
+                        let page = store.read_changes(after, 16).await.expect("follow");
+                        if let Some(last) = page.records.last() {
+                            after = last.position;
+                            seen.extend(page.records);
+                        } else if done {
+                            // Writers are done: read on until their records are in.
+                            let tried = tried.lock().expect("tried ids").clone();
+                            let created = |r: &ChangeRecord| tried.contains(&r.change.id);
+                            let mine = seen.iter().filter(|r| created(r)).count();
+                            let rest = read_until(store, after, |more| {
+                                mine + more.iter().filter(|r| created(r)).count()
+                                    >= WRITERS * WRITES - WRITERS / 2 * (WRITES / 2)
+                            })
+                            .await;
+                            seen.extend(rest);
+                            return seen;
+                        } else {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                })
+            });
+            let outcomes: Vec<_> = writers
+                .into_iter()
+                .map(|w| w.join().expect("writer thread"))
+                .collect();
+            writing.store(false, Ordering::Release);
+            (outcomes, follower.join().expect("follower thread"))
+        })
+    });
+    let acked: BTreeSet<String> = outcomes
+        .iter()
+        .flat_map(|(a, _)| a.iter().map(|id| id.as_str().to_owned()))
+        .collect();
+    let refused: HashSet<String> = outcomes
+        .iter()
+        .flat_map(|(_, r)| r.iter().map(|id| id.as_str().to_owned()))
+        .collect();
+    assert_eq!(acked.len() + refused.len(), WRITERS * WRITES);
+    assert_eq!(
+        refused.len(),
+        WRITERS / 2 * (WRITES / 2),
+        "one of each colliding pair lost"
+    );
+    assert_increasing(&followed, dense(store));
+    let mut created = Vec::new();
+    for record in &followed {
+        assert!(
+            !refused.contains(&record.change.id),
+            "a record for a refused write: {record:?}"
+        );
+        if acked.contains(&record.change.id) {
+            assert_eq!(record.change.kind, ChangeKind::Created);
+            created.push(record.change.id.clone());
+        }
+    }
+    let unique: BTreeSet<String> = created.iter().cloned().collect();
+    assert_eq!(created.len(), unique.len(), "a write seen twice");
+    assert_eq!(unique, acked, "every acknowledged write seen");
+    assert_eq!(
+        read_all(store, start)
+            .await
+            .iter()
+            .filter(|r| acked.contains(&r.change.id))
+            .count(),
+        acked.len()
+    );
 }
