@@ -4,9 +4,11 @@
 //! # One tailer per process
 //! [`Feed::start`] spawns one tailer task ([`tailer`]). It holds the highest position it
 //! has read (starting at `change_head()`), and reads the log after it whenever a write
-//! through this process wakes it ([`crate::datastore::Instrumented::writes`]) or every
-//! poll interval (`GITSTORE_CHANGES_POLL_INTERVAL`, so writes through *other* instances
-//! on the same SQLite file or Scylla keyspace arrive too). Each record it reads is
+//! through this process wakes it ([`crate::datastore::Instrumented::writes`]) while
+//! someone subscribes, and every poll interval (`GITSTORE_CHANGES_POLL_INTERVAL`, so
+//! writes through *other* instances on the same SQLite file or Scylla keyspace arrive
+//! too). With nobody subscribed it reads only on the poll, so writes pay for no log
+//! read; the first subscriber to join catches it up first. Each record it reads is
 //! counted and handed to every matching subscriber's bounded queue with `try_send`:
 //! the tailer never waits for a subscriber, so writers (who only signal a `Notify`)
 //! never do either. A subscriber whose queue is full (`GITSTORE_SUBSCRIPTIONS_BUFFER`
@@ -339,6 +341,14 @@ impl Feed {
             if state.last.is_none() {
                 state.last = Some(head);
             }
+        }
+        if self.subscriber_count() == 0 {
+            // With nobody subscribed the tailer reads only every poll interval: bring it
+            // to the log's end first, so that this subscriber starts from there. (A
+            // concurrent catch-up is harmless: fan-out only ever moves the position on.)
+            // A failed read leaves the position where it was: at worst this subscriber
+            // also gets the records of the last poll interval.
+            let _ = tailer::catch_up(self).await;
         }
         let (tx, rx) = mpsc::channel(self.inner.settings.buffer);
         let signal = Arc::new(SubscriberSignal {

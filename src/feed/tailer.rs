@@ -12,35 +12,33 @@ use crate::datastore::{ChangeRecord, Datastore, Timestamp};
 /// Longest pause after a failed read (the pause doubles from the poll interval).
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// Least time from one read of the log to the next when writes keep waking the tailer.
+/// Reads the log whenever `writes` wakes it while someone subscribes, and every poll
+/// interval, until the feed stops.
 ///
-/// Every acknowledged write wakes the tailer; under a stream of writes, reading once per
-/// wake-up would cost a datastore read per write (on SQLite a third of a write's CPU).
-/// Reading at most this often turns a stream of writes into one read per batch. A write
-/// after a quiet spell is read at once, so an idle subscriber's latency is unchanged;
-/// under load an event waits at most this long on top.
-const BUSY_GAP: Duration = Duration::from_millis(5);
-
-/// Reads the log whenever `writes` wakes it or the poll interval passes, until the
-/// feed stops.
+/// Every acknowledged write of this process wakes the tailer. With no subscriber nobody
+/// waits for the records, so a wake-up is left to the next poll: reading once per write
+/// would cost every write a datastore read (on SQLite about a third of a write's CPU)
+/// for nothing. The first subscriber to join catches the tailer up before it registers
+/// ([`Feed::subscribe`]), so it starts from the log's end all the same.
 pub(super) async fn run(feed: Feed, writes: Arc<Notify>) {
     let poll = feed.inner.settings.poll_interval;
     let mut stop = feed.inner.shutdown.subscribe();
     let mut pause = poll;
     loop {
-        let started = tokio::time::Instant::now();
         pause = match catch_up(&feed).await {
             Ok(()) => poll,
             Err(()) => (pause * 2).min(MAX_BACKOFF.max(poll)),
         };
-        let woken = tokio::select! {
-            () = writes.notified() => true,
-            () = tokio::time::sleep(pause) => false,
-            _ = stop.wait_for(|stopped| *stopped) => return,
-        };
-        if woken {
-            // Writes keep coming: let them gather (no wait after a quiet spell).
-            tokio::time::sleep_until(started + BUSY_GAP).await;
+        let due = tokio::time::Instant::now() + pause;
+        loop {
+            let woken = tokio::select! {
+                () = writes.notified() => true,
+                () = tokio::time::sleep_until(due) => false,
+                _ = stop.wait_for(|stopped| *stopped) => return,
+            };
+            if !woken || feed.subscriber_count() > 0 {
+                break;
+            }
         }
     }
 }

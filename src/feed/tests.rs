@@ -69,11 +69,12 @@ async fn replay_then_live_without_gap_or_duplicate() {
     tail(&feed).await; // fans out 4 and 5
     write(&feed).await; // 6
     tail(&feed).await;
-    // Replay covers 2..=3 (up to where the tailer was), the queue 4..=6; 4 and 5 are
-    // both replayed (the replay page reads on) and queued, and sent once.
+    // The first subscriber brought the tailer to the log's end (4) before it
+    // registered: replay covers 2..=4, the queue 5..=6; 5 is both replayed (the replay
+    // page reads on) and queued, and sent once.
     assert_eq!(ready(&mut from_one).await, [2, 3, 4, 5, 6]);
-    // Without `after`: from the tailer's position at registration (3).
-    assert_eq!(ready(&mut live).await, [4, 5, 6]);
+    // Without `after`: from the tailer's position at registration (4, written before).
+    assert_eq!(ready(&mut live).await, [5, 6]);
     write(&feed).await;
     tail(&feed).await;
     assert_eq!(ready(&mut from_one).await, [7]);
