@@ -2,10 +2,8 @@
 //! `integrity.rs` (references, the category tree lease, cycles). Each write returns its
 //! change records (`changes/` commits them).
 
-use std::time::Instant;
-
 use super::ScyllaStore;
-use super::changes::Logged;
+use super::changes::{Logged, Stamp, Ticket};
 use super::integrity::Refs;
 use super::lwt::Write;
 use super::rows::Entity as _;
@@ -13,7 +11,10 @@ use crate::datastore::{Category, CategoryId, Error, Result, Timestamp, changes a
 
 impl ScyllaStore {
     /// `create_category`: refers to the parent, if any, then writes the entity.
-    pub(super) async fn insert_category(&self, category: &Category, since: Instant) -> Logged {
+    pub(super) async fn insert_category(&self, category: &Category, ticket: Ticket) -> Logged {
+        let since = ticket.since;
+        let changes = records::category_created(category);
+        let stamp = ticket.stamp(&changes)?;
         let parent = match &category.parent_id {
             Some(parent) => Some(self.refer_category(parent).await?),
             None => None,
@@ -22,14 +23,14 @@ impl ScyllaStore {
             since: Some(parent.as_ref().map_or(since, |p| p.since.min(since))),
             ..Refs::default()
         };
-        let result = self.create_keyed(category, Vec::new(), refs).await;
+        let result = self.create_keyed(category, Vec::new(), refs, &stamp).await;
         if let Some(parent) = parent
             && !Self::unsettled(&result)
         {
             self.unrefer_category(parent).await;
         }
         result?;
-        Ok(records::category_created(category))
+        Ok(changes)
     }
 
     /// `update_category`: a new parent is checked for cycles under the category tree lease.
@@ -37,8 +38,9 @@ impl ScyllaStore {
         &self,
         category: &Category,
         expected: Timestamp,
-        since: Instant,
+        ticket: Ticket,
     ) -> Logged {
+        let since = ticket.since;
         let Some(stored) = self.read::<Category>(category.id.as_str()).await? else {
             return Err(Error::not_found(CategoryId::ENTITY, category.id.as_str()).into());
         };
@@ -47,15 +49,17 @@ impl ScyllaStore {
         }
         let mut next = category.clone();
         next.created_at = stored.created_at;
+        let changes = records::category_updated(&stored, &next);
+        let stamp = ticket.stamp(&changes)?;
         // Only a new parent can close a cycle or point at a deleted category.
         let Some(parent) = next
             .parent_id
             .as_ref()
             .filter(|p| Some(*p) != stored.parent_id.as_ref())
         else {
-            self.write_category(&stored, &next, expected, Some(since))
+            self.write_category(&stored, &next, expected, Some(since), &stamp)
                 .await?;
-            return Ok(records::category_updated(&stored, &next));
+            return Ok(changes);
         };
         if *parent == next.id {
             return Err(Error::Cycle {
@@ -70,7 +74,7 @@ impl ScyllaStore {
                 let result = match self.check_acyclic(&lease, &next.id, parent).await {
                     Ok(()) => {
                         let since = reference.since.min(lease.since).min(since);
-                        self.write_category(&stored, &next, expected, Some(since))
+                        self.write_category(&stored, &next, expected, Some(since), &stamp)
                             .await
                     }
                     Err(err) => Err(err),
@@ -84,7 +88,7 @@ impl ScyllaStore {
             self.unrefer_category(reference).await;
         }
         result?;
-        Ok(records::category_updated(&stored, &next))
+        Ok(changes)
     }
 
     /// `delete_category`: only an unused category, then its reservation.
@@ -103,8 +107,12 @@ impl ScyllaStore {
         next: &Category,
         expected: Timestamp,
         since: Option<std::time::Instant>,
+        stamp: &Stamp,
     ) -> Result<()> {
-        match self.update_keyed(stored, next, expected, since).await? {
+        match self
+            .update_keyed(stored, next, expected, since, stamp)
+            .await?
+        {
             Write::Done => Ok(()),
             Write::Stale(current) => Err(Error::Conflict(current.into_current())),
             Write::Missing => Err(Error::not_found(CategoryId::ENTITY, next.id.as_str())),

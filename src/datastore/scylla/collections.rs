@@ -2,10 +2,9 @@
 //! write returns its change records (`changes/` commits them).
 
 use std::collections::BTreeSet;
-use std::time::Instant;
 
 use super::ScyllaStore;
-use super::changes::{Failed, Logged};
+use super::changes::{Failed, Logged, Ticket};
 use super::index::boxed;
 use super::integrity::Refs;
 use super::lwt::Write;
@@ -20,8 +19,10 @@ impl ScyllaStore {
         &self,
         collection: &Collection,
         product_ids: &[ProductId],
-        since: Instant,
+        ticket: Ticket,
     ) -> Logged {
+        let changes = records::collection_created(collection, product_ids);
+        let stamp = ticket.stamp(&changes)?;
         let ids: Vec<&str> = product_ids
             .iter()
             .map(ProductId::as_str)
@@ -40,11 +41,11 @@ impl ScyllaStore {
         let refs = Refs {
             products: &ids,
             undo,
-            since: Some(since),
+            since: Some(ticket.since),
             ..Refs::default()
         };
-        self.create_keyed(collection, rows, refs).await?;
-        Ok(records::collection_created(collection, product_ids))
+        self.create_keyed(collection, rows, refs, &stamp).await?;
+        Ok(changes)
     }
 
     /// `update_collection`: the versioned write, then the members when they are replaced.
@@ -53,7 +54,7 @@ impl ScyllaStore {
         collection: &Collection,
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
-        since: Instant,
+        ticket: Ticket,
     ) -> Logged {
         let missing = || Error::not_found(CollectionId::ENTITY, collection.id.as_str());
         let Some(stored) = self.read::<Collection>(collection.id.as_str()).await? else {
@@ -73,16 +74,6 @@ impl ScyllaStore {
         };
         let mut next = collection.clone();
         next.created_at = stored.created_at;
-        match self
-            .update_keyed(&stored, &next, expected, Some(since))
-            .await?
-        {
-            Write::Done => {}
-            Write::Stale(current) => {
-                return Err(Error::Conflict(current.into_current()).into());
-            }
-            Write::Missing => return Err(missing().into()),
-        }
         let before_ids: Vec<ProductId> = before
             .iter()
             .map(|(_, p)| ProductId::from_stored(p.clone()))
@@ -92,6 +83,17 @@ impl ScyllaStore {
             &next,
             product_ids.map(|ids| (before_ids.as_slice(), ids)),
         );
+        let stamp = ticket.stamp(&changes)?;
+        match self
+            .update_keyed(&stored, &next, expected, Some(ticket.since), &stamp)
+            .await?
+        {
+            Write::Done => {}
+            Write::Stale(current) => {
+                return Err(Error::Conflict(current.into_current()).into());
+            }
+            Write::Missing => return Err(missing().into()),
+        }
         if let Some(ids) = product_ids
             && let Err(error) = self
                 .set_collection_members(&collection.id, &before, ids)

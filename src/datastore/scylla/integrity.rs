@@ -22,7 +22,7 @@
 //!   category's parent, and `products_by_category` with each candidate product read at
 //!   serial consistency, which also settles any of its writes still in flight), and
 //!   either clears its mark (`IF deleting = token`) and answers `InUse`, or deletes the
-//!   row with `DELETE … IF deleting = token`.
+//!   row with `DELETE … IF deleting = token AND updated_at = <the version read>`.
 //!
 //! Why it is correct: both LWTs are on `C`'s partition, so they are totally ordered. If
 //! the writer's registration comes first, the mark cannot apply until the writer has
@@ -77,7 +77,8 @@ const UNREGISTER_REF: &str = "UPDATE categories SET pending_refs = pending_refs 
 const MARK_DELETING: &str = "UPDATE categories USING TTL ? SET deleting = ? WHERE id = ? \
      IF created_at = ? AND deleting = null AND pending_refs = null";
 const UNMARK_DELETING: &str = "UPDATE categories SET deleting = null WHERE id = ? IF deleting = ?";
-const DELETE_MARKED: &str = "DELETE FROM categories WHERE id = ? IF deleting = ?";
+const DELETE_MARKED: &str =
+    "DELETE FROM categories WHERE id = ? IF deleting = ? AND updated_at = ?";
 const SELECT_GUARD: &str = "SELECT created_at, deleting, pending_refs FROM categories WHERE id = ?";
 const SELECT_PARENTS: &str = "SELECT id, parent_id FROM categories";
 const SELECT_IN_CATEGORY: &str =
@@ -285,14 +286,21 @@ impl ScyllaStore {
                     Err(err) => Err(err),
                 };
             }
-            match self
-                .cql
-                .cas(DELETE_MARKED, (id.as_str(), mark.as_str()), &what)
-                .await?
-            {
+            // Only the version read is deleted, its change stamp settled first (see
+            // `changes/settle.rs`).
+            self.settle_predecessor::<Category>(id.as_str(), Some(stored.updated_at))
+                .await?;
+            let values = (id.as_str(), mark.as_str(), ts(stored.updated_at));
+            match self.cql.cas(DELETE_MARKED, values, &what).await? {
                 Cas::Applied => return Ok(stored),
-                // Our mark expired (we stalled): start over.
-                Cas::NotApplied => {}
+                // Our mark expired (we stalled), or the category was updated meanwhile:
+                // start over.
+                Cas::NotApplied => {
+                    let values = (id.as_str(), mark.as_str());
+                    if let Err(err) = self.cql.cas(UNMARK_DELETING, values, &what).await {
+                        tracing::warn!(category = id.as_str(), error = %err, "could not clear a deletion mark; it expires by its ttl");
+                    }
+                }
                 Cas::Unknown(_) => {
                     if self.guard(id.as_str(), true).await?.is_none() {
                         return Ok(stored);

@@ -10,6 +10,7 @@
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
+use super::changes::Stamp;
 use super::cql::Cas;
 use super::rows::{Entity, ts};
 use super::{FETCH_CONCURRENCY, ScyllaStore};
@@ -56,13 +57,16 @@ impl ScyllaStore {
         row.map(T::from_row).transpose()
     }
 
-    pub(super) async fn insert<T: Entity>(&self, entity: &T) -> Result<()> {
+    /// Inserts an entity stamped with its write's claim (see `changes/`); every attempt
+    /// is sent within the claim's freshness.
+    pub(super) async fn insert<T: Entity>(&self, entity: &T, stamp: &Stamp) -> Result<()> {
         let what = format!("creating {} {:?}", T::ENTITY, entity.id());
         let mut uncertain = false;
         for _ in 0..CAS_ATTEMPTS {
+            self.fresh(stamp.since, &what)?;
             match self
                 .cql
-                .cas(T::INSERT, entity.insert_values(), &what)
+                .cas(T::INSERT, entity.insert_values(stamp), &what)
                 .await?
             {
                 Cas::Applied => return Ok(()),
@@ -85,17 +89,24 @@ impl ScyllaStore {
         ))
     }
 
+    /// Updates an entity under its version, stamped with its write's claim; the stamp
+    /// it overwrites is settled first (see `changes/settle.rs`), and every attempt is sent
+    /// within the claim's freshness.
     pub(super) async fn replace<T: Entity>(
         &self,
         entity: &T,
         expected: Timestamp,
+        stamp: &Stamp,
     ) -> Result<Write<T>> {
         let what = format!("updating {} {:?}", T::ENTITY, entity.id());
         let mut uncertain = false;
         for _ in 0..CAS_ATTEMPTS {
+            self.settle_predecessor::<T>(entity.id(), Some(expected))
+                .await?;
+            self.fresh(stamp.since, &what)?;
             let answer = self
                 .cql
-                .cas(T::UPDATE, entity.update_values(expected), &what)
+                .cas(T::UPDATE, entity.update_values(expected, stamp), &what)
                 .await?;
             match answer {
                 Cas::Applied => return Ok(Write::Done),
@@ -117,7 +128,8 @@ impl ScyllaStore {
         ))
     }
 
-    /// Deletes an entity whatever its version and returns what was deleted.
+    /// Deletes an entity whatever its version and returns what was deleted; the stamp it
+    /// deletes is settled first (see `changes/settle.rs`).
     pub(super) async fn remove<T: Entity>(&self, id: &str) -> Result<T> {
         let what = format!("deleting {} {id:?}", T::ENTITY);
         let mut deleted_maybe: Option<T> = None;
@@ -131,6 +143,8 @@ impl ScyllaStore {
                 // Gone: by our own earlier attempt whose answer was lost, or by another.
                 return deleted_maybe.ok_or_else(|| Error::not_found(T::ENTITY, id));
             };
+            self.settle_predecessor::<T>(id, Some(stored.version()))
+                .await?;
             match self
                 .cql
                 .cas(T::DELETE, (id, ts(stored.version())), &what)

@@ -286,8 +286,10 @@ impl Datastore for ScyllaStore {
     }
 
     async fn create_product(&self, product: &Product) -> Result<()> {
-        self.logged(|since| self.insert_product(product, since))
-            .await
+        self.logged(Some(format!("products/{}", product.id.as_str())), |t| {
+            self.insert_product(product, t)
+        })
+        .await
     }
 
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
@@ -311,12 +313,14 @@ impl Datastore for ScyllaStore {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
     ) -> Result<()> {
-        self.logged(|since| self.revise_product(product, expected, collection_ids, since))
-            .await
+        self.logged(Some(format!("products/{}", product.id.as_str())), |t| {
+            self.revise_product(product, expected, collection_ids, t)
+        })
+        .await
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        self.logged(|_| self.purge_product(id)).await
+        self.logged(None, |_| self.purge_product(id)).await
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
@@ -328,8 +332,10 @@ impl Datastore for ScyllaStore {
     }
 
     async fn create_category(&self, category: &Category) -> Result<()> {
-        self.logged(|since| self.insert_category(category, since))
-            .await
+        self.logged(Some(format!("categories/{}", category.id.as_str())), |t| {
+            self.insert_category(category, t)
+        })
+        .await
     }
 
     async fn get_category(&self, id: &CategoryId) -> Result<Category> {
@@ -352,12 +358,14 @@ impl Datastore for ScyllaStore {
     }
 
     async fn update_category(&self, category: &Category, expected: Timestamp) -> Result<()> {
-        self.logged(|since| self.revise_category(category, expected, since))
-            .await
+        self.logged(Some(format!("categories/{}", category.id.as_str())), |t| {
+            self.revise_category(category, expected, t)
+        })
+        .await
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        self.logged(|_| self.purge_category(id)).await
+        self.logged(None, |_| self.purge_category(id)).await
     }
 
     async fn create_collection(
@@ -365,8 +373,11 @@ impl Datastore for ScyllaStore {
         collection: &Collection,
         product_ids: &[ProductId],
     ) -> Result<()> {
-        self.logged(|since| self.insert_collection(collection, product_ids, since))
-            .await
+        self.logged(
+            Some(format!("collections/{}", collection.id.as_str())),
+            |t| self.insert_collection(collection, product_ids, t),
+        )
+        .await
     }
 
     async fn get_collection(&self, id: &CollectionId) -> Result<Collection> {
@@ -394,16 +405,19 @@ impl Datastore for ScyllaStore {
         expected: Timestamp,
         product_ids: Option<&[ProductId]>,
     ) -> Result<()> {
-        self.logged(|since| self.revise_collection(collection, expected, product_ids, since))
-            .await
+        self.logged(
+            Some(format!("collections/{}", collection.id.as_str())),
+            |t| self.revise_collection(collection, expected, product_ids, t),
+        )
+        .await
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        self.logged(|_| self.purge_collection(id)).await
+        self.logged(None, |_| self.purge_collection(id)).await
     }
 
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        self.logged(|_| async {
+        self.logged(None, |_| async {
             self.record_version(version).await?;
             Ok(records::catalog_published(version))
         })

@@ -1,11 +1,9 @@
 //! Products: creating, updating and deleting them with their index and membership rows.
 //! Each write returns its change records (`changes/` commits them).
 
-use std::time::Instant;
-
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
-use super::changes::{Failed, Logged};
+use super::changes::{Failed, Logged, Stamp, Ticket};
 use super::index::{boxed, month_of};
 use super::integrity::Refs;
 use super::lwt::Write;
@@ -21,7 +19,10 @@ use crate::datastore::{
 impl ScyllaStore {
     /// `create_product`: refers to the category, checks the collections, then writes the
     /// entity with its index and membership rows.
-    pub(super) async fn insert_product(&self, product: &Product, since: Instant) -> Logged {
+    pub(super) async fn insert_product(&self, product: &Product, ticket: Ticket) -> Logged {
+        let since = ticket.since;
+        let changes = records::product_created(product);
+        let stamp = ticket.stamp(&changes)?;
         let mut collections: Vec<CollectionId> = product.collection_ids.clone();
         collections.sort();
         collections.dedup();
@@ -50,7 +51,7 @@ impl ScyllaStore {
                 undo,
                 ..Refs::default()
             };
-            self.create_keyed(&stored, rows, refs).await
+            self.create_keyed(&stored, rows, refs, &stamp).await
         }
         .await;
         if !Self::unsettled(&result) {
@@ -61,7 +62,7 @@ impl ScyllaStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(month_of(product.created_at));
-        Ok(records::product_created(product))
+        Ok(changes)
     }
 
     /// `get_products`: the products that exist among `ids`, read concurrently.
@@ -81,8 +82,9 @@ impl ScyllaStore {
         product: &Product,
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
-        since: Instant,
+        ticket: Ticket,
     ) -> Logged {
+        let since = ticket.since;
         let Some(mut stored) = self.read::<Product>(product.id.as_str()).await? else {
             return Err(Error::not_found(ProductId::ENTITY, product.id.as_str()).into());
         };
@@ -99,6 +101,8 @@ impl ScyllaStore {
         next.created_at = stored.created_at;
         let moved = next.category_id != stored.category_id;
         let pid = product.id.as_str();
+        let changes = records::product_updated(&stored, &next, collection_ids);
+        let stamp = ticket.stamp(&changes)?;
         let category = if moved {
             Some(self.refer_category(&next.category_id).await?)
         } else {
@@ -106,7 +110,7 @@ impl ScyllaStore {
         };
         let since = Some(category.as_ref().map_or(since, |c| c.since.min(since)));
         let result = self
-            .update_product_row(&stored, &next, expected, collection_ids, since)
+            .update_product_row(&stored, &next, expected, collection_ids, since, &stamp)
             .await;
         if let Some(category) = category
             && !Self::unsettled(&result)
@@ -114,7 +118,6 @@ impl ScyllaStore {
             self.unrefer_category(category).await;
         }
         result?;
-        let changes = records::product_updated(&stored, &next, collection_ids);
         if let Some(ids) = collection_ids {
             let memberships = async {
                 self.set_product_collections(&product.id, &stored, ids)
@@ -200,6 +203,7 @@ impl ScyllaStore {
         expected: Timestamp,
         collection_ids: Option<&[CollectionId]>,
         since: Option<std::time::Instant>,
+        stamp: &Stamp,
     ) -> Result<()> {
         if let Some(ids) = collection_ids {
             self.require_collections(ids).await?;
@@ -218,7 +222,9 @@ impl ScyllaStore {
         }
         // Which category index row is stale afterwards: the old one if the write
         // landed, the new one if it surely did not, neither if nobody knows.
-        let (stale_category, result) = match self.update_keyed(stored, next, expected, since).await
+        let (stale_category, result) = match self
+            .update_keyed(stored, next, expected, since, stamp)
+            .await
         {
             Ok(Write::Done) => (Some(&stored.category_id), Ok(())),
             Ok(Write::Stale(current)) => (

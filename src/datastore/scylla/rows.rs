@@ -15,6 +15,7 @@ use scylla::DeserializeRow;
 use scylla::serialize::row::SerializeRow;
 use scylla::value::{CqlDecimal, CqlTimestamp, MaybeUnset};
 
+use super::changes::Stamp;
 use crate::datastore::{
     CatalogStats, CatalogVersion, Category, CategoryId, Collection, CollectionId, Current, Error,
     InventoryStatus, Product, ProductId, Result, Timestamp,
@@ -248,6 +249,9 @@ pub(super) trait Entity: Sized + Clone + PartialEq + Send + Sync + 'static {
     const KEY_FIELD: &'static str;
     /// Scope of its reservations in `unique_keys`.
     const KEY_SCOPE: &'static str;
+    /// `SELECT updated_at, change_claim, change_seq, change_records FROM <table> WHERE
+    /// id = ?`: the stamp of the write that last wrote the row (see `changes/`).
+    const STAMP: &'static str;
     /// `SELECT <columns> FROM <table> WHERE id = ?`.
     const SELECT: &'static str;
     /// `INSERT ... IF NOT EXISTS` binding [`Entity::insert_values`].
@@ -272,10 +276,11 @@ pub(super) trait Entity: Sized + Clone + PartialEq + Send + Sync + 'static {
     fn version(&self) -> Timestamp;
     /// Wraps the stored entity for [`Error::Conflict`].
     fn into_current(self) -> Current;
-    /// Values for [`Entity::INSERT`].
-    fn insert_values(&self) -> Values;
-    /// Values for [`Entity::UPDATE`], given the expected stored version.
-    fn update_values(&self, expected: Timestamp) -> Values;
+    /// Values for [`Entity::INSERT`], stamped with the write's claim.
+    fn insert_values(&self, stamp: &Stamp) -> Values;
+    /// Values for [`Entity::UPDATE`], given the expected stored version, stamped with the
+    /// write's claim.
+    fn update_values(&self, expected: Timestamp, stamp: &Stamp) -> Values;
     /// Whether `stored` is exactly this write (what an LWT whose answer was lost left).
     fn same_write(&self, stored: &Self) -> bool {
         self == stored
@@ -283,6 +288,8 @@ pub(super) trait Entity: Sized + Clone + PartialEq + Send + Sync + 'static {
 }
 
 impl Entity for Product {
+    const STAMP: &'static str = "SELECT updated_at, change_claim, change_seq, change_records \
+         FROM products WHERE id = ?";
     const ENTITY: &'static str = "product";
     const KEY_FIELD: &'static str = "sku";
     const KEY_SCOPE: &'static str = "product_sku";
@@ -291,10 +298,12 @@ impl Entity for Product {
          updated_at FROM products WHERE id = ?";
     const INSERT: &'static str = "INSERT INTO products (id, sku, title, body, price, currency, \
          inventory_status, inventory_quantity, category_id, images, metadata, created_at, \
-         updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
+         updated_at, change_claim, change_seq, change_records) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
     const UPDATE: &'static str = "UPDATE products SET sku = ?, title = ?, body = ?, price = ?, \
          currency = ?, inventory_status = ?, inventory_quantity = ?, category_id = ?, images = ?, \
-         metadata = ?, updated_at = ? WHERE id = ? IF updated_at = ?";
+         metadata = ?, updated_at = ?, change_claim = ?, change_seq = ?, change_records = ? \
+         WHERE id = ? IF updated_at = ?";
     const DELETE: &'static str = "DELETE FROM products WHERE id = ? IF updated_at = ?";
     type Row = ProductRow;
 
@@ -313,7 +322,7 @@ impl Entity for Product {
     fn into_current(self) -> Current {
         Current::Product(Box::new(self))
     }
-    fn insert_values(&self) -> Values {
+    fn insert_values(&self, stamp: &Stamp) -> Values {
         Box::new((
             self.id.as_str().to_owned(),
             self.sku.clone(),
@@ -328,9 +337,12 @@ impl Entity for Product {
             unset(metadata_text(self)),
             ts(self.created_at),
             ts(self.updated_at),
+            stamp.claim.clone(),
+            stamp.seq,
+            unset(stamp.records.clone()),
         ))
     }
-    fn update_values(&self, expected: Timestamp) -> Values {
+    fn update_values(&self, expected: Timestamp, stamp: &Stamp) -> Values {
         Box::new((
             self.sku.clone(),
             self.title.clone(),
@@ -343,6 +355,9 @@ impl Entity for Product {
             self.images.clone(),
             metadata_text(self),
             ts(self.updated_at),
+            stamp.claim.clone(),
+            stamp.seq,
+            stamp.records.clone(),
             self.id.as_str().to_owned(),
             ts(expected),
         ))
@@ -357,16 +372,19 @@ impl Entity for Product {
 }
 
 impl Entity for Category {
+    const STAMP: &'static str = "SELECT updated_at, change_claim, change_seq, change_records \
+         FROM categories WHERE id = ?";
     const ENTITY: &'static str = "category";
     const KEY_FIELD: &'static str = "slug";
     const KEY_SCOPE: &'static str = "category_slug";
     const SELECT: &'static str = "SELECT id, name, slug, parent_id, display_order, body, \
          created_at, updated_at FROM categories WHERE id = ?";
     const INSERT: &'static str = "INSERT INTO categories (id, name, slug, parent_id, \
-         display_order, body, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-         IF NOT EXISTS";
+         display_order, body, created_at, updated_at, change_claim, change_seq, change_records) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
     const UPDATE: &'static str = "UPDATE categories SET name = ?, slug = ?, parent_id = ?, \
-         display_order = ?, body = ?, updated_at = ? WHERE id = ? IF updated_at = ?";
+         display_order = ?, body = ?, updated_at = ?, change_claim = ?, change_seq = ?, \
+         change_records = ? WHERE id = ? IF updated_at = ?";
     const DELETE: &'static str = "DELETE FROM categories WHERE id = ? IF updated_at = ?";
     type Row = CategoryRow;
 
@@ -385,7 +403,7 @@ impl Entity for Category {
     fn into_current(self) -> Current {
         Current::Category(Box::new(self))
     }
-    fn insert_values(&self) -> Values {
+    fn insert_values(&self, stamp: &Stamp) -> Values {
         Box::new((
             self.id.as_str().to_owned(),
             self.name.clone(),
@@ -395,9 +413,12 @@ impl Entity for Category {
             unset(self.body.clone()),
             ts(self.created_at),
             ts(self.updated_at),
+            stamp.claim.clone(),
+            stamp.seq,
+            unset(stamp.records.clone()),
         ))
     }
-    fn update_values(&self, expected: Timestamp) -> Values {
+    fn update_values(&self, expected: Timestamp, stamp: &Stamp) -> Values {
         Box::new((
             self.name.clone(),
             self.slug.clone(),
@@ -405,6 +426,9 @@ impl Entity for Category {
             self.display_order,
             self.body.clone(),
             ts(self.updated_at),
+            stamp.claim.clone(),
+            stamp.seq,
+            stamp.records.clone(),
             self.id.as_str().to_owned(),
             ts(expected),
         ))
@@ -412,15 +436,19 @@ impl Entity for Category {
 }
 
 impl Entity for Collection {
+    const STAMP: &'static str = "SELECT updated_at, change_claim, change_seq, change_records \
+         FROM collections WHERE id = ?";
     const ENTITY: &'static str = "collection";
     const KEY_FIELD: &'static str = "slug";
     const KEY_SCOPE: &'static str = "collection_slug";
     const SELECT: &'static str = "SELECT id, name, slug, display_order, body, created_at, \
          updated_at FROM collections WHERE id = ?";
     const INSERT: &'static str = "INSERT INTO collections (id, name, slug, display_order, body, \
-         created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
+         created_at, updated_at, change_claim, change_seq, change_records) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
     const UPDATE: &'static str = "UPDATE collections SET name = ?, slug = ?, display_order = ?, \
-         body = ?, updated_at = ? WHERE id = ? IF updated_at = ?";
+         body = ?, updated_at = ?, change_claim = ?, change_seq = ?, change_records = ? \
+         WHERE id = ? IF updated_at = ?";
     const DELETE: &'static str = "DELETE FROM collections WHERE id = ? IF updated_at = ?";
     type Row = CollectionRow;
 
@@ -439,7 +467,7 @@ impl Entity for Collection {
     fn into_current(self) -> Current {
         Current::Collection(Box::new(self))
     }
-    fn insert_values(&self) -> Values {
+    fn insert_values(&self, stamp: &Stamp) -> Values {
         Box::new((
             self.id.as_str().to_owned(),
             self.name.clone(),
@@ -448,15 +476,21 @@ impl Entity for Collection {
             unset(self.body.clone()),
             ts(self.created_at),
             ts(self.updated_at),
+            stamp.claim.clone(),
+            stamp.seq,
+            unset(stamp.records.clone()),
         ))
     }
-    fn update_values(&self, expected: Timestamp) -> Values {
+    fn update_values(&self, expected: Timestamp, stamp: &Stamp) -> Values {
         Box::new((
             self.name.clone(),
             self.slug.clone(),
             self.display_order,
             self.body.clone(),
             ts(self.updated_at),
+            stamp.claim.clone(),
+            stamp.seq,
+            stamp.records.clone(),
             self.id.as_str().to_owned(),
             ts(expected),
         ))

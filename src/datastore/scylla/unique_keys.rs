@@ -30,6 +30,7 @@
 //! entity's key never ends up pending behind a writer that gave up.
 
 use super::ScyllaStore;
+use super::changes::Stamp;
 use super::cql::Cas;
 use super::index::Group;
 use super::integrity::Refs;
@@ -249,6 +250,7 @@ impl ScyllaStore {
         entity: &T,
         before: Vec<Group>,
         refs: Refs<'_>,
+        stamp: &Stamp,
     ) -> Result<()> {
         let reserved = self.reserve::<T>(entity.key(), entity.id()).await?;
         if let Some(existing) = self.read::<T>(entity.id()).await? {
@@ -267,7 +269,7 @@ impl ScyllaStore {
                 .await?;
             self.verify_refs(&refs).await?;
             self.fresh(since, &what)?;
-            self.insert(entity).await
+            self.insert(entity, stamp).await
         }
         .await;
         if written.is_err() {
@@ -318,6 +320,7 @@ impl ScyllaStore {
         next: &T,
         expected: Timestamp,
         since: Option<Instant>,
+        stamp: &Stamp,
     ) -> Result<Write<T>> {
         let key_changed = stored.key() != next.key();
         let what = format!("updating {} {:?}", T::ENTITY, next.id());
@@ -337,7 +340,7 @@ impl ScyllaStore {
             (None, None) => Ok(()),
         };
         let outcome = match outcome {
-            Ok(()) => self.replace(next, expected).await,
+            Ok(()) => self.replace(next, expected, stamp).await,
             Err(err) => Err(err),
         };
         match (&outcome, new_claim) {

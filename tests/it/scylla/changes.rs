@@ -1,6 +1,7 @@
 //! The change log on a real CQL node: the watermark of a pending write, a stalled
-//! writer re-appending after a reader gave up on it, holes closed by readers, and
-//! racing writers from several sessions.
+//! writer re-appending after a reader gave up on it, a landed write whose writer died
+//! settled from its entity's stamp, holes closed by readers, and racing writers from
+//! several sessions.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -454,5 +455,107 @@ async fn scylla_a_write_with_thousands_of_records_spans_rows_in_order() {
         store.change_head().await.unwrap(),
         records.last().unwrap().position
     );
+    done_with(&hosts().unwrap(), store.keyspace()).await;
+}
+
+/// The position and kind of each record about `id`.
+fn about(records: &[ChangeRecord], id: &str) -> Vec<(u64, ChangeKind)> {
+    records
+        .iter()
+        .filter(|r| r.change.id == id)
+        .map(|r| (r.position, r.change.kind))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_write_that_landed_but_never_committed_is_settled_from_its_entity() {
+    let Some(store) = fresh_store("settle").await else {
+        return;
+    };
+    let store = store.with_lease_ttl(LEASE);
+    let session = admin(&hosts().unwrap()).await;
+    let category = new_category(None);
+    store.create_category(&category).await.unwrap();
+    // A create lands, then its writer dies before committing.
+    let product = new_product(&category.id);
+    let claimed_at = Instant::now();
+    let (outcome, created) = store.create_product_and_crash(&product).await.unwrap();
+    outcome.unwrap();
+    assert_eq!(store.get_product(&product.id).await.unwrap().id, product.id);
+    if claimed_at.elapsed() < LEASE {
+        let read = store.read_changes(0, 100).await.unwrap();
+        assert!(about(&read.records, product.id.as_str()).is_empty());
+    }
+    tokio::time::sleep(LEASE.saturating_sub(claimed_at.elapsed()) + Duration::from_millis(300))
+        .await;
+    let records = all_records(&store, 100).await;
+    assert_eq!(
+        about(&records, product.id.as_str()),
+        [(created, ChangeKind::Created)],
+        "the reader committed the landed create at its claimed row: {records:?}"
+    );
+    let status = status_at(&session, store.keyspace(), seq_of(created)).await;
+    assert_eq!(status.as_deref(), Some("committed"));
+    // An update lands and its writer dies; the next update of the same product settles
+    // the stamp it overwrites, so both records are there without waiting for the lease.
+    let mut first = product.clone();
+    first.title = "First".to_owned();
+    first.updated_at = tick();
+    let (outcome, updated) = store
+        .update_product_and_crash(&first, product.updated_at)
+        .await
+        .unwrap();
+    outcome.unwrap();
+    let mut second = first.clone();
+    second.title = "Second".to_owned();
+    second.updated_at = tick();
+    store
+        .update_product(&second, first.updated_at, None)
+        .await
+        .unwrap();
+    let records = all_records(&store, 100).await;
+    assert_increasing(&records);
+    let seen = about(&records, product.id.as_str());
+    assert_eq!(
+        seen.len(),
+        3,
+        "create and both updates, once each: {records:?}"
+    );
+    assert_eq!(seen[1], (updated, ChangeKind::Updated));
+    assert_eq!(seen[2].1, ChangeKind::Updated);
+    let again = all_records(&store, 1).await;
+    assert_eq!(
+        about(&again, product.id.as_str()),
+        seen,
+        "stable across reads"
+    );
+    done_with(&hosts().unwrap(), store.keyspace()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_claim_whose_write_never_landed_is_still_aborted() {
+    let Some(store) = fresh_store("unlanded").await else {
+        return;
+    };
+    let store = store.with_lease_ttl(LEASE);
+    // A create refused before its data write (its category does not exist), whose writer
+    // dies before aborting its claim.
+    let orphan = new_product(&new_category(None).id);
+    let claimed_at = Instant::now();
+    let (outcome, claimed) = store.create_product_and_crash(&orphan).await.unwrap();
+    assert!(outcome.is_err(), "{outcome:?}");
+    tokio::time::sleep(LEASE.saturating_sub(claimed_at.elapsed()) + Duration::from_millis(300))
+        .await;
+    let c = new_category(None);
+    store.create_category(&c).await.unwrap();
+    let records = all_records(&store, 100).await;
+    assert!(
+        about(&records, orphan.id.as_str()).is_empty(),
+        "{records:?}"
+    );
+    assert_eq!(ids_of(&records, ChangeKind::Created), [c.id.as_str()]);
+    let session = admin(&hosts().unwrap()).await;
+    let status = status_at(&session, store.keyspace(), seq_of(claimed)).await;
+    assert_eq!(status.as_deref(), Some("aborted"));
     done_with(&hosts().unwrap(), store.keyspace()).await;
 }

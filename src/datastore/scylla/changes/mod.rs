@@ -15,22 +15,25 @@
 //! may then see such a write's first thousand records one poll before the rest).
 //!
 //! # Writers: claim, write, commit
-//! 1. *Claim*: `INSERT … (status 'pending', lease_until = now + t, a random claim token)
-//!    IF NOT EXISTS` at the first free `seq` from a hint (the next number this process
-//!    knows of from its own claims and reads, or the `sequencer` meta row, written
-//!    whenever a claim opens a bucket); a taken number sends the writer past the
+//! 1. *Claim*: `INSERT … (status 'pending', lease_until = now + t, a random claim token,
+//!    the target) IF NOT EXISTS` at the first free `seq` from a hint (the next number
+//!    this process knows of from its own claims and reads, or the `sequencer` meta row,
+//!    written whenever a claim opens a bucket); a taken number sends the writer past the
 //!    bucket's last row (one read), so a lagging hint costs one LWT per bucket, not per
-//!    row. `t` is the store's lease TTL (one minute by default).
+//!    row. `t` is the store's lease TTL (one minute by default). The *target* of a
+//!    create or update (`<table>/<id>`) names the entity row its linearizing LWT writes.
 //! 2. *Write*: the data write starts only after the claim is acknowledged. Creates and
 //!    updates count the claim's time among the `since`s of their freshness checks
-//!    (`ScyllaStore::fresh`: the linearizing write is sent less than `t / 2` after the
-//!    claim, the lease assumption of `integrity.rs` and `unique_keys.rs`), so the commit
-//!    normally lands long before any reader may give up on the row; deletes and
-//!    publishes send theirs right after one read. Correctness does not rest on this: a
-//!    write that outlives its lease has its records appended again (3.).
+//!    (`ScyllaStore::fresh`: every attempt of the linearizing write is sent less than
+//!    `t / 2` after the claim, the lease assumption of `integrity.rs` and
+//!    `unique_keys.rs`), so the commit normally lands long before any reader may give up
+//!    on the row; deletes and publishes send theirs right after one read. A create's or
+//!    update's records are computed before that LWT, which *stamps* the entity row with
+//!    the claim's token, `seq` and records (`change_claim`, `change_seq`,
+//!    `change_records`; migration `0005`), in the same Paxos round as the entity itself.
 //! 3. *Commit*: once the write has landed, `UPDATE … SET status = 'committed', records =
 //!    … IF status = 'pending'`. A rejected write aborts its row the same way and so
-//!    appends nothing. If the commit finds the row aborted (a reader gave up on it after
+//!    appends nothing; a stamped write whose outcome is unknown leaves it `pending`. If the commit finds the row aborted (a reader gave up on it after
 //!    its lease), the records are appended again as a new row inserted directly as
 //!    `committed` at a higher, free `seq`: the change comes later, never not at all.
 //!
@@ -38,27 +41,53 @@
 //! A reader scans upwards from its cursor's `seq`: a `committed` row yields its records,
 //! an `aborted` row nothing; a `pending` row whose lease is live is the *watermark*: the
 //! reader stops there and returns nothing at or beyond it. A `pending` row whose lease
-//! ran out is aborted by the reader (`IF status = 'pending'`; when that fails the row is
+//! ran out is *settled* by the reader: from its target's stamp (below) when that shows
+//! the write landed, else aborted (`IF status = 'pending'`; when that fails the row is
 //! read back at serial consistency and taken as it is); a missing `seq` below one that
 //! exists (a hole) is closed by inserting it `aborted` with `IF NOT EXISTS`, so no
 //! writer can take it afterwards. [`Datastore::change_head`] is the last record
 //! position below the watermark.
 //!
+//! # Settling from the entity (`settle.rs`)
+//! A reader that meets an expired claim with a target reads the target's stamp at
+//! serial consistency (which also completes a Paxos round of the writer still in
+//! flight; no attempt of that writer's LWT is sent after `t / 2`, and the lease ran out
+//! at `t`). If the stamp is this claim's (token and `seq`), the write landed: the reader
+//! commits the row with the stamped records (`IF status = 'pending' AND claim = ?`).
+//! Otherwise the write never landed and never will: the row is aborted as above.
+//!
+//! A stamp is overwritten by the next write of the same entity, so that write settles it
+//! first: an update (before each attempt of its `IF updated_at = ?` LWT) and a product,
+//! collection or category delete (before its delete LWT) read the stamp at serial
+//! consistency and, when it belongs to the very version they replace and its log row is
+//! still `pending`, commit that row with the stamped records (an answer they cannot
+//! learn fails the write as `Unavailable` rather than overwrite the evidence). A writer
+//! whose commit then finds its row committed under its own token takes it as its own
+//! commit. The records of such a write may thus show up while its trailing steps (the
+//! membership rows of a product update) are still running.
+//!
 //! # Why readers see exactly the writes that happened, in one order
 //! - *Only writes that happened*: records are read only from `committed` rows, and a row
-//!   becomes `committed` only by its writer, after its data write was acknowledged.
+//!   becomes `committed` only by its writer, after its data write was acknowledged, or
+//!   by a reader or a later writer that found the claim's stamp on its entity, which
+//!   only the claim's own applied LWT writes.
 //! - *Never out of order*: a reader passes a `seq` only once it has seen the row settled
 //!   (`committed` or `aborted`, by a QUORUM read of a row only LWTs write, or by its own
 //!   applied LWT) or has closed it; settled rows never change again and no writer can
 //!   claim an existing `seq`. So once any reader returned position `p`, every `seq` at
 //!   or below `p`'s is settled for good, a later claim lands above it, and no reader
 //!   ever returns a position `≤ p` it did not return then.
-//! - *Never missed* (by a writer that lives to commit): a write's row is claimed before
-//!   its data write, so it is `pending` while the write may land; readers stop at it
-//!   instead of passing it. They abort it only after its lease, and then the writer,
-//!   finding it aborted, appends the records anew above every reader, so they are
-//!   late (after records of writes that happened after them; each record carries its
-//!   entity's `version`), never lost and never twice.
+//! - *Never missed*: a write's row is claimed before its data write, so it is `pending`
+//!   while the write may land; readers stop at it instead of passing it. After its
+//!   lease a reader aborts it only when the serial read of its target shows another
+//!   stamp (or none): then the write's LWT did not land (its stamp would be there, or
+//!   would have been settled by the write that overwrote it, which is conditional on
+//!   the version the stamp came with) and, being past `t / 2`, never will. A write that
+//!   landed is therefore committed, by its writer, a reader or the next writer of its
+//!   entity, in its own row. For writes without a stamp (see below) and a writer that
+//!   outlives its lease anyway, the writer, finding its row aborted, appends the
+//!   records anew above every reader: late (after records of writes that happened
+//!   after them; each record carries its entity's `version`), never lost, never twice.
 //!
 //! Holes can only come from retention or a hand-edited table (writers never skip
 //! numbers: each claim targets at most one past the highest row it knows of), but a
@@ -67,6 +96,20 @@
 //! leaves unused positions).
 //!
 //! # Unknown outcomes and crashes
+//! - A stamped write (create or update of a product, category or collection) whose
+//!   writer dies after its LWT, or whose outcome the writer could not learn (it answers
+//!   `Unavailable` and leaves its claim `pending` instead of aborting it), is settled
+//!   from its stamp by the first reader after its lease, or earlier by the next write of
+//!   the same entity: its change is in the log exactly when its LWT landed.
+//! - Not stamped, so still as before: deletes (product, collection, category) and
+//!   catalogue publishes. Such a write whose writer dies between its data write and its
+//!   commit, or whose outcome is unknown (`Unavailable`, its claim aborted), is missing
+//!   from the log. So is a stamped write of more than [`RECORDS_PER_ROW`] records (a
+//!   collection with about a thousand members or more): its stamp carries no records, so
+//!   it cannot be settled from the entity and is aborted as before (logged as an error).
+//!   And a create whose key reservation was lost after its insert landed (`unique_keys`)
+//!   undoes the insert and aborts its claim; if a reader committed that claim first (the
+//!   writer stalled past its lease), the log shows a create the undo then reverted.
 //! - A claim or append whose LWT answer is lost is read back at serial consistency and
 //!   recognised by its claim token; if it is not there the writer moves on. Should the
 //!   lost insert land later anyway, it is a `pending` row nobody commits, aborted by the
@@ -78,13 +121,6 @@
 //!   is retried there, the one step whose repetition cannot record a change twice; an
 //!   append whose answer and read-back both fail is not repeated (the change may then
 //!   be missing, never doubled).
-//! - A write whose own outcome the backend could not learn (it answered
-//!   `Unavailable`) has its row aborted: if that write landed after all, its change is
-//!   not in the log. The same holds when a writer dies between its data write and its
-//!   commit (one LWT round trip): its row is aborted by a reader after the lease. Both
-//!   cases leave the caller without an acknowledgement; closing them would need the
-//!   entity rows to carry the `seq` of their last write, so that a reader could settle
-//!   an expired row from the entity.
 //! - Leases compare the writer's clock (`lease_until`) with the reader's: clocks must
 //!   agree to well within `t / 2`, as for every lease here.
 //!
@@ -107,17 +143,25 @@
 //! read. All writers of the keyspace serialise through Paxos on the current bucket's
 //! partition: plenty for a catalogue (the racing test's 200 creates from 8 tasks over 4
 //! sessions take a few seconds on one Cassandra node), and the limit should the write
-//! rate grow by orders of magnitude. A writer that crashes holding a claim holds every
-//! reader back for up to `t`.
+//! rate grow by orders of magnitude. A writer that crashes holding a claim, or a
+//! stamped write that answered `Unavailable`, holds every reader back for up to `t`.
+//!
+//! Stamps add: the target on the claim and three columns on the entity row (its records
+//! JSON stays there until the next write of the entity); for each update attempt and
+//! each product, collection or category delete, one serial read of the stamp and one
+//! QUORUM read of the stamp's log row (plus a commit LWT, rarely: only when that row is
+//! still pending); for a reader, one serial read per expired claim it settles.
 //!
 //! # Files
 //! `write.rs`: claims, commits, appends ([`write::Log`]); `read.rs`: the walk that settles
-//! rows, `read_changes`, `change_head` and retention.
+//! rows, `read_changes`, `change_head` and retention; `settle.rs`: stamps, and settling a
+//! claim from its entity.
 //!
 //! [`Datastore::change_head`]: crate::datastore::Datastore::change_head
 //! [`Datastore::prune_changes`]: crate::datastore::Datastore::prune_changes
 
 mod read;
+mod settle;
 mod write;
 
 use std::future::Future;
@@ -127,9 +171,10 @@ use std::time::Instant;
 use scylla::value::CqlTimestamp;
 use serde::{Deserialize, Serialize};
 
+pub(super) use self::settle::{Stamp, Ticket};
 use self::write::Log;
 use super::ScyllaStore;
-use crate::datastore::{Change, Error, Result, Timestamp};
+use crate::datastore::{Change, Error, Product, Result, Timestamp};
 
 /// Consecutive sequence numbers per partition.
 pub(super) const BUCKET: i64 = 4096;
@@ -142,16 +187,16 @@ const PENDING: &str = "pending";
 const COMMITTED: &str = "committed";
 const ABORTED: &str = "aborted";
 
-const CLAIM: &str = "INSERT INTO change_log (bucket, seq, status, lease_until, claim) \
-     VALUES (?, ?, 'pending', ?, ?) IF NOT EXISTS";
+const CLAIM: &str = "INSERT INTO change_log (bucket, seq, status, lease_until, claim, \
+     target) VALUES (?, ?, 'pending', ?, ?, ?) IF NOT EXISTS";
 const APPEND: &str = "INSERT INTO change_log (bucket, seq, status, claim, records, \
      record_count, newest) VALUES (?, ?, 'committed', ?, ?, ?, ?) IF NOT EXISTS";
 const COMMIT: &str = "UPDATE change_log SET status = 'committed', records = ?, \
      record_count = ?, newest = ? WHERE bucket = ? AND seq = ? IF status = 'pending'";
 const ABORT: &str =
     "UPDATE change_log SET status = 'aborted' WHERE bucket = ? AND seq = ? IF status = 'pending'";
-const SELECT_ROW: &str = "SELECT seq, status, lease_until, claim, records, record_count, \
-     newest FROM change_log WHERE bucket = ? AND seq = ?";
+const SELECT_ROW: &str = "SELECT seq, status, lease_until, claim, target, records, \
+     record_count, newest FROM change_log WHERE bucket = ? AND seq = ?";
 const SELECT_TAIL: &str = "SELECT seq FROM change_log WHERE bucket = ? ORDER BY seq DESC LIMIT 1";
 const DELETE_ROW: &str = "DELETE FROM change_log WHERE bucket = ? AND seq = ?";
 const SELECT_META: &str = "SELECT seq, position FROM change_log_meta WHERE name = ?";
@@ -164,6 +209,8 @@ pub(super) struct LogRow {
     status: Option<String>,
     lease_until: Option<CqlTimestamp>,
     claim: Option<String>,
+    /// `<table>/<id>`: the entity row the claim's write stamps (see `settle.rs`).
+    target: Option<String>,
     records: Option<String>,
     record_count: Option<i32>,
     newest: Option<CqlTimestamp>,
@@ -181,6 +228,16 @@ pub(super) struct Claim {
     token: String,
     /// When the claim was sent: the data write must happen before `t / 2` after it.
     pub(super) since: Instant,
+}
+
+impl Claim {
+    fn ticket(&self) -> Ticket {
+        Ticket {
+            since: self.since,
+            claim: self.token.clone(),
+            seq: self.seq,
+        }
+    }
 }
 
 /// A write that failed; `landed` holds its records when part of it landed all the same
@@ -271,15 +328,22 @@ impl ScyllaStore {
     }
 
     /// Runs a write between a claim and its commit (see the module docs): `write` gets
-    /// the claim's time for its freshness checks and returns the write's records.
-    pub(super) async fn logged<Fut>(&self, write: impl FnOnce(Instant) -> Fut) -> Result<()>
+    /// the claim's ticket (its time, for freshness checks, and what to stamp the entity
+    /// row with) and returns the write's records. `target` is the entity row (`<table>/
+    /// <id>`) whose linearizing LWT carries the stamp, when the write stamps one.
+    pub(super) async fn logged<Fut>(
+        &self,
+        target: Option<String>,
+        write: impl FnOnce(Ticket) -> Fut,
+    ) -> Result<()>
     where
         Fut: Future<Output = Logged>,
     {
         let log = self.log();
-        let claim = log.take_seq(None).await?;
+        let claim = log.take_seq(None, target.as_deref()).await?;
+        let ticket = claim.ticket();
         let (outcome, floor) =
-            futures_util::future::join(Box::pin(write(claim.since)), log.change_floor()).await;
+            futures_util::future::join(Box::pin(write(ticket)), log.change_floor()).await;
         match outcome {
             Ok(records) => log.deliver(claim, &records, floor.map(|f| f.0)).await,
             Err(Failed {
@@ -291,11 +355,64 @@ impl ScyllaStore {
                 }
                 Err(error)
             }
+            Err(Failed {
+                error: error @ Error::Unavailable { .. },
+                ..
+            }) if target.is_some() => {
+                // The outcome is unknown: the claim stays pending, and a reader settles it
+                // from the entity's stamp once its lease has run out.
+                Err(error)
+            }
             Err(Failed { error, .. }) => {
                 log.abort_claim(&claim).await;
                 Err(error)
             }
         }
+    }
+
+    /// Runs a write under a claim and then "crashes": the claim is neither committed nor
+    /// aborted. Returns the write's outcome and the claimed row's first position.
+    async fn write_and_crash<Fut>(
+        &self,
+        target: String,
+        write: impl FnOnce(Ticket) -> Fut,
+    ) -> Result<(Result<()>, u64)>
+    where
+        Fut: Future<Output = Logged>,
+    {
+        let claim = self.log().take_seq(None, Some(&target)).await?;
+        let outcome = write(claim.ticket()).await;
+        let outcome = outcome.map(|_| ()).map_err(|f| f.error);
+        Ok((outcome, position(claim.seq, 0)))
+    }
+
+    /// `create_product` by a writer that dies between its data write and its commit, for
+    /// tests of readers settling its claim from the entity: returns the create's outcome
+    /// and the claimed row's first position.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when no row could be claimed.
+    #[doc(hidden)]
+    pub async fn create_product_and_crash(&self, product: &Product) -> Result<(Result<()>, u64)> {
+        let target = format!("products/{}", product.id.as_str());
+        self.write_and_crash(target, |t| self.insert_product(product, t))
+            .await
+    }
+
+    /// `update_product` (without collections) by a writer that dies between its data
+    /// write and its commit, like [`Self::create_product_and_crash`].
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when no row could be claimed.
+    #[doc(hidden)]
+    pub async fn update_product_and_crash(
+        &self,
+        product: &Product,
+        expected: Timestamp,
+    ) -> Result<(Result<()>, u64)> {
+        let target = format!("products/{}", product.id.as_str());
+        self.write_and_crash(target, |t| self.revise_product(product, expected, None, t))
+            .await
     }
 
     /// Claims a `pending` row for a test that stands in for a writer stalling or
@@ -305,7 +422,7 @@ impl ScyllaStore {
     /// [`Error::Unavailable`] when no row could be claimed.
     #[doc(hidden)]
     pub async fn claim_change_and_crash(&self) -> Result<u64> {
-        Ok(position(self.log().take_seq(None).await?.seq, 0))
+        Ok(position(self.log().take_seq(None, None).await?.seq, 0))
     }
 
     /// Claims a row, awaits `stall` (the data write of a test), then commits `changes`
@@ -319,7 +436,7 @@ impl ScyllaStore {
         changes: Vec<Change>,
         stall: impl Future<Output = ()> + Send,
     ) -> Result<()> {
-        self.logged(|_| async move {
+        self.logged(None, |_| async move {
             stall.await;
             Ok(changes)
         })
@@ -369,6 +486,7 @@ mod tests {
             status: Some(COMMITTED.into()),
             lease_until: None,
             claim: None,
+            target: None,
             records: Some(json),
             record_count: Some(count),
             newest: Some(newest),

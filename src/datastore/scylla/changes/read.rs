@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use futures_util::StreamExt as _;
 
+use super::settle::Settled;
 use super::{
     ABORT, ABORTED, BUCKET, COMMITTED, LogRow, PENDING, SELECT_META, Stored, bucket_of, position,
     seq_of,
@@ -19,8 +20,8 @@ use crate::datastore::{
 
 const CLOSE_HOLE: &str =
     "INSERT INTO change_log (bucket, seq, status) VALUES (?, ?, 'aborted') IF NOT EXISTS";
-const SELECT_FROM: &str = "SELECT seq, status, lease_until, claim, records, record_count, \
-     newest FROM change_log WHERE bucket = ? AND seq >= ?";
+const SELECT_FROM: &str = "SELECT seq, status, lease_until, claim, target, records, \
+     record_count, newest FROM change_log WHERE bucket = ? AND seq >= ?";
 const SELECT_FIRST: &str = "SELECT seq FROM change_log WHERE bucket = ? LIMIT 1";
 const DELETE_RANGE: &str = "DELETE FROM change_log WHERE bucket = ? AND seq >= ? AND seq < ?";
 const DELETE_BUCKET: &str = "DELETE FROM change_log WHERE bucket = ?";
@@ -68,6 +69,12 @@ impl ScyllaStore {
                 let now = Timestamp::now().millis();
                 if row.lease_until.is_some_and(|t| t.0 > now) {
                     return Ok(Verdict::Wait);
+                }
+                // The write may have landed all the same: its entity's stamp tells.
+                match self.settle_from_entity(&row).await? {
+                    Settled::Committed(row) => return Ok(Verdict::Committed(row)),
+                    Settled::Pending => return Ok(Verdict::Wait),
+                    Settled::NotLanded => {}
                 }
                 let values = (bucket_of(row.seq), row.seq);
                 match self.cql.cas(ABORT, values, what).await? {

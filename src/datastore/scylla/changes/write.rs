@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
+use scylla::value::MaybeUnset;
+
 use super::{
     ABORT, APPEND, BUCKET, CLAIM, COMMIT, COMMITTED, Claim, DELETE_ROW, Encoded, LogRow, PENDING,
     RECORDS_PER_ROW, SELECT_META, SELECT_ROW, SELECT_TAIL, SET_HINT, bucket_of, encode,
@@ -42,7 +44,11 @@ impl Log {
 
     /// Inserts a row at the first free `seq` from the hint: `pending` for a claim, or
     /// `committed` with `records` for an append.
-    pub(super) async fn take_seq(&self, records: Option<&Encoded>) -> Result<Claim> {
+    pub(super) async fn take_seq(
+        &self,
+        records: Option<&Encoded>,
+        target: Option<&str>,
+    ) -> Result<Claim> {
         let what = "claiming a change log position";
         let token = new_token();
         let mut seq = match self.next.load(Ordering::Acquire) {
@@ -59,7 +65,9 @@ impl Log {
             let bucket = bucket_of(seq);
             let answer = match records {
                 None => {
-                    let values = (bucket, seq, millis_from_now(self.lease_ttl), token.as_str());
+                    let lease = millis_from_now(self.lease_ttl);
+                    let target = target.map_or(MaybeUnset::Unset, MaybeUnset::Set);
+                    let values = (bucket, seq, lease, token.as_str(), target);
                     self.cql.cas(CLAIM, values, what).await?
                 }
                 Some((json, count, newest)) => {
@@ -231,7 +239,7 @@ impl Log {
     /// Appends records as a new `committed` row above the floor.
     async fn append(&self, chunk: &Encoded) -> Result<()> {
         for _ in 0..CAS_ATTEMPTS {
-            let row = self.take_seq(Some(chunk)).await?;
+            let row = self.take_seq(Some(chunk), None).await?;
             let (floor, _) = self.change_floor().await?;
             if row.seq >= floor {
                 return Ok(());

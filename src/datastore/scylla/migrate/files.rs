@@ -62,6 +62,11 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "0004_change_log.cql",
         cql: include_str!("../../../../migrations/scylla/0004_change_log.cql"),
     },
+    Migration {
+        version: 5,
+        file: "0005_change_stamp.cql",
+        cql: include_str!("../../../../migrations/scylla/0005_change_stamp.cql"),
+    },
 ];
 
 /// `(table, column)` when `statement` is `ALTER TABLE <table> ADD <column> <type>`.

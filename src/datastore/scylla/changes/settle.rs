@@ -1,0 +1,210 @@
+//! Settling a claim from the entity row its write targets (see "Settling from the
+//! entity" in the parent module): the stamp a linearizing write leaves on its row, the
+//! reader that commits an expired claim whose stamp it finds, and the writer that
+//! settles the claim of the stamp it is about to overwrite.
+
+use scylla::value::CqlTimestamp;
+
+use super::{COMMITTED, LogRow, PENDING, RECORDS_PER_ROW, SELECT_ROW, Stored, bucket_of, encode};
+use crate::datastore::scylla::ScyllaStore;
+use crate::datastore::scylla::cql::Cas;
+use crate::datastore::scylla::rows::Entity;
+use crate::datastore::{Category, Change, Collection, Error, Product, Result, Timestamp};
+
+const COMMIT_CLAIM: &str = "UPDATE change_log SET status = 'committed', records = ?, \
+     record_count = ?, newest = ? WHERE bucket = ? AND seq = ? \
+     IF status = 'pending' AND claim = ?";
+
+/// What a write's linearizing LWT writes into its entity row besides the entity: its
+/// claim, and its records when they fit one log row.
+pub(in crate::datastore::scylla) struct Stamp {
+    pub(in crate::datastore::scylla) claim: String,
+    pub(in crate::datastore::scylla) seq: i64,
+    pub(in crate::datastore::scylla) records: Option<String>,
+    /// When the claim was taken: every attempt of the linearizing LWT is sent before
+    /// `t / 2` after it (`ScyllaStore::fresh`), so a reader settling the claim after `t`
+    /// cannot be overtaken by it.
+    pub(in crate::datastore::scylla) since: std::time::Instant,
+}
+
+/// What a logged write gets from its claim: the claim's time, token and `seq`.
+pub(in crate::datastore::scylla) struct Ticket {
+    pub(in crate::datastore::scylla) since: std::time::Instant,
+    pub(super) claim: String,
+    pub(super) seq: i64,
+}
+
+impl Ticket {
+    /// The stamp of this write, given its records (known before its linearizing LWT).
+    ///
+    /// # Errors
+    /// [`Error::Internal`] when the records cannot be encoded.
+    pub(in crate::datastore::scylla) fn stamp(&self, records: &[Change]) -> Result<Stamp> {
+        let records = if records.len() <= RECORDS_PER_ROW {
+            Some(encode(records)?.0)
+        } else {
+            None
+        };
+        Ok(Stamp {
+            claim: self.claim.clone(),
+            seq: self.seq,
+            records,
+            since: self.since,
+        })
+    }
+}
+
+/// What settling a claim from its stamp came to.
+pub(super) enum Settled {
+    /// The row is committed (by this reader or another party).
+    Committed(LogRow),
+    /// Still pending: a commit whose answer was lost may yet land.
+    Pending,
+    /// The write did not land (or its records cannot be rebuilt): abort the row.
+    NotLanded,
+}
+
+/// An entity row's stamp.
+#[derive(scylla::DeserializeRow)]
+struct StampRow {
+    updated_at: Option<CqlTimestamp>,
+    change_claim: Option<String>,
+    change_seq: Option<i64>,
+    change_records: Option<String>,
+}
+
+/// The stamp statement of a target table (`target` is `<table>/<id>`).
+fn stamp_of(target: &str) -> Option<(&'static str, &str)> {
+    let (table, id) = target.split_once('/')?;
+    let statement = match table {
+        "products" => Product::STAMP,
+        "categories" => Category::STAMP,
+        "collections" => Collection::STAMP,
+        _ => return None,
+    };
+    Some((statement, id))
+}
+
+impl ScyllaStore {
+    async fn read_stamp(&self, statement: &str, id: &str) -> Result<Option<StampRow>> {
+        self.cql
+            .one(
+                self.cql.serial(statement),
+                (id,),
+                "reading the change stamp of an entity",
+            )
+            .await
+    }
+
+    /// Before a write overwrites or deletes the row of `T` `id` (at version `expected`,
+    /// when it is conditional on one): commits the log row of the write that stamped it
+    /// if that row is still pending, so that no write's evidence is lost while its claim
+    /// may still need it. The row is read at serial consistency, so a stamp written by a
+    /// committed or in-flight LWT is seen.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the stamp or the log row cannot be read or written.
+    pub(in crate::datastore::scylla) async fn settle_predecessor<T: Entity>(
+        &self,
+        id: &str,
+        expected: Option<Timestamp>,
+    ) -> Result<()> {
+        let Some(stamp) = self.read_stamp(T::STAMP, id).await? else {
+            return Ok(());
+        };
+        if let Some(v) = expected
+            && stamp.updated_at.map(|t| t.0) != Some(v.millis())
+        {
+            // The write's own condition fails: it overwrites nothing.
+            return Ok(());
+        }
+        let (Some(claim), Some(seq)) = (stamp.change_claim, stamp.change_seq) else {
+            return Ok(());
+        };
+        let row: Option<LogRow> = self
+            .cql
+            .one(
+                SELECT_ROW,
+                (bucket_of(seq), seq),
+                "reading a change log row",
+            )
+            .await?;
+        if row.is_some_and(|r| r.status.as_deref() == Some(PENDING))
+            && matches!(
+                self.commit_stamped(seq, &claim, stamp.change_records.as_deref())
+                    .await?,
+                Settled::Pending
+            )
+        {
+            return Err(Error::unavailable(
+                "settling the change of an earlier write",
+                "no answer from the lightweight transaction",
+            ));
+        }
+        Ok(())
+    }
+
+    /// For a reader: the claim `row` (pending, lease expired) as its target's stamp
+    /// tells: committed when the stamp is this claim's (the write landed), `NotLanded`
+    /// when it is not (or the claim names no target), so the reader aborts it.
+    pub(super) async fn settle_from_entity(&self, row: &LogRow) -> Result<Settled> {
+        let (Some(target), Some(claim)) = (row.target.as_deref(), row.claim.as_deref()) else {
+            return Ok(Settled::NotLanded);
+        };
+        let Some((statement, id)) = stamp_of(target) else {
+            return Ok(Settled::NotLanded);
+        };
+        let stamp = self.read_stamp(statement, id).await?;
+        match stamp {
+            Some(StampRow {
+                change_claim: Some(c),
+                change_seq: Some(s),
+                change_records,
+                ..
+            }) if c == claim && s == row.seq => {
+                self.commit_stamped(row.seq, claim, change_records.as_deref())
+                    .await
+            }
+            _ => Ok(Settled::NotLanded),
+        }
+    }
+
+    /// Commits pending row `seq` of claim `claim` with the stamped `records` (JSON).
+    async fn commit_stamped(
+        &self,
+        seq: i64,
+        claim: &str,
+        records: Option<&str>,
+    ) -> Result<Settled> {
+        let what = "committing a change log row from its entity";
+        let Some(json) = records else {
+            tracing::error!(
+                seq,
+                "a write of more records than one change log row holds landed but never committed; its records are lost"
+            );
+            return Ok(Settled::NotLanded);
+        };
+        let stored: Vec<Stored> = serde_json::from_str(json)
+            .map_err(|e| Error::internal(format!("change stamp of row {seq}"), e))?;
+        let count = i32::try_from(stored.len()).unwrap_or(i32::MAX);
+        let newest = CqlTimestamp(stored.iter().map(|s| s.at).max().unwrap_or(0));
+        let values = (json, count, newest, bucket_of(seq), seq, claim);
+        match self.cql.cas(COMMIT_CLAIM, values, what).await? {
+            Cas::Applied => Ok(Settled::Committed(LogRow {
+                seq,
+                status: Some(COMMITTED.to_owned()),
+                lease_until: None,
+                claim: Some(claim.to_owned()),
+                target: None,
+                records: Some(json.to_owned()),
+                record_count: Some(count),
+                newest: Some(newest),
+            })),
+            Cas::NotApplied | Cas::Unknown(_) => Ok(match self.log().log_row_serial(seq).await? {
+                Some(r) if r.status.as_deref() == Some(COMMITTED) => Settled::Committed(r),
+                Some(r) if r.status.as_deref() == Some(PENDING) => Settled::Pending,
+                _ => Settled::NotLanded,
+            }),
+        }
+    }
+}
