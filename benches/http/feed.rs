@@ -166,8 +166,30 @@ async fn writes_of(
     } else {
         None
     };
+    // Events counted from a marker write that every subscriber has seen (a subscription
+    // registers a moment after its `subscribe` message; writes before that are not its).
+    let mut base = (s.products, Vec::new());
     if let Some(feed) = &feed {
         feed.wait_connected(Duration::from_secs(10))?;
+        let mut markers = 0;
+        while feed.counts().contains(&0) {
+            markers += 1;
+            if markers > 100 {
+                return Err("subscriptions did not start receiving events".to_owned());
+            }
+            load::graphql(
+                running.addr,
+                CREATE,
+                json!({ "input": {
+                    "sku": format!("MARK-{}", ulid::Ulid::new()), "title": "Marker",
+                    "price": "1.00", "currency": "EUR",
+                    "categoryId": catalogue.categories[0],
+                }}),
+            )
+            .await?;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        base = (total_products(running.addr).await?, feed.counts());
     }
     let source = Workload::Create.source(&catalogue, &format!("f{round}s{subscribers}"));
     let stop = Stop::Time {
@@ -189,8 +211,8 @@ async fn writes_of(
     let mut loaded = Vec::new();
     if let Some(feed) = &feed {
         // Every subscriber must have every product the run created (warm-up included).
-        let created = total_products(running.addr).await? - s.products;
-        feed.wait_for(created, Duration::from_secs(60))?;
+        let created = total_products(running.addr).await? - base.0;
+        feed.wait_for(&base.1, created, Duration::from_secs(60))?;
         idle = probe(running.addr, feed, &catalogue, 300).await?;
         let background = Workload::Create.source(&catalogue, &format!("f{round}bg"));
         let writers = tokio::spawn(load::run(
@@ -359,22 +381,31 @@ impl Feed {
         Ok(())
     }
 
-    /// Waits until every subscriber has at least `events`.
-    fn wait_for(&self, events: u64, within: Duration) -> Result<(), String> {
+    /// Events received so far, per subscriber.
+    fn counts(&self) -> Vec<u64> {
+        self.received
+            .iter()
+            .map(|c| c.load(Ordering::Acquire))
+            .collect()
+    }
+
+    /// Waits until every subscriber has `events` more than it had at `base`.
+    fn wait_for(&self, base: &[u64], events: u64, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         loop {
             self.check()?;
             let least = self
-                .received
+                .counts()
                 .iter()
-                .map(|c| c.load(Ordering::Acquire))
+                .zip(base)
+                .map(|(now, then)| now - then)
                 .min()
                 .unwrap_or(0);
             if least >= events {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                return Err(format!("subscribers received {least} of {events} events"));
+                return Err(format!("a subscriber received {least} of {events} events"));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
