@@ -9,7 +9,9 @@
 
 use std::sync::LazyLock;
 
-use sqlx::SqliteConnection;
+use sqlx::query::Query;
+use sqlx::sqlite::SqliteArguments;
+use sqlx::{Sqlite, SqliteConnection};
 
 use super::change_log::{self, Records};
 use super::errors::{unavailable, write_error};
@@ -35,23 +37,13 @@ static CREATE: LazyLock<[String; 2]> = LazyLock::new(|| {
     })
 });
 
-/// Stores a new product, its memberships and its change records; its category and
-/// collections must exist.
-///
-/// The category check rides in the insert (`INSERT … SELECT … WHERE EXISTS`), and the
-/// change records in the same round trip (two statements, one call): writes run one
-/// after another on the writer task, so every round trip of a create is on the path
-/// all writes queue for. The records are appended before the membership check; if that
-/// fails, the savepoint rollback takes them back with the product.
-pub(super) async fn create(
-    conn: &mut SqliteConnection,
-    product: &Product,
-    what: &str,
-) -> Result<()> {
-    let records = changes::product_created(product);
-    let records = Records::new(&records)?;
-    let query = sqlx::query(&CREATE[usize::from(records.is_many())])
-        .bind(product.id.as_str())
+/// Binds a product's stored fields, `sku` through `updated_at`, in the column order of
+/// [`INSERT`] and of `update`'s `SET` list.
+fn bind_fields<'q>(
+    query: Query<'q, Sqlite, SqliteArguments<'q>>,
+    product: &'q Product,
+) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+    query
         .bind(&product.sku)
         .bind(&product.title)
         .bind(&product.body)
@@ -68,7 +60,25 @@ pub(super) async fn create(
         .bind(product.body.as_ref().map(|b| b.to_lowercase()))
         .bind(product.created_at.millis())
         .bind(product.updated_at.millis())
-        .bind(product.category_id.as_str());
+}
+
+/// Stores a new product, its memberships and its change records; its category and
+/// collections must exist.
+///
+/// The category check rides in the insert (`INSERT … SELECT … WHERE EXISTS`), and the
+/// change records in the same round trip (two statements, one call): writes run one
+/// after another on the writer task, so every round trip of a create is on the path
+/// all writes queue for. The records are appended before the membership check; if that
+/// fails, the savepoint rollback takes them back with the product.
+pub(super) async fn create(
+    conn: &mut SqliteConnection,
+    product: &Product,
+    what: &str,
+) -> Result<()> {
+    let records = changes::product_created(product);
+    let records = Records::new(&records)?;
+    let query = sqlx::query(&CREATE[usize::from(records.is_many())]).bind(product.id.as_str());
+    let query = bind_fields(query, product).bind(product.category_id.as_str());
     let inserted = records
         .bind(query)
         .bind(product.id.as_str())
@@ -100,35 +110,20 @@ pub(super) async fn update(
     if old.updated_at != expected {
         return Err(Error::Conflict(Current::Product(Box::new(old))));
     }
-    let written = sqlx::query(
+    let query = sqlx::query(
         "UPDATE products SET sku = ?, title = ?, body = ?, price = ?, price_key = ?, \
          currency = ?, inventory_status = ?, inventory_quantity = ?, category_id = ?, \
          images = ?, metadata = ?, search_title = ?, search_sku = ?, search_body = ?, \
          created_at = ?, updated_at = ? \
          WHERE id = ? AND updated_at = ?",
-    )
-    .bind(&product.sku)
-    .bind(&product.title)
-    .bind(&product.body)
-    .bind(product.price.to_string())
-    .bind(price_key(product.price))
-    .bind(&product.currency)
-    .bind(product.inventory_status.as_str())
-    .bind(product.inventory_quantity)
-    .bind(product.category_id.as_str())
-    .bind(ids_json(&product.images))
-    .bind(product.metadata.as_ref().map(ToString::to_string))
-    .bind(product.title.to_lowercase())
-    .bind(product.sku.to_lowercase())
-    .bind(product.body.as_ref().map(|b| b.to_lowercase()))
-    .bind(product.created_at.millis())
-    .bind(product.updated_at.millis())
-    .bind(product.id.as_str())
-    .bind(expected.millis())
-    .execute(&mut *conn)
-    .await
-    .map_err(|e| sku_error(e, product, what))?
-    .rows_affected();
+    );
+    let written = bind_fields(query, product)
+        .bind(product.id.as_str())
+        .bind(expected.millis())
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| sku_error(e, product, what))?
+        .rows_affected();
     if written == 0 {
         // Not reached: the row was read in this transaction with this version.
         return Err(Error::Conflict(Current::Product(Box::new(old))));
