@@ -185,21 +185,25 @@ impl App {
         let (migration_failed_tx, migration_failed_rx) =
             tokio::sync::oneshot::channel::<anyhow::Error>();
         let migrate_state = state.clone();
+        // The change feed's tailer and pruner run for the server's lifetime, from the
+        // moment the schema (with the change log) is in place: before, every read of the
+        // log would fail and be logged, and after a failed migration they would log over
+        // the one line that says why the server stops.
+        let feed = state.api.feed().clone();
+        let feed_to_start = feed.clone();
         let migration = tokio::spawn(async move {
             let store = migrate_state.store.inner();
             match migrate_datastore(store).await {
                 Ok(summary) => {
                     migrate_state.mark_migrated();
                     tracing::info!(backend = store.backend(), "datastore ready: {summary}");
+                    feed_to_start.start();
                 }
                 Err(e) => {
                     let _ = migration_failed_tx.send(e);
                 }
             }
         });
-        // The change feed's tailer and pruner run for the server's lifetime.
-        let feed = state.api.feed().clone();
-        feed.start();
         let upkeep_handle = state.metrics.clone();
         let upkeep = tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
