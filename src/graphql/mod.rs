@@ -27,6 +27,7 @@ pub mod changes;
 pub mod cursor;
 pub mod document;
 pub mod error;
+pub mod fast;
 pub mod guard;
 pub mod loaders;
 pub mod metrics;
@@ -117,6 +118,8 @@ pub struct GraphqlApi {
     catalog: Arc<AppCatalog>,
     guard: Arc<guard::Guard>,
     documents: Arc<document::Documents>,
+    /// Plans of point reads answered without the engine ([`fast`]); `None` when off.
+    plans: Option<Arc<fast::Plans>>,
     /// The authenticator when authentication is on (mutations then need a token).
     auth: Option<Arc<AppAuth>>,
     /// The change feed behind `changes` and `catalogChanged`.
@@ -163,6 +166,7 @@ pub fn build_schema_with_feed(
         catalog,
         guard: Arc::new(guard::Guard::new(COST_MODEL.clone(), limits.document())),
         documents: Arc::new(document::Documents::new()),
+        plans: Some(Arc::new(fast::Plans::new())),
         auth,
         feed,
     }
@@ -175,7 +179,23 @@ impl GraphqlApi {
     /// ([`order`]).
     pub async fn execute(&self, request: impl Into<Request>) -> Response {
         let started = Instant::now();
-        let mut request = request.into().data(loaders::Loaders::new(&self.catalog));
+        let mut request = request.into();
+        // A text seen for the first time may get a plan once the engine answered it.
+        let mut learn = None;
+        if let Some(plans) = &self.plans {
+            match plans.get(&request.query) {
+                Some(Some(plan)) => match plan.run(&self.catalog, request).await {
+                    Ok(response) => {
+                        metrics::record("query", &response, started.elapsed());
+                        return response;
+                    }
+                    Err(back) => request = back,
+                },
+                Some(None) => {}
+                None => learn = Some((plans, request.query.clone())),
+            }
+        }
+        let mut request = request.data(loaders::Loaders::new(&self.catalog));
         let (mut response, document) = match self.guard.admit(&self.documents, &request) {
             Err(refused) => (Response::from_errors(vec![refused]), None),
             Ok(guard::Admitted::LeftToEngine) => (self.schema.execute(request).await, None),
@@ -209,6 +229,11 @@ impl GraphqlApi {
             .as_ref()
             .map_or("unknown", |(doc, ..)| metrics::operation_type(doc));
         metrics::record(operation_type, &response, started.elapsed());
+        if let (Some((plans, query)), Some((doc, ..))) = (learn, &document)
+            && response.errors.is_empty()
+        {
+            plans.learn(&query, doc);
+        }
         if let Some((doc, operation_name, variables)) = &document {
             order::reorder(
                 &mut response.data,
@@ -233,6 +258,22 @@ impl GraphqlApi {
             }
         }
         response
+    }
+
+    /// This API without the point-read fast path ([`fast`]): every request goes through
+    /// the engine. Tests compare the two.
+    #[must_use]
+    pub fn without_fast_path(mut self) -> Self {
+        self.plans = None;
+        self
+    }
+
+    /// Whether `query` is answered by a plan of the fast path ([`fast`]).
+    #[must_use]
+    pub fn is_planned(&self, query: &str) -> bool {
+        self.plans
+            .as_ref()
+            .is_some_and(|plans| matches!(plans.get(query), Some(Some(_))))
     }
 
     /// The schema in SDL, as checked in at `schema.graphql`.

@@ -6,6 +6,7 @@ mod cli;
 mod compat;
 mod contract;
 mod deploy;
+mod fast_path;
 mod feed;
 mod graphql;
 mod hostile;

@@ -10,6 +10,7 @@ mod contract {
 
 mod graphql {
     crate::graphql_suite!(async { Some(crate::support::memdb_api()) });
+    crate::fast_path_suite!(async { Some(crate::support::memdb_api()) });
 }
 
 mod hostile {

@@ -275,6 +275,7 @@ mod contract {
 
 mod graphql {
     crate::graphql_suite!(super::graphql_api());
+    crate::fast_path_suite!(super::graphql_api());
 }
 
 mod hostile {

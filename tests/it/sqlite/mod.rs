@@ -73,6 +73,11 @@ mod graphql {
             super::open_store().await,
         )))
     });
+    crate::fast_path_suite!(async {
+        Some(crate::support::api_over(AnyDatastore::Sqlite(
+            super::open_store().await,
+        )))
+    });
 }
 
 mod hostile {

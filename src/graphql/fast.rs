@@ -1,0 +1,458 @@
+//! Point reads without the engine: `productById`, `product(sku:)`, `categoryById`,
+//! `category(slug:)`, `collectionById` and `collection(slug:)` with scalar fields only.
+//!
+//! # Why
+//! These are the requests a storefront sends most, and for them async-graphql's fixed
+//! cost dominates: a profile of `productById` showed validation alone at 13% of the
+//! server's CPU, the engine's execution, the copy of the parsed document, the selection
+//! order pass and the guard at about as much again, against a datastore lookup of 2%.
+//! Clients send the same few document texts over and over, so once the engine has run
+//! a document of this simple shape without an error, [`Plans`] keeps a *plan* of it and
+//! later requests of the same text are answered from the plan.
+//!
+//! # Why the answer is the engine's
+//! A plan is only made after the engine ran the document, with this schema and these
+//! limits, and answered without any error: so it parsed, validated, passed the guard
+//! and the depth limit, and was a query (which needs no token). What a later request
+//! can change is only its variables and its operation name, and the fast path answers
+//! only the ordinary case of those: each variable a plan reads must be a JSON string
+//! (the type the plan's arguments declare: `ID!` or `String!`), and the operation name
+//! must be absent or the operation's own. The lookup itself is the service call the
+//! resolver makes, and every field value is built with the scalar's own `to_value`.
+//! Anything else (a missing, null or non-string variable, another operation name, a
+//! datastore error) goes to the engine, which gives the answer (or the error) it always
+//! did; reads have no side effect, so that costs nothing but time. The integration
+//! suite compares both paths byte for byte on every planned field and case.
+//!
+//! # What is planned
+//! A document with one query operation, no fragments and no directives, whose variables
+//! are all declared `ID!` or `String!` without a default, whose root fields are
+//! `__typename` or one of the six lookups above with its one argument given as a string
+//! literal or a variable, each selecting `__typename` and scalar fields of its type
+//! without arguments, with no response key twice in one selection set.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::{
+    BaseType, DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
+};
+use async_graphql::{InputType, Name, Request, Response, ScalarType, Value, Variables};
+use async_graphql_value::Value as DocValue;
+
+use super::AppCatalog;
+use super::document::{CAPACITY, MAX_CACHED_QUERY_BYTES};
+use super::scalars::{DateTime, Json, Money};
+use super::types::InventoryStatus;
+use crate::datastore::{Category, Collection, Product};
+
+/// Plans by document text: `None` for a text that was looked at and is not plannable.
+#[derive(Default)]
+pub struct Plans {
+    by_text: RwLock<HashMap<Arc<str>, Option<Arc<Plan>>>>,
+}
+
+impl Plans {
+    /// An empty cache.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// What is known of `query`: `Some(Some(plan))` planned, `Some(None)` looked at and
+    /// not plannable, `None` not seen yet.
+    #[must_use]
+    pub fn get(&self, query: &str) -> Option<Option<Arc<Plan>>> {
+        self.by_text
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(query)
+            .cloned()
+    }
+
+    /// Records the plan (or its absence) of `query`, which the engine just ran as `doc`
+    /// and answered without error. Bounded like the document cache.
+    pub fn learn(&self, query: &str, doc: &ExecutableDocument) {
+        if query.len() > MAX_CACHED_QUERY_BYTES {
+            return;
+        }
+        let plan = Plan::of(doc).map(Arc::new);
+        let mut by_text = self
+            .by_text
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if by_text.len() >= CAPACITY {
+            by_text.clear();
+        }
+        by_text.insert(Arc::from(query), plan);
+    }
+}
+
+/// A planned document.
+#[derive(Debug)]
+pub struct Plan {
+    /// The name of its one operation, when named.
+    operation: Option<String>,
+    roots: Vec<(Name, Root)>,
+}
+
+#[derive(Debug)]
+enum Root {
+    Typename,
+    Lookup {
+        lookup: Lookup,
+        arg: Arg,
+        fields: Vec<(Name, Field)>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lookup {
+    ProductById,
+    ProductBySku,
+    CategoryById,
+    CategoryBySlug,
+    CollectionById,
+    CollectionBySlug,
+}
+
+impl Lookup {
+    /// The root field, its argument and the argument's type.
+    fn of(field: &str) -> Option<(Self, &'static str, &'static str)> {
+        Some(match field {
+            "productById" => (Self::ProductById, "id", "ID"),
+            "product" => (Self::ProductBySku, "sku", "String"),
+            "categoryById" => (Self::CategoryById, "id", "ID"),
+            "category" => (Self::CategoryBySlug, "slug", "String"),
+            "collectionById" => (Self::CollectionById, "id", "ID"),
+            "collection" => (Self::CollectionBySlug, "slug", "String"),
+            _ => return None,
+        })
+    }
+
+    const fn entity(self) -> Entity {
+        match self {
+            Self::ProductById | Self::ProductBySku => Entity::Product,
+            Self::CategoryById | Self::CategoryBySlug => Entity::Category,
+            Self::CollectionById | Self::CollectionBySlug => Entity::Collection,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entity {
+    Product,
+    Category,
+    Collection,
+}
+
+#[derive(Debug)]
+enum Arg {
+    Literal(String),
+    Variable(Name),
+}
+
+/// A scalar field of an entity (or `__typename`).
+#[derive(Clone, Copy, Debug)]
+enum Field {
+    Typename,
+    Id,
+    Sku,
+    Title,
+    Name,
+    Slug,
+    Body,
+    Price,
+    Currency,
+    InventoryStatus,
+    InventoryQuantity,
+    Images,
+    Metadata,
+    DisplayOrder,
+    CreatedAt,
+    UpdatedAt,
+}
+
+impl Field {
+    fn of(entity: Entity, name: &str) -> Option<Self> {
+        let field = match name {
+            "__typename" => Self::Typename,
+            "id" => Self::Id,
+            "body" => Self::Body,
+            "createdAt" => Self::CreatedAt,
+            "updatedAt" => Self::UpdatedAt,
+            _ => match (entity, name) {
+                (Entity::Product, "sku") => Self::Sku,
+                (Entity::Product, "title") => Self::Title,
+                (Entity::Product, "price") => Self::Price,
+                (Entity::Product, "currency") => Self::Currency,
+                (Entity::Product, "inventoryStatus") => Self::InventoryStatus,
+                (Entity::Product, "inventoryQuantity") => Self::InventoryQuantity,
+                (Entity::Product, "images") => Self::Images,
+                (Entity::Product, "metadata") => Self::Metadata,
+                (Entity::Category | Entity::Collection, "name") => Self::Name,
+                (Entity::Category | Entity::Collection, "slug") => Self::Slug,
+                (Entity::Category | Entity::Collection, "displayOrder") => Self::DisplayOrder,
+                _ => return None,
+            },
+        };
+        Some(field)
+    }
+}
+
+impl Plan {
+    /// The plan of `doc`, when it has the shape described in the module docs.
+    #[must_use]
+    pub fn of(doc: &ExecutableDocument) -> Option<Self> {
+        if !doc.fragments.is_empty() {
+            return None;
+        }
+        let (name, operation) = match &doc.operations {
+            DocumentOperations::Single(op) => (None, op),
+            DocumentOperations::Multiple(ops) if ops.len() == 1 => {
+                let (name, op) = ops.iter().next()?;
+                (Some(name.to_string()), op)
+            }
+            DocumentOperations::Multiple(_) => return None,
+        };
+        let operation = &operation.node;
+        if operation.ty != OperationType::Query || !operation.directives.is_empty() {
+            return None;
+        }
+        let mut variables = HashMap::new();
+        for def in &operation.variable_definitions {
+            let def = &def.node;
+            let BaseType::Named(ty) = &def.var_type.node.base else {
+                return None;
+            };
+            if def.var_type.node.nullable
+                || def.default_value.is_some()
+                || !def.directives.is_empty()
+                || !matches!(ty.as_str(), "ID" | "String")
+            {
+                return None;
+            }
+            variables.insert(def.name.node.clone(), ty.clone());
+        }
+        let mut roots = Vec::new();
+        for (key, field) in fields(&operation.selection_set.node)? {
+            if roots.iter().any(|(k, _)| *k == key) {
+                return None;
+            }
+            let root = if field.name.node == "__typename" {
+                if !field.arguments.is_empty() {
+                    return None;
+                }
+                Root::Typename
+            } else {
+                let (lookup, arg_name, arg_type) = Lookup::of(&field.name.node)?;
+                let [(name, value)] = field.arguments.as_slice() else {
+                    return None;
+                };
+                if name.node != arg_name {
+                    return None;
+                }
+                let arg = match &value.node {
+                    DocValue::String(s) => Arg::Literal(s.clone()),
+                    DocValue::Variable(v) if variables.get(v).is_some_and(|t| t == arg_type) => {
+                        Arg::Variable(v.clone())
+                    }
+                    _ => return None,
+                };
+                let mut selected: Vec<(Name, Field)> = Vec::new();
+                for (key, inner) in fields(&field.selection_set.node)? {
+                    if !inner.arguments.is_empty()
+                        || !inner.selection_set.node.items.is_empty()
+                        || selected.iter().any(|(k, _)| *k == key)
+                    {
+                        return None;
+                    }
+                    selected.push((key, Field::of(lookup.entity(), &inner.name.node)?));
+                }
+                if selected.is_empty() {
+                    return None;
+                }
+                Root::Lookup {
+                    lookup,
+                    arg,
+                    fields: selected,
+                }
+            };
+            roots.push((key, root));
+        }
+        (!roots.is_empty()).then_some(Self {
+            operation: name,
+            roots,
+        })
+    }
+
+    /// Answers `request` from this plan, or gives it back when the engine must answer
+    /// it (see the module docs).
+    ///
+    /// # Errors
+    /// The request itself, untouched, when this path does not answer it.
+    pub async fn run(&self, catalog: &AppCatalog, request: Request) -> Result<Response, Request> {
+        match (&self.operation, request.operation_name.as_deref()) {
+            (_, None) => {}
+            (Some(own), Some(asked)) if own == asked => {}
+            _ => return Err(request),
+        }
+        let mut data = IndexMap::with_capacity(self.roots.len());
+        for (key, root) in &self.roots {
+            let value = match root {
+                Root::Typename => Value::String("Query".to_owned()),
+                Root::Lookup {
+                    lookup,
+                    arg,
+                    fields,
+                } => {
+                    let Some(arg) = argument(arg, &request.variables) else {
+                        return Err(request);
+                    };
+                    match lookup_value(catalog, *lookup, arg, fields).await {
+                        Some(value) => value,
+                        None => return Err(request),
+                    }
+                }
+            };
+            data.insert(key.clone(), value);
+        }
+        Ok(Response::new(Value::Object(data)))
+    }
+}
+
+/// The fields of a selection set with their response keys; `None` when it holds a
+/// fragment or a directive.
+fn fields(set: &SelectionSet) -> Option<Vec<(Name, &async_graphql::parser::types::Field)>> {
+    set.items
+        .iter()
+        .map(|item| match &item.node {
+            Selection::Field(field) if field.node.directives.is_empty() => {
+                Some((field.node.response_key().node.clone(), &field.node))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The argument's string: the literal, or the variable when it is a JSON string.
+fn argument<'a>(arg: &'a Arg, variables: &'a Variables) -> Option<&'a str> {
+    match arg {
+        Arg::Literal(s) => Some(s),
+        Arg::Variable(name) => match variables.get(name)? {
+            Value::String(s) => Some(s),
+            _ => None,
+        },
+    }
+}
+
+/// Looks the entity up and builds its object; `Some(Null)` when it does not exist,
+/// `None` on a datastore error (the engine then reports it).
+async fn lookup_value(
+    catalog: &AppCatalog,
+    lookup: Lookup,
+    arg: &str,
+    fields: &[(Name, Field)],
+) -> Option<Value> {
+    let value = match lookup {
+        Lookup::ProductById => catalog
+            .product(arg)
+            .await
+            .ok()?
+            .map(|p| product(&p, fields)),
+        Lookup::ProductBySku => catalog
+            .product_by_sku(arg)
+            .await
+            .ok()?
+            .map(|p| product(&p, fields)),
+        Lookup::CategoryById => catalog
+            .category(arg)
+            .await
+            .ok()?
+            .map(|c| category(&c, fields)),
+        Lookup::CategoryBySlug => catalog
+            .category_by_slug(arg)
+            .await
+            .ok()?
+            .map(|c| category(&c, fields)),
+        Lookup::CollectionById => catalog
+            .collection(arg)
+            .await
+            .ok()?
+            .map(|c| collection(&c, fields)),
+        Lookup::CollectionBySlug => catalog
+            .collection_by_slug(arg)
+            .await
+            .ok()?
+            .map(|c| collection(&c, fields)),
+    };
+    Some(value.unwrap_or(Value::Null))
+}
+
+fn object(fields: &[(Name, Field)], value: impl Fn(Field) -> Value) -> Value {
+    Value::Object(
+        fields
+            .iter()
+            .map(|(key, field)| (key.clone(), value(*field)))
+            .collect(),
+    )
+}
+
+fn text(s: &str) -> Value {
+    Value::String(s.to_owned())
+}
+
+fn optional_text(s: Option<&str>) -> Value {
+    s.map_or(Value::Null, text)
+}
+
+fn product(p: &Product, fields: &[(Name, Field)]) -> Value {
+    object(fields, |field| match field {
+        Field::Typename => text("Product"),
+        Field::Id => Value::String(p.id.to_string()),
+        Field::Sku => text(&p.sku),
+        Field::Title => text(&p.title),
+        Field::Body => optional_text(p.body.as_deref()),
+        Field::Price => ScalarType::to_value(&Money(p.price)),
+        Field::Currency => text(&p.currency),
+        Field::InventoryStatus => InputType::to_value(&InventoryStatus::from(p.inventory_status)),
+        Field::InventoryQuantity => p.inventory_quantity.map_or(Value::Null, Value::from),
+        Field::Images => Value::List(p.images.iter().map(|i| text(i)).collect()),
+        Field::Metadata => p
+            .metadata
+            .clone()
+            .map_or(Value::Null, |m| ScalarType::to_value(&Json(m))),
+        Field::CreatedAt => ScalarType::to_value(&DateTime(p.created_at)),
+        Field::UpdatedAt => ScalarType::to_value(&DateTime(p.updated_at)),
+        Field::Name | Field::Slug | Field::DisplayOrder => Value::Null,
+    })
+}
+
+fn category(c: &Category, fields: &[(Name, Field)]) -> Value {
+    object(fields, |field| match field {
+        Field::Typename => text("Category"),
+        Field::Id => Value::String(c.id.to_string()),
+        Field::Name => text(&c.name),
+        Field::Slug => text(&c.slug),
+        Field::DisplayOrder => Value::from(c.display_order),
+        Field::Body => optional_text(c.body.as_deref()),
+        Field::CreatedAt => ScalarType::to_value(&DateTime(c.created_at)),
+        Field::UpdatedAt => ScalarType::to_value(&DateTime(c.updated_at)),
+        _ => Value::Null,
+    })
+}
+
+fn collection(c: &Collection, fields: &[(Name, Field)]) -> Value {
+    object(fields, |field| match field {
+        Field::Typename => text("Collection"),
+        Field::Id => Value::String(c.id.to_string()),
+        Field::Name => text(&c.name),
+        Field::Slug => text(&c.slug),
+        Field::DisplayOrder => Value::from(c.display_order),
+        Field::Body => optional_text(c.body.as_deref()),
+        Field::CreatedAt => ScalarType::to_value(&DateTime(c.created_at)),
+        Field::UpdatedAt => ScalarType::to_value(&DateTime(c.updated_at)),
+        _ => Value::Null,
+    })
+}

@@ -1,0 +1,181 @@
+//! The point-read fast path (`gitstore_api::graphql::fast`) answers exactly as the engine
+//! does: every case runs on an API without the fast path and twice on one with it (the
+//! first run plans the document, the second answers from the plan), and the three
+//! responses must serialise to the same bytes. Cases that must be planned are checked to
+//! be, and cases that must not be, are checked not to be.
+
+use gitstore_api::graphql::GraphqlApi;
+use serde_json::{Value, json};
+
+use crate::support::data;
+
+/// `fast_path_matches_engine` for one backend; `$make` is an async expression yielding
+/// `Option<GraphqlApi>` (`None` = backend unavailable, skip).
+#[macro_export]
+macro_rules! fast_path_suite {
+    ($make:expr) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn fast_path_matches_engine() {
+            let Some(api) = $make.await else { return };
+            $crate::fast_path::fast_path_matches_engine(&api).await;
+        }
+    };
+}
+
+const PRODUCT_SCALARS: &str = "__typename id sku title body price currency inventoryStatus \
+    inventoryQuantity images metadata createdAt updatedAt";
+const GROUP_SCALARS: &str = "__typename id name slug displayOrder body createdAt updatedAt";
+
+async fn run(api: &GraphqlApi, query: &str, variables: &Value, operation: Option<&str>) -> String {
+    let mut request = async_graphql::Request::new(query)
+        .variables(async_graphql::Variables::from_json(variables.clone()));
+    if let Some(name) = operation {
+        request = request.operation_name(name);
+    }
+    serde_json::to_string(&api.execute(request).await).unwrap()
+}
+
+/// Seeds a category, a collection and two products (one with every optional field, one
+/// with none), then compares the two paths on each case.
+pub async fn fast_path_matches_engine(api: &GraphqlApi) {
+    let engine = api.clone().without_fast_path();
+    let suffix = ulid::Ulid::new().to_string().to_lowercase();
+    let category = data(
+        api,
+        "mutation($input: CreateCategoryInput!) { createCategory(input: $input) { category { id slug } } }",
+        json!({ "input": { "name": "Fast", "slug": format!("fast-{suffix}"), "body": "a category" } }),
+    )
+    .await["createCategory"]["category"]
+        .clone();
+    let collection = data(
+        api,
+        "mutation($input: CreateCollectionInput!) { createCollection(input: $input) { collection { id slug } } }",
+        json!({ "input": { "name": "Picks", "slug": format!("picks-{suffix}"), "displayOrder": 3 } }),
+    )
+    .await["createCollection"]["collection"]
+        .clone();
+    let create = "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id sku } } }";
+    let full = data(
+        api,
+        create,
+        json!({ "input": {
+            "sku": format!("FAST-1-{suffix}"), "title": "Tea \"kettle\" — ünïcode", "body": "line 1\nline 2",
+            "price": "12.50", "currency": "EUR", "inventoryStatus": "PREORDER", "inventoryQuantity": 7,
+            "categoryId": category["id"], "collectionIds": [collection["id"]],
+            "images": ["https://img/b.png", "https://img/a.png"],
+            "metadata": { "z": 1, "a": [true, null, 2.5], "nested": { "k": "v" } },
+        } }),
+    )
+    .await["createProduct"]["product"]
+        .clone();
+    let bare = data(
+        api,
+        create,
+        json!({ "input": { "sku": format!("FAST-2-{suffix}"), "title": "Bare", "price": "0", "categoryId": category["id"] } }),
+    )
+    .await["createProduct"]["product"]
+        .clone();
+
+    let by_id = format!("query($id: ID!) {{ productById(id: $id) {{ {PRODUCT_SCALARS} }} }}");
+    let by_sku = format!("query($sku: String!) {{ product(sku: $sku) {{ {PRODUCT_SCALARS} }} }}");
+    let named = "query One($id: ID!) { productById(id: $id) { id title } }".to_owned();
+    let aliased = format!(
+        "query($a: ID!, $b: ID!) {{ __typename first: productById(id: $a) {{ key: id t: title kind: __typename }} \
+         second: productById(id: $b) {{ price id }} cat: categoryById(id: \"{}\") {{ {GROUP_SCALARS} }} }}",
+        category["id"].as_str().unwrap()
+    );
+    let groups = format!(
+        "query($c: ID!, $cs: String!, $l: ID!, $ls: String!) {{ a: categoryById(id: $c) {{ {GROUP_SCALARS} }} \
+         b: category(slug: $cs) {{ {GROUP_SCALARS} }} c: collectionById(id: $l) {{ {GROUP_SCALARS} }} \
+         d: collection(slug: $ls) {{ {GROUP_SCALARS} }} }}"
+    );
+    let literal = format!(
+        "{{ product(sku: \"{}\") {{ sku price }} }}",
+        full["sku"].as_str().unwrap()
+    );
+    let groups_vars = json!({ "c": category["id"], "cs": category["slug"], "l": collection["id"], "ls": collection["slug"] });
+
+    // (query, variables, operation name, planned once the engine answered it cleanly)
+    let cases: Vec<(String, Value, Option<&str>, bool)> = vec![
+        (by_id.clone(), json!({ "id": full["id"] }), None, true),
+        (by_id.clone(), json!({ "id": bare["id"] }), None, true),
+        (by_id.clone(), json!({ "id": "prod_00000000000000000000000000" }), None, true),
+        (by_id.clone(), json!({ "id": "not-an-id" }), None, true),
+        // Variables the plan does not take: the engine answers (errors, or a number ID).
+        (by_id.clone(), json!({}), None, true),
+        (by_id.clone(), json!({ "id": null }), None, true),
+        (by_id.clone(), json!({ "id": 42 }), None, true),
+        (by_id.clone(), json!({ "id": ["x"] }), None, true),
+        (by_sku.clone(), json!({ "sku": full["sku"] }), None, true),
+        (by_sku.clone(), json!({ "sku": "NO-SUCH-SKU" }), None, true),
+        (by_sku.clone(), json!({ "sku": 5 }), None, true),
+        (named.clone(), json!({ "id": full["id"] }), None, true),
+        (named.clone(), json!({ "id": full["id"] }), Some("One"), true),
+        (named.clone(), json!({ "id": full["id"] }), Some("Other"), true),
+        (aliased, json!({ "a": full["id"], "b": bare["id"] }), None, true),
+        (groups, groups_vars, None, true),
+        (literal, json!({}), None, true),
+        // Not planned: fragments, directives, relations, duplicate keys, nullable variables.
+        (
+            "query($id: ID!) { productById(id: $id) { ...F } } fragment F on Product { id sku }".to_owned(),
+            json!({ "id": full["id"] }), None, false,
+        ),
+        (
+            "query($id: ID!, $t: Boolean!) { productById(id: $id) { id title @include(if: $t) } }".to_owned(),
+            json!({ "id": full["id"], "t": false }), None, false,
+        ),
+        (
+            "query($id: ID!) { productById(id: $id) { id category { slug } collections { slug } } }".to_owned(),
+            json!({ "id": full["id"] }), None, false,
+        ),
+        (
+            "query($id: ID!) { productById(id: $id) { id id } a: productById(id: $id) { id } }".to_owned(),
+            json!({ "id": full["id"] }), None, false,
+        ),
+        (
+            "query($id: ID!) { p: productById(id: $id) { id } p: productById(id: $id) { sku } }".to_owned(),
+            json!({ "id": full["id"] }), None, false,
+        ),
+        (
+            "query($id: ID) { productById(id: $id) { id } }".to_owned(),
+            json!({ "id": full["id"] }), None, false,
+        ),
+        (
+            "query($id: ID!) { productById(id: $id) { id } } query Two { __typename }".to_owned(),
+            json!({ "id": full["id"] }), Some("Two"), false,
+        ),
+    ];
+    for (query, variables, operation, planned) in &cases {
+        let expected = run(&engine, query, variables, *operation).await;
+        assert!(
+            !engine.is_planned(query),
+            "the engine-only API must never plan"
+        );
+        for attempt in 0..2 {
+            let got = run(api, query, variables, *operation).await;
+            assert_eq!(
+                got, expected,
+                "fast path (attempt {attempt}) differs from the engine for {query} with {variables} ({operation:?})"
+            );
+        }
+        assert_eq!(
+            api.is_planned(query),
+            *planned,
+            "planned must be {planned}: {query}"
+        );
+    }
+    // The fast path answers with the current row: an update is seen at once.
+    let before = run(api, &by_id, &json!({ "id": full["id"] }), None).await;
+    data(
+        api,
+        "mutation($id: ID!, $v: DateTime!) { updateProduct(input: { id: $id, version: $v, title: \"Renamed\" }) { product { id } } }",
+        json!({ "id": full["id"], "v": serde_json::from_str::<Value>(&before).unwrap()["data"]["productById"]["updatedAt"] }),
+    )
+    .await;
+    let after = run(api, &by_id, &json!({ "id": full["id"] }), None).await;
+    assert!(after.contains("\"title\":\"Renamed\""), "{after}");
+    assert_eq!(
+        after,
+        run(&engine, &by_id, &json!({ "id": full["id"] }), None).await
+    );
+}
