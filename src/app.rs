@@ -20,7 +20,7 @@ use crate::datastore::scylla::ScyllaStore;
 use crate::datastore::{self, AnyDatastore, Datastore, Instrumented, MemdbStore, SqliteStore};
 use crate::feed::{Feed, FeedSettings};
 use crate::graphql::{self, Limits};
-use crate::http::HttpState;
+use crate::http::{HttpShared, HttpState};
 use crate::service::Catalog;
 use crate::service::validate::PageSizes;
 
@@ -135,7 +135,7 @@ impl App {
         );
         let api = graphql::build_schema_with_feed(catalog, limits, auth.clone(), feed);
         let max_sockets = config.changes.subscriptions_max_connections as usize;
-        let state = HttpState {
+        let state = HttpState::new(HttpShared {
             api,
             store,
             metrics: crate::telemetry::metrics_handle(),
@@ -146,7 +146,7 @@ impl App {
             sockets: Arc::new(tokio::sync::Semaphore::new(max_sockets)),
             max_sockets,
             max_message_bytes: config.http.max_body_bytes,
-        };
+        });
         Ok(Self { state, config })
     }
 

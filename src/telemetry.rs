@@ -18,8 +18,11 @@ pub const HTTP_PANICS_METRIC: &str = "gitstore_http_panics_total";
 /// Installs the global tracing subscriber; later calls are ignored (tests call it often).
 pub fn init_tracing(filter: &str, format: LogFormat) {
     let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    // Colour codes only for a terminal: a log file or a collector gets plain text (and
+    // every request's span is formatted once, without them).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),

@@ -11,9 +11,29 @@ use crate::auth::AppAuth;
 use crate::datastore::{AnyDatastore, Instrumented};
 use crate::graphql::GraphqlApi;
 
-/// Shared, cheap-to-clone state of the HTTP handlers.
+/// Shared state of the HTTP handlers: one `Arc`, so the clone that every extractor and
+/// middleware takes per request is one reference count, not one per field.
 #[derive(Clone)]
-pub struct HttpState {
+pub struct HttpState(Arc<HttpShared>);
+
+impl HttpState {
+    /// The state over `shared`.
+    #[must_use]
+    pub fn new(shared: HttpShared) -> Self {
+        Self(Arc::new(shared))
+    }
+}
+
+impl std::ops::Deref for HttpState {
+    type Target = HttpShared;
+
+    fn deref(&self) -> &HttpShared {
+        &self.0
+    }
+}
+
+/// What [`HttpState`] holds.
+pub struct HttpShared {
     /// The GraphQL API that `/graphql` executes.
     pub api: GraphqlApi,
     /// The HTTP layer's own handle on the open datastore (readiness checks).
@@ -36,7 +56,7 @@ pub struct HttpState {
     pub max_message_bytes: usize,
 }
 
-impl HttpState {
+impl HttpShared {
     /// Whether migrations are done.
     #[must_use]
     pub fn is_migrated(&self) -> bool {
