@@ -162,6 +162,7 @@
 
 mod read;
 mod settle;
+mod tombstone;
 mod write;
 
 use std::future::Future;
@@ -172,6 +173,7 @@ use scylla::value::CqlTimestamp;
 use serde::{Deserialize, Serialize};
 
 pub(super) use self::settle::{Stamp, Ticket};
+pub(super) use self::tombstone::Grave;
 use self::write::Log;
 use super::ScyllaStore;
 use crate::datastore::{Change, Error, Product, Result, Timestamp};

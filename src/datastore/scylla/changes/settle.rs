@@ -1,19 +1,27 @@
 //! Settling a claim from the entity row its write targets (see "Settling from the
 //! entity" in the parent module): the stamp a linearizing write leaves on its row, the
 //! reader that commits an expired claim whose stamp it finds, and the writer that
-//! settles the claim of the stamp it is about to overwrite.
+//! settles the claim of the stamp it is about to overwrite. Claims of deletes are settled
+//! from their tombstone instead (`tombstone.rs`).
 
 use scylla::value::CqlTimestamp;
 
+use super::tombstone::DELETE_PREFIX;
 use super::{COMMITTED, LogRow, PENDING, RECORDS_PER_ROW, SELECT_ROW, Stored, bucket_of, encode};
 use crate::datastore::scylla::ScyllaStore;
 use crate::datastore::scylla::cql::Cas;
+use crate::datastore::scylla::lwt::CAS_ATTEMPTS;
 use crate::datastore::scylla::rows::Entity;
 use crate::datastore::{Category, Change, Collection, Error, Product, Result, Timestamp};
 
 const COMMIT_CLAIM: &str = "UPDATE change_log SET status = 'committed', records = ?, \
      record_count = ?, newest = ? WHERE bucket = ? AND seq = ? \
      IF status = 'pending' AND claim = ?";
+const WITHDRAW_CLAIM: &str = "UPDATE change_log SET status = 'aborted' WHERE bucket = ? \
+     AND seq = ? IF status = 'pending' AND claim = ?";
+/// The stamp of a catalogue version (its `published_at` is its version).
+const VERSION_STAMP: &str = "SELECT published_at AS updated_at, change_claim, change_seq, \
+     change_records FROM catalog_versions WHERE tag = ?";
 
 /// What a write's linearizing LWT writes into its entity row besides the entity: its
 /// claim, and its records when they fit one log row.
@@ -66,7 +74,7 @@ pub(super) enum Settled {
 
 /// An entity row's stamp.
 #[derive(scylla::DeserializeRow)]
-struct StampRow {
+pub(super) struct StampRow {
     updated_at: Option<CqlTimestamp>,
     change_claim: Option<String>,
     change_seq: Option<i64>,
@@ -74,19 +82,20 @@ struct StampRow {
 }
 
 /// The stamp statement of a target table (`target` is `<table>/<id>`).
-fn stamp_of(target: &str) -> Option<(&'static str, &str)> {
+pub(super) fn stamp_of(target: &str) -> Option<(&'static str, &str)> {
     let (table, id) = target.split_once('/')?;
     let statement = match table {
         "products" => Product::STAMP,
         "categories" => Category::STAMP,
         "collections" => Collection::STAMP,
+        "catalog_versions" => VERSION_STAMP,
         _ => return None,
     };
     Some((statement, id))
 }
 
 impl ScyllaStore {
-    async fn read_stamp(&self, statement: &str, id: &str) -> Result<Option<StampRow>> {
+    pub(super) async fn read_stamp(&self, statement: &str, id: &str) -> Result<Option<StampRow>> {
         self.cql
             .one(
                 self.cql.serial(statement),
@@ -151,6 +160,9 @@ impl ScyllaStore {
         let (Some(target), Some(claim)) = (row.target.as_deref(), row.claim.as_deref()) else {
             return Ok(Settled::NotLanded);
         };
+        if let Some(deleted) = target.strip_prefix(DELETE_PREFIX) {
+            return self.settle_delete(row, deleted, claim).await;
+        }
         let Some((statement, id)) = stamp_of(target) else {
             return Ok(Settled::NotLanded);
         };
@@ -169,8 +181,40 @@ impl ScyllaStore {
         }
     }
 
+    /// Aborts the still pending claim of a write that is about to take back what its
+    /// stamp shows (an undone create or publish), so that no reader commits it from the
+    /// stamp afterwards: `Ok(true)` when the claim is aborted, `Ok(false)` when it was
+    /// committed first (a reader or a later writer settled it from the stamp).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the claim's fate cannot be learnt.
+    pub(in crate::datastore::scylla) async fn withdraw(&self, stamp: &Stamp) -> Result<bool> {
+        let what = "withdrawing a change log claim";
+        for _ in 0..CAS_ATTEMPTS {
+            let values = (bucket_of(stamp.seq), stamp.seq, stamp.claim.as_str());
+            if let Cas::Applied = self.cql.cas(WITHDRAW_CLAIM, values, what).await? {
+                return Ok(true);
+            }
+            match self.log().log_row_serial(stamp.seq).await? {
+                Some(r)
+                    if r.status.as_deref() == Some(COMMITTED)
+                        && r.claim.as_deref() == Some(stamp.claim.as_str()) =>
+                {
+                    return Ok(false);
+                }
+                Some(r) if r.status.as_deref() == Some(PENDING) => {}
+                // Aborted (or gone: then it lies below retention's floor, unread).
+                _ => return Ok(true),
+            }
+        }
+        Err(Error::unavailable(
+            what,
+            "no answer from the lightweight transaction",
+        ))
+    }
+
     /// Commits pending row `seq` of claim `claim` with the stamped `records` (JSON).
-    async fn commit_stamped(
+    pub(super) async fn commit_stamped(
         &self,
         seq: i64,
         claim: &str,
