@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use gitstore_api::datastore::changes as records;
 use gitstore_api::datastore::{
-    CatalogStats, CatalogVersion, Change, ChangeKind, ChangeRecord, CollectionId, Datastore, Error,
-    ProductId,
+    CatalogStats, CatalogVersion, Change, ChangeEntity, ChangeKind, ChangeRecord, CollectionId,
+    Datastore, Error, ProductId,
 };
 
 use super::changes::{LEASE, about, all_records, seq_of, status_at};
@@ -313,6 +313,127 @@ async fn scylla_an_undone_publish_is_never_committed() {
     assert_eq!(
         records.iter().map(|r| r.change.clone()).collect::<Vec<_>>(),
         records::catalog_published(&again)
+    );
+    done_with(&hosts().unwrap(), store.keyspace()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_landed_write_of_thousands_of_records_is_settled_whole_from_its_stamp() {
+    let Some(store) = fresh_store("tbig").await else {
+        return;
+    };
+    let store = store.with_lease_ttl(LEASE);
+    let collection = new_collection();
+    store.create_collection(&collection, &[]).await.unwrap();
+    let at = tick();
+    let many: Vec<Change> = (0..2_500)
+        .map(|i| Change {
+            kind: ChangeKind::Updated,
+            entity: ChangeEntity::Product,
+            id: format!("member-{i:05}"),
+            version: None,
+            at,
+            changed_fields: vec!["collections".to_owned()],
+        })
+        .collect();
+    let mut next = collection.clone();
+    next.name = "Big".to_owned();
+    next.updated_at = at;
+    let claimed_at = Instant::now();
+    let (outcome, claimed) = store
+        .update_collection_with_records_and_crash(&next, collection.updated_at, many.clone())
+        .await
+        .unwrap();
+    outcome.unwrap();
+    outlive_lease(claimed_at).await;
+    let records = all_records(&store, 700).await;
+    let back: Vec<Change> = records
+        .iter()
+        .filter(|r| r.position >= claimed)
+        .map(|r| r.change.clone())
+        .collect();
+    assert!(
+        back == many,
+        "every record once, in the write's order ({} of {})",
+        back.len(),
+        many.len()
+    );
+    let rows: Vec<i64> = records
+        .iter()
+        .filter(|r| r.position >= claimed)
+        .map(|r| seq_of(r.position))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(rows.len(), 3, "1000 records per row: {rows:?}");
+    assert_eq!(
+        rows[0],
+        seq_of(claimed),
+        "the first thousand in the claimed row"
+    );
+    assert_eq!(
+        all_records(&store, 1000).await,
+        records,
+        "stable across reads"
+    );
+    done_with(&hosts().unwrap(), store.keyspace()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_stalled_writer_of_thousands_of_records_leaves_them_to_its_settler() {
+    let Some(store) = fresh_store("tstall").await else {
+        return;
+    };
+    let store = Arc::new(store.with_lease_ttl(LEASE));
+    let collection = new_collection();
+    store.create_collection(&collection, &[]).await.unwrap();
+    let at = tick();
+    let many: Vec<Change> = (0..1_500)
+        .map(|i| Change {
+            kind: ChangeKind::Updated,
+            entity: ChangeEntity::Product,
+            id: format!("member-{i:05}"),
+            version: None,
+            at,
+            changed_fields: vec!["collections".to_owned()],
+        })
+        .collect();
+    let mut next = collection.clone();
+    next.name = "Stalled".to_owned();
+    next.updated_at = at;
+    let (release, stalled) = tokio::sync::oneshot::channel::<()>();
+    let writer = {
+        let store = Arc::clone(&store);
+        let many = many.clone();
+        let expected = collection.updated_at;
+        tokio::spawn(async move {
+            store
+                .update_collection_with_records_around(&next, expected, many, async {
+                    let _ = stalled.await;
+                })
+                .await
+        })
+    };
+    // The writer stalls past its lease; a reader settles its write from the stamp.
+    tokio::time::sleep(LEASE + Duration::from_millis(800)).await;
+    let settled = all_records(store.as_ref(), 700).await;
+    let back: Vec<Change> = settled.iter().skip(1).map(|r| r.change.clone()).collect();
+    assert_eq!(settled[0].change.kind, ChangeKind::Created);
+    assert!(
+        back == many,
+        "the settler committed and appended every record once, in order ({} of {})",
+        back.len(),
+        many.len()
+    );
+    // The writer resumes and finds its row settled: it appends nothing.
+    release.send(()).unwrap();
+    writer.await.unwrap().unwrap();
+    let records = all_records(store.as_ref(), 700).await;
+    assert!(
+        records == settled,
+        "nothing appended twice ({} records, {} before the writer resumed)",
+        records.len(),
+        settled.len()
     );
     done_with(&hosts().unwrap(), store.keyspace()).await;
 }

@@ -160,6 +160,7 @@
 //! [`Datastore::change_head`]: crate::datastore::Datastore::change_head
 //! [`Datastore::prune_changes`]: crate::datastore::Datastore::prune_changes
 
+mod crash;
 mod read;
 mod settle;
 mod tombstone;
@@ -176,7 +177,7 @@ pub(super) use self::settle::{Stamp, Ticket};
 pub(super) use self::tombstone::Grave;
 use self::write::Log;
 use super::ScyllaStore;
-use crate::datastore::{Change, Error, Product, Result, Timestamp};
+use crate::datastore::{Change, Error, Result, Timestamp};
 
 /// Consecutive sequence numbers per partition.
 pub(super) const BUCKET: i64 = 4096;
@@ -289,11 +290,32 @@ fn encode(chunk: &[Change]) -> Result<Encoded> {
             fields: c.fields_joined(),
         })
         .collect();
-    let json = serde_json::to_string(&stored)
-        .map_err(|e| Error::internal("encoding change records", e))?;
-    let newest = chunk.iter().map(|c| c.at.millis()).max().unwrap_or(0);
-    let count = i32::try_from(chunk.len()).unwrap_or(i32::MAX);
+    encode_stored(&stored)
+}
+
+fn encode_stored(stored: &[Stored]) -> Result<Encoded> {
+    let json =
+        serde_json::to_string(stored).map_err(|e| Error::internal("encoding change records", e))?;
+    let newest = stored.iter().map(|c| c.at).max().unwrap_or(0);
+    let count = i32::try_from(stored.len()).unwrap_or(i32::MAX);
     Ok((json, count, CqlTimestamp(newest)))
+}
+
+/// Who committed a row claimed under `token`: `Some(true)` its writer (the claim kept),
+/// `Some(false)` a settler (which commits it as `<token>+<its own token>`, see
+/// `settle.rs`), `None` neither.
+fn committed_by(row: &LogRow, token: &str) -> Option<bool> {
+    let claim = row.claim.as_deref()?;
+    if claim == token {
+        Some(true)
+    } else if claim
+        .strip_prefix(token)
+        .is_some_and(|rest| rest.starts_with('+'))
+    {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// The position of record `index` of row `seq`.
@@ -370,79 +392,6 @@ impl ScyllaStore {
                 Err(error)
             }
         }
-    }
-
-    /// Runs a write under a claim and then "crashes": the claim is neither committed nor
-    /// aborted. Returns the write's outcome and the claimed row's first position.
-    async fn write_and_crash<Fut>(
-        &self,
-        target: String,
-        write: impl FnOnce(Ticket) -> Fut,
-    ) -> Result<(Result<()>, u64)>
-    where
-        Fut: Future<Output = Logged>,
-    {
-        let claim = self.log().take_seq(None, Some(&target)).await?;
-        let outcome = write(claim.ticket()).await;
-        let outcome = outcome.map(|_| ()).map_err(|f| f.error);
-        Ok((outcome, position(claim.seq, 0)))
-    }
-
-    /// `create_product` by a writer that dies between its data write and its commit, for
-    /// tests of readers settling its claim from the entity: returns the create's outcome
-    /// and the claimed row's first position.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when no row could be claimed.
-    #[doc(hidden)]
-    pub async fn create_product_and_crash(&self, product: &Product) -> Result<(Result<()>, u64)> {
-        let target = format!("products/{}", product.id.as_str());
-        self.write_and_crash(target, |t| self.insert_product(product, t))
-            .await
-    }
-
-    /// `update_product` (without collections) by a writer that dies between its data
-    /// write and its commit, like [`Self::create_product_and_crash`].
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when no row could be claimed.
-    #[doc(hidden)]
-    pub async fn update_product_and_crash(
-        &self,
-        product: &Product,
-        expected: Timestamp,
-    ) -> Result<(Result<()>, u64)> {
-        let target = format!("products/{}", product.id.as_str());
-        self.write_and_crash(target, |t| self.revise_product(product, expected, None, t))
-            .await
-    }
-
-    /// Claims a `pending` row for a test that stands in for a writer stalling or
-    /// crashing between its claim and its commit; returns the row's first position.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when no row could be claimed.
-    #[doc(hidden)]
-    pub async fn claim_change_and_crash(&self) -> Result<u64> {
-        Ok(position(self.log().take_seq(None, None).await?.seq, 0))
-    }
-
-    /// Claims a row, awaits `stall` (the data write of a test), then commits `changes`
-    /// as a writer does: for tests of a commit that finds its row aborted.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when the log cannot be written.
-    #[doc(hidden)]
-    pub async fn log_changes_around(
-        &self,
-        changes: Vec<Change>,
-        stall: impl Future<Output = ()> + Send,
-    ) -> Result<()> {
-        self.logged(None, |_| async move {
-            stall.await;
-            Ok(changes)
-        })
-        .await
     }
 }
 

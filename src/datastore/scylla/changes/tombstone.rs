@@ -9,13 +9,11 @@ use std::time::{Duration, Instant};
 
 use super::read::Verdict;
 use super::settle::{Settled, stamp_of};
-use super::{ABORTED, COMMITTED, Claim, Failed, LogRow, Logged, PENDING, RECORDS_PER_ROW, encode};
+use super::{ABORTED, COMMITTED, Claim, Failed, LogRow, Logged, PENDING, committed_by, encode};
 use crate::datastore::scylla::ScyllaStore;
 use crate::datastore::scylla::cql::Cas;
 use crate::datastore::scylla::rows::ts;
-use crate::datastore::{
-    CatalogVersion, CategoryId, Change, CollectionId, Error, ProductId, Result, Timestamp,
-};
+use crate::datastore::{Change, Error, Result, Timestamp};
 
 /// The target of a delete's claim is its entity row with this prefix.
 pub(super) const DELETE_PREFIX: &str = "delete:";
@@ -55,7 +53,7 @@ pub(in crate::datastore::scylla) struct Grave {
 }
 
 impl Grave {
-    fn new(target: String, claim: &Claim, crash_after_take: bool) -> Self {
+    pub(super) fn new(target: String, claim: &Claim, crash_after_take: bool) -> Self {
         Self {
             target,
             claim: claim.token.clone(),
@@ -80,13 +78,9 @@ impl Grave {
     }
 }
 
-/// The records JSON a stamp or tombstone carries: all of them when they fit one row.
+/// The records JSON a tombstone carries: all of them.
 fn records_json(records: &[Change]) -> Result<Option<String>> {
-    Ok(if records.len() <= RECORDS_PER_ROW {
-        Some(encode(records)?.0)
-    } else {
-        None
-    })
+    Ok(Some(encode(records)?.0))
 }
 
 /// A short wait that grows with the attempt number, with jitter so racers spread out.
@@ -249,7 +243,12 @@ impl ScyllaStore {
 
     /// Settles the claim holding a tombstone as a reader would (see the module docs).
     async fn holder(&self, target: &str, found: &TombstoneRow) -> Result<Holder> {
-        let owned = |row: &LogRow| row.claim.is_some() && row.claim == found.claim;
+        let owned = |row: &LogRow| {
+            found
+                .claim
+                .as_deref()
+                .is_some_and(|c| committed_by(row, c).is_some())
+        };
         let row = match found.seq {
             Some(seq) => self.log().log_row_serial(seq).await?.filter(owned),
             None => None,
@@ -356,90 +355,5 @@ impl ScyllaStore {
                 tracing::debug!(target = %target, error = %err, "could not remove a change tombstone");
             }
         });
-    }
-
-    /// A delete of `target` by a writer that dies after its delete LWT (or, with
-    /// `crash_after_take`, right after taking the tombstone): the claim is neither
-    /// committed nor aborted. Returns the outcome and the claimed row's first position.
-    pub(super) async fn delete_and_crash<Fut>(
-        &self,
-        target: String,
-        crash_after_take: bool,
-        write: impl FnOnce(Arc<Grave>) -> Fut,
-    ) -> Result<(Result<()>, u64)>
-    where
-        Fut: Future<Output = Logged>,
-    {
-        let claimed = format!("{DELETE_PREFIX}{target}");
-        let claim = self.log().take_seq(None, Some(&claimed)).await?;
-        let grave = Arc::new(Grave::new(target, &claim, crash_after_take));
-        let outcome = write(grave).await.map(drop).map_err(|f| f.error);
-        Ok((outcome, super::position(claim.seq, 0)))
-    }
-
-    /// `delete_product` by a writer that dies after its delete LWT, or with `before_delete`
-    /// right after taking the tombstone (the product stays): for tests of readers
-    /// settling its claim. Returns the outcome and the claimed row's first position.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when no row could be claimed.
-    #[doc(hidden)]
-    pub async fn delete_product_and_crash(
-        &self,
-        id: &ProductId,
-        before_delete: bool,
-    ) -> Result<(Result<()>, u64)> {
-        let target = format!("products/{}", id.as_str());
-        self.delete_and_crash(target, before_delete, |g| self.purge_product(id, g))
-            .await
-    }
-
-    /// `delete_category` by a writer that dies, like [`Self::delete_product_and_crash`].
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when no row could be claimed.
-    #[doc(hidden)]
-    pub async fn delete_category_and_crash(
-        &self,
-        id: &CategoryId,
-        before_delete: bool,
-    ) -> Result<(Result<()>, u64)> {
-        let target = format!("categories/{}", id.as_str());
-        self.delete_and_crash(target, before_delete, |g| self.purge_category(id, g))
-            .await
-    }
-
-    /// `delete_collection` by a writer that dies, like [`Self::delete_product_and_crash`].
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when no row could be claimed.
-    #[doc(hidden)]
-    pub async fn delete_collection_and_crash(
-        &self,
-        id: &CollectionId,
-        before_delete: bool,
-    ) -> Result<(Result<()>, u64)> {
-        let target = format!("collections/{}", id.as_str());
-        self.delete_and_crash(target, before_delete, |g| self.purge_collection(id, g))
-            .await
-    }
-
-    /// `create_catalog_version` by a writer that dies after recording the version, or,
-    /// with `undone`, after its by-time row "failed" and the tag was taken back.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when no row could be claimed.
-    #[doc(hidden)]
-    pub async fn publish_and_crash(
-        &self,
-        version: &CatalogVersion,
-        undone: bool,
-    ) -> Result<(Result<()>, u64)> {
-        let target = format!("catalog_versions/{}", version.tag);
-        self.write_and_crash(target, |t| async move {
-            self.record_version_for_test(version, t, undone).await?;
-            Ok(Vec::new())
-        })
-        .await
     }
 }
