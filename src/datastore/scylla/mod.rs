@@ -10,7 +10,8 @@
 //! - `product_collections`: a product's collections (the other direction of membership);
 //! - `catalog_versions` (unique tags) and `catalog_versions_by_time` (newest first);
 //! - `revoked_tokens`: logged-out session tokens by `jti`, each row with a TTL;
-//! - `change_log` + `change_log_meta`: the change log, one row per write (`changes/`).
+//! - `change_log` + `change_log_meta`: the change log, one row per write, and
+//!   `change_tombstones`: one row per deleted entity, a delete's evidence (`changes/`).
 //!
 //! # Atomicity: what is a lightweight transaction and what is not
 //! Entity rows and reservation rows are only ever written with lightweight transactions

@@ -86,14 +86,8 @@ impl ScyllaStore {
         };
         // Without its by-time row the version would never be the latest: undo it, but
         // only once its change can no longer be committed from the stamp.
-        match self.withdraw(stamp).await {
-            Ok(true) => {
-                let undo = (version.tag.as_str(), ts(version.published_at));
-                if let Err(undo_err) = self.cql.cas(DELETE_VERSION, undo, &what).await {
-                    tracing::warn!(tag = %version.tag, error = %undo_err, "could not undo a half-recorded catalog version");
-                }
-                Err(err)
-            }
+        match self.take_back(version, stamp).await {
+            Ok(true) => Err(err),
             Ok(false) => {
                 // A reader committed the publish already: it stays, so complete it.
                 self.cql
@@ -109,8 +103,23 @@ impl ScyllaStore {
         }
     }
 
-    /// Records a version and "crashes" before committing, or, with `undone`, with its
-    /// by-time row failed and undone: for the change log's tests.
+    /// Deletes a recorded tag again once its claim is aborted: `Ok(false)` (and the tag
+    /// stays) when the claim was committed first.
+    async fn take_back(&self, version: &CatalogVersion, stamp: &Stamp) -> Result<bool> {
+        if !self.withdraw(stamp).await? {
+            return Ok(false);
+        }
+        let what = format!("undoing catalog version {:?}", version.tag);
+        let undo = (version.tag.as_str(), ts(version.published_at));
+        if let Err(err) = self.cql.cas(DELETE_VERSION, undo, &what).await {
+            tracing::warn!(tag = %version.tag, error = %err, "could not undo a half-recorded catalog version");
+        }
+        Ok(true)
+    }
+
+    /// Records a version under `ticket` (whose writer then "crashes" before committing),
+    /// or, with `undone`, records it and takes it back as when its by-time row fails:
+    /// for the change log's tests.
     pub(super) async fn record_version_for_test(
         &self,
         version: &CatalogVersion,
@@ -126,11 +135,7 @@ impl ScyllaStore {
         self.cql
             .cas(INSERT_VERSION, version_insert_values(version, &stamp), what)
             .await?;
-        if self.withdraw(&stamp).await? {
-            let undo = (version.tag.as_str(), ts(version.published_at));
-            self.cql.cas(DELETE_VERSION, undo, what).await?;
-        }
-        Ok(())
+        self.take_back(version, &stamp).await.map(drop)
     }
 
     /// The newest version by publication time, if any.

@@ -127,18 +127,13 @@ impl Grave {
         self.taken.load(Ordering::Acquire)
     }
 
-    fn hold(&self, records: Option<String>) {
+    fn hold(&self, records: String) {
         *self
             .records
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = records;
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(records);
         self.taken.store(true, Ordering::Release);
     }
-}
-
-/// The records JSON a tombstone carries: all of them.
-fn records_json(records: &[Change]) -> Result<Option<String>> {
-    Ok(Some(encode(records)?.0))
 }
 
 /// A short wait that grows with the attempt number, with jitter so racers spread out.
@@ -215,7 +210,8 @@ impl ScyllaStore {
         records: &[Change],
     ) -> Result<bool> {
         let what = format!("taking the change tombstone of {}", grave.target);
-        let json = records_json(records)?;
+        // All of them: a settler appends what does not fit the claimed row (`settle.rs`).
+        let json = encode(records)?.0;
         let at = ts(Timestamp::now());
         let mut taken = false;
         for attempt in 0..TAKE_ATTEMPTS {
@@ -224,7 +220,7 @@ impl ScyllaStore {
                 grave.target.as_str(),
                 grave.claim.as_str(),
                 grave.seq,
-                json.as_deref(),
+                json.as_str(),
                 at,
             );
             if let Cas::Applied = self.cql.cas(TAKE, values, &what).await? {
@@ -247,7 +243,7 @@ impl ScyllaStore {
                     let values = (
                         grave.claim.as_str(),
                         grave.seq,
-                        json.as_deref(),
+                        json.as_str(),
                         at,
                         grave.target.as_str(),
                         found.claim.as_deref(),
@@ -361,7 +357,7 @@ impl ScyllaStore {
     /// The writer's records can differ from those in the tombstone when memberships
     /// changed between the two reads of them: the tombstone then gets the writer's.
     async fn rewrite_tombstone(&self, grave: &Grave, records: &[Change]) {
-        let Ok(json) = records_json(records) else {
+        let Ok((json, _, _)) = encode(records) else {
             return;
         };
         let held = grave
@@ -369,10 +365,10 @@ impl ScyllaStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone();
-        if !grave.taken() || held == json {
+        if !grave.taken() || held.as_deref() == Some(json.as_str()) {
             return;
         }
-        let values = (json.as_deref(), grave.target.as_str(), grave.claim.as_str());
+        let values = (json.as_str(), grave.target.as_str(), grave.claim.as_str());
         if let Err(err) = self
             .cql
             .cas(REWRITE, values, "rewriting a change tombstone")
