@@ -2,8 +2,10 @@
 //! `integrity.rs` (references, the category tree lease, cycles). Each write returns its
 //! change records (`changes/` commits them).
 
+use std::sync::Arc;
+
 use super::ScyllaStore;
-use super::changes::{Logged, Stamp, Ticket};
+use super::changes::{Grave, Logged, Stamp, Ticket};
 use super::integrity::Refs;
 use super::lwt::Write;
 use super::rows::Entity as _;
@@ -92,12 +94,12 @@ impl ScyllaStore {
     }
 
     /// `delete_category`: only an unused category, then its reservation.
-    pub(super) async fn purge_category(&self, id: &CategoryId) -> Logged {
-        let stored = self.delete_unused_category(id).await?;
-        let at = Timestamp::now();
+    pub(super) async fn purge_category(&self, id: &CategoryId, grave: Arc<Grave>) -> Logged {
+        let changes = records::category_deleted(id.as_str(), Timestamp::now());
+        let stored = self.delete_unused_category(id, &grave, &changes).await?;
         self.release::<Category>(&stored.slug, id.as_str(), None)
             .await;
-        Ok(records::category_deleted(id.as_str(), at))
+        Ok(changes)
     }
 
     /// The versioned write of a category, once its parent is settled.

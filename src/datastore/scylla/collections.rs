@@ -2,9 +2,10 @@
 //! write returns its change records (`changes/` commits them).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use super::ScyllaStore;
-use super::changes::{Failed, Logged, Ticket};
+use super::changes::{Failed, Grave, Logged, Ticket};
 use super::index::boxed;
 use super::integrity::Refs;
 use super::lwt::Write;
@@ -108,12 +109,27 @@ impl ScyllaStore {
         Ok(changes)
     }
 
-    /// `delete_collection`: the entity and its reservation, then its membership rows.
-    pub(super) async fn purge_collection(&self, id: &CollectionId) -> Logged {
+    /// `delete_collection`: the tombstone with the delete's records, the entity and its
+    /// reservation, then its membership rows.
+    pub(super) async fn purge_collection(&self, id: &CollectionId, grave: Arc<Grave>) -> Logged {
+        let missing = || Error::not_found(CollectionId::ENTITY, id.as_str());
+        if self.read::<Collection>(id.as_str()).await?.is_none() {
+            return Err(missing().into());
+        }
+        let at = Timestamp::now();
+        let before: Vec<ProductId> = self
+            .members_of(id)
+            .await?
+            .into_iter()
+            .map(|(_, pid)| ProductId::from_stored(pid))
+            .collect();
+        let records = records::collection_deleted(id.as_str(), &before, at);
+        if !self.take_tombstone(&grave, &records).await? {
+            return Err(missing().into());
+        }
         // The entity first: its delete is what writers adding members race against (see
         // `integrity.rs`); memberships left behind by a failure here are never shown.
-        let stored = self.remove::<Collection>(id.as_str()).await?;
-        let at = Timestamp::now();
+        let stored = self.remove::<Collection>(id.as_str(), grave.since).await?;
         let mut members = Vec::new();
         self.release::<Collection>(&stored.slug, id.as_str(), None)
             .await;
@@ -135,7 +151,9 @@ impl ScyllaStore {
         };
         if let Err(err) = cleanup.await {
             tracing::warn!(collection = id.as_str(), error = %err, "could not remove the memberships of a deleted collection");
+            return Ok(records);
         }
+        // Members read after the delete are complete (see `integrity.rs`).
         Ok(records::collection_deleted(id.as_str(), &members, at))
     }
 }

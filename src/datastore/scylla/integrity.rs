@@ -65,10 +65,13 @@ use std::time::{Duration, Instant};
 use scylla::value::CqlTimestamp;
 
 use super::ScyllaStore;
+use super::changes::Grave;
 use super::cql::Cas;
 use super::index::{Group, KeyRow};
 use super::rows::ts;
-use crate::datastore::{Category, CategoryId, CollectionId, Error, Product, ProductId, Result};
+use crate::datastore::{
+    Category, CategoryId, Change, CollectionId, Error, Product, ProductId, Result,
+};
 
 const REGISTER_REF: &str = "UPDATE categories USING TTL ? SET pending_refs = pending_refs + ? \
      WHERE id = ? IF created_at = ? AND deleting = null";
@@ -239,10 +242,17 @@ impl ScyllaStore {
     }
 
     /// Deletes a category that has no children and no products (see the module docs)
-    /// and returns it.
-    pub(super) async fn delete_unused_category(&self, id: &CategoryId) -> Result<Category> {
+    /// and returns it; its change tombstone (see `changes/tombstone.rs`) is taken with
+    /// `records` right before the first delete attempt.
+    pub(super) async fn delete_unused_category(
+        &self,
+        id: &CategoryId,
+        grave: &Grave,
+        records: &[Change],
+    ) -> Result<Category> {
         let what = format!("deleting category {id:?}");
         let mut busy_with_refs = false;
+        let mut tombstoned = false;
         for attempt in 0..CONTENDED_ATTEMPTS {
             let Some(stored) = self.read_serial::<Category>(id.as_str()).await? else {
                 return Err(Error::not_found(CategoryId::ENTITY, id.as_str()));
@@ -287,9 +297,26 @@ impl ScyllaStore {
                 };
             }
             // Only the version read is deleted, its change stamp settled first (see
-            // `changes/settle.rs`).
-            self.settle_predecessor::<Category>(id.as_str(), Some(stored.updated_at))
-                .await?;
+            // `changes/settle.rs`), under the delete's tombstone and within its claim's
+            // freshness.
+            let ready = async {
+                if !tombstoned {
+                    if !self.take_tombstone(grave, records).await? {
+                        return Err(Error::not_found(CategoryId::ENTITY, id.as_str()));
+                    }
+                    tombstoned = true;
+                }
+                self.settle_predecessor::<Category>(id.as_str(), Some(stored.updated_at))
+                    .await?;
+                self.fresh(grave.since, &what)
+            };
+            if let Err(err) = ready.await {
+                let values = (id.as_str(), mark.as_str());
+                if let Err(err) = self.cql.cas(UNMARK_DELETING, values, &what).await {
+                    tracing::warn!(category = id.as_str(), error = %err, "could not clear a deletion mark; it expires by its ttl");
+                }
+                return Err(err);
+            }
             let values = (id.as_str(), mark.as_str(), ts(stored.updated_at));
             match self.cql.cas(DELETE_MARKED, values, &what).await? {
                 Cas::Applied => return Ok(stored),

@@ -8,6 +8,8 @@
 //! to learn whether it landed, instead of guessing: a stored row equal to the write
 //! ([`Entity::same_write`]) means it landed.
 
+use std::time::Instant;
+
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use super::changes::Stamp;
@@ -129,8 +131,9 @@ impl ScyllaStore {
     }
 
     /// Deletes an entity whatever its version and returns what was deleted; the stamp it
-    /// deletes is settled first (see `changes/settle.rs`).
-    pub(super) async fn remove<T: Entity>(&self, id: &str) -> Result<T> {
+    /// deletes is settled first (see `changes/settle.rs`), and every attempt is sent
+    /// before `t / 2` after `since` (the delete's claim, see `changes/tombstone.rs`).
+    pub(super) async fn remove<T: Entity>(&self, id: &str, since: Instant) -> Result<T> {
         let what = format!("deleting {} {id:?}", T::ENTITY);
         let mut deleted_maybe: Option<T> = None;
         for attempt in 0..CAS_ATTEMPTS {
@@ -145,6 +148,7 @@ impl ScyllaStore {
             };
             self.settle_predecessor::<T>(id, Some(stored.version()))
                 .await?;
+            self.fresh(since, &what)?;
             match self
                 .cql
                 .cas(T::DELETE, (id, ts(stored.version())), &what)

@@ -10,7 +10,8 @@
 //! - `product_collections`: a product's collections (the other direction of membership);
 //! - `catalog_versions` (unique tags) and `catalog_versions_by_time` (newest first);
 //! - `revoked_tokens`: logged-out session tokens by `jti`, each row with a TTL;
-//! - `change_log` + `change_log_meta`: the change log, one row per write (`changes/`).
+//! - `change_log` + `change_log_meta`: the change log, one row per write, and
+//!   `change_tombstones`: one row per deleted entity, a delete's evidence (`changes/`).
 //!
 //! # Atomicity: what is a lightweight transaction and what is not
 //! Entity rows and reservation rows are only ever written with lightweight transactions
@@ -91,7 +92,7 @@ use self::statements::{
 pub use self::tls::TlsSettings;
 use super::{
     CatalogVersion, Category, CategoryId, ChangeRead, Collection, CollectionId, Datastore, Error,
-    Page, Product, ProductFilter, ProductId, Result, Timestamp, changes as records,
+    Page, Product, ProductFilter, ProductId, Result, Timestamp,
 };
 
 /// Entity reads in flight at once while scanning an index or reading a batch.
@@ -320,7 +321,10 @@ impl Datastore for ScyllaStore {
     }
 
     async fn delete_product(&self, id: &ProductId) -> Result<()> {
-        self.logged(None, |_| self.purge_product(id)).await
+        self.logged_delete(format!("products/{}", id.as_str()), |g| {
+            self.purge_product(id, g)
+        })
+        .await
     }
 
     async fn list_products(&self, filter: &ProductFilter, page: &Page) -> Result<Vec<Product>> {
@@ -365,7 +369,10 @@ impl Datastore for ScyllaStore {
     }
 
     async fn delete_category(&self, id: &CategoryId) -> Result<()> {
-        self.logged(None, |_| self.purge_category(id)).await
+        self.logged_delete(format!("categories/{}", id.as_str()), |g| {
+            self.purge_category(id, g)
+        })
+        .await
     }
 
     async fn create_collection(
@@ -413,13 +420,15 @@ impl Datastore for ScyllaStore {
     }
 
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
-        self.logged(None, |_| self.purge_collection(id)).await
+        self.logged_delete(format!("collections/{}", id.as_str()), |g| {
+            self.purge_collection(id, g)
+        })
+        .await
     }
 
     async fn create_catalog_version(&self, version: &CatalogVersion) -> Result<()> {
-        self.logged(None, |_| async {
-            self.record_version(version).await?;
-            Ok(records::catalog_published(version))
+        self.logged(Some(format!("catalog_versions/{}", version.tag)), |t| {
+            self.publish_version(version, t)
         })
         .await
     }

@@ -3,7 +3,9 @@
 
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
-use super::changes::{Failed, Logged, Stamp, Ticket};
+use std::sync::Arc;
+
+use super::changes::{Failed, Grave, Logged, Stamp, Ticket};
 use super::index::{boxed, month_of};
 use super::integrity::Refs;
 use super::lwt::Write;
@@ -143,10 +145,20 @@ impl ScyllaStore {
         Ok(changes)
     }
 
-    /// `delete_product`: the entity and its reservation, then its index and membership rows.
-    pub(super) async fn purge_product(&self, id: &ProductId) -> Logged {
-        let mut stored = self.remove::<Product>(id.as_str()).await?;
+    /// `delete_product`: the tombstone with the delete's records, the entity and its
+    /// reservation, then its index and membership rows.
+    pub(super) async fn purge_product(&self, id: &ProductId, grave: Arc<Grave>) -> Logged {
+        let missing = || Error::not_found(ProductId::ENTITY, id.as_str());
+        if self.read::<Product>(id.as_str()).await?.is_none() {
+            return Err(missing().into());
+        }
         let at = Timestamp::now();
+        let before = self.collections_of(id).await?;
+        let records = records::product_deleted(id.as_str(), &before, at);
+        if !self.take_tombstone(&grave, &records).await? {
+            return Err(missing().into());
+        }
+        let mut stored = self.remove::<Product>(id.as_str(), grave.since).await?;
         self.release::<Product>(&stored.sku, id.as_str(), None)
             .await;
         let mut statements = vec![vec![
@@ -186,7 +198,9 @@ impl ScyllaStore {
         if let Err(err) = cleanup.await {
             // The product is gone; its leftover index rows are skipped by every read.
             tracing::warn!(product = id.as_str(), error = %err, "could not remove the index rows of a deleted product");
+            return Ok(records);
         }
+        // Memberships read after the delete are complete (see `integrity.rs`).
         Ok(records::product_deleted(
             id.as_str(),
             &stored.collection_ids,

@@ -238,6 +238,24 @@ pub(super) fn version_values(v: &CatalogVersion) -> Values {
     ))
 }
 
+/// Bind values of [`super::statements::INSERT_VERSION`]: [`version_values`], then the
+/// publish's change stamp (see `changes/`).
+pub(super) fn version_insert_values(v: &CatalogVersion, stamp: &Stamp) -> Values {
+    Box::new((
+        v.tag.clone(),
+        v.commit.clone(),
+        ts(v.published_at),
+        unset(v.message.clone()),
+        v.stats.product_count,
+        v.stats.category_count,
+        v.stats.collection_count,
+        v.stats.orphaned_references,
+        stamp.claim.clone(),
+        stamp.seq,
+        unset(stamp.records.clone()),
+    ))
+}
+
 /// What the generic LWT helpers need to know about an entity table.
 ///
 /// Every statement binds the id last (after the `SET` values for `UPDATE`), and the

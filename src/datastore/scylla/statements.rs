@@ -63,10 +63,11 @@ pub(super) const SELECT_ALL_COLLECTIONS: &str =
 
 // Catalogue versions (`versions.rs`).
 pub(super) const INSERT_VERSION: &str = "INSERT INTO catalog_versions (tag, commit, published_at, \
-     message, product_count, category_count, collection_count, orphaned_references) \
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
-pub(super) const SELECT_VERSION: &str = "SELECT tag, commit, published_at, message, product_count, \
-     category_count, collection_count, orphaned_references FROM catalog_versions WHERE tag = ?";
+     message, product_count, category_count, collection_count, orphaned_references, \
+     change_claim, change_seq, change_records) \
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS";
+pub(super) const SELECT_VERSION_CLAIM: &str =
+    "SELECT change_claim FROM catalog_versions WHERE tag = ?";
 pub(super) const DELETE_VERSION: &str =
     "DELETE FROM catalog_versions WHERE tag = ? IF published_at = ?";
 pub(super) const INSERT_VERSION_BY_TIME: &str = "INSERT INTO catalog_versions_by_time (shard, tag, \

@@ -291,21 +291,36 @@ impl ScyllaStore {
         {
             Ok(true) => Ok(()),
             Ok(false) => {
-                self.undo_insert(entity).await;
+                self.undo_insert(entity, stamp).await;
                 Err(Error::already_exists(T::ENTITY, T::KEY_FIELD, entity.key()))
             }
             Err(err) => {
                 // Unconfirmed, the reservation would expire under a live entity.
-                self.undo_insert(entity).await;
+                self.undo_insert(entity, stamp).await;
                 Err(err)
             }
         }
     }
 
     /// Deletes an entity this write has just created, when its key turned out not to be
-    /// its own after all.
-    async fn undo_insert<T: Entity>(&self, entity: &T) {
+    /// its own after all. Its change log claim is aborted first, so that no reader
+    /// commits the create from its stamp afterwards (when a reader did so already, the
+    /// writer having stalled past its lease, the log shows a create the undo reverted).
+    async fn undo_insert<T: Entity>(&self, entity: &T, stamp: &Stamp) {
         let what = format!("undoing the creation of {} {:?}", T::ENTITY, entity.id());
+        match self.withdraw(stamp).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::error!(
+                    entity = T::ENTITY,
+                    id = entity.id(),
+                    "a create whose key was lost was logged before its undo"
+                );
+            }
+            Err(err) => {
+                tracing::warn!(entity = T::ENTITY, id = entity.id(), error = %err, "could not withdraw the change of a create being undone");
+            }
+        }
         let values = (entity.id(), ts(entity.version()));
         if let Err(err) = self.cql.cas(T::DELETE, values, &what).await {
             tracing::error!(entity = T::ENTITY, id = entity.id(), error = %err, "could not undo a create whose key was lost");

@@ -18,10 +18,10 @@ use super::{admin, config, connect, cql, done_with, fresh_store, hosts};
 
 /// The lease of the stores that test leases: short, yet long enough for a write on a
 /// busy two-core machine to stay fresh (half of it).
-const LEASE: Duration = Duration::from_secs(4);
+pub(super) const LEASE: Duration = Duration::from_secs(4);
 
 /// Every retained record, read in pages of `page`.
-async fn all_records(store: &impl Datastore, page: usize) -> Vec<ChangeRecord> {
+pub(super) async fn all_records(store: &impl Datastore, page: usize) -> Vec<ChangeRecord> {
     let mut out: Vec<ChangeRecord> = Vec::new();
     loop {
         let after = out.last().map_or(0, |r| r.position);
@@ -44,7 +44,7 @@ fn assert_increasing(records: &[ChangeRecord]) {
     }
 }
 
-fn ids_of(records: &[ChangeRecord], kind: ChangeKind) -> Vec<String> {
+pub(super) fn ids_of(records: &[ChangeRecord], kind: ChangeKind) -> Vec<String> {
     records
         .iter()
         .filter(|r| r.change.kind == kind)
@@ -53,7 +53,7 @@ fn ids_of(records: &[ChangeRecord], kind: ChangeKind) -> Vec<String> {
 }
 
 /// The status of the change log row holding `position`, read by hand.
-async fn status_at(session: &Session, keyspace: &str, seq: i64) -> Option<String> {
+pub(super) async fn status_at(session: &Session, keyspace: &str, seq: i64) -> Option<String> {
     let statement = format!(
         "SELECT status FROM {keyspace}.change_log WHERE bucket = {} AND seq = {seq}",
         seq / 4096
@@ -69,7 +69,7 @@ async fn status_at(session: &Session, keyspace: &str, seq: i64) -> Option<String
         .and_then(|(s,)| s)
 }
 
-const fn seq_of(position: u64) -> i64 {
+pub(super) const fn seq_of(position: u64) -> i64 {
     (position >> 20) as i64
 }
 
@@ -459,7 +459,7 @@ async fn scylla_a_write_with_thousands_of_records_spans_rows_in_order() {
 }
 
 /// The position and kind of each record about `id`.
-fn about(records: &[ChangeRecord], id: &str) -> Vec<(u64, ChangeKind)> {
+pub(super) fn about(records: &[ChangeRecord], id: &str) -> Vec<(u64, ChangeKind)> {
     records
         .iter()
         .filter(|r| r.change.id == id)

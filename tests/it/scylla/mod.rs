@@ -19,7 +19,8 @@
 //! migrations and their lock (`migrate`), racing sku changes (`races`), referential
 //! integrity under real races (`integrity`), reclaiming a crashed writer's reservation
 //! (`reservations`), client TLS (`tls`), a latency measurement (`latency`) and the
-//! change log's watermark, re-appends, holes and races (`changes`).
+//! change log's watermark, re-appends, holes and races (`changes`), and deletes and
+//! publishes settled from their tombstones and stamps (`tombstones`).
 
 mod changes;
 mod integrity;
@@ -28,6 +29,7 @@ mod migrate;
 mod races;
 mod reservations;
 mod tls;
+mod tombstones;
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};

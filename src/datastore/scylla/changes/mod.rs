@@ -7,7 +7,8 @@
 //! `seq` (from 1) and partitioned in buckets of [`BUCKET`] consecutive numbers, so a read
 //! is a range scan inside one partition. A row's `status` moves once, always by a
 //! lightweight transaction (LWT) conditional on `status = 'pending'`, from `pending` to
-//! `committed` or `aborted`; nothing else ever changes a row (retention only deletes
+//! `committed` or `aborted` (a settler's commit also rewrites `claim`, below); nothing
+//! else ever changes a row (retention only deletes
 //! rows below the floor, see below). A record's position is `seq << 20 | i`, `i` its
 //! index within the row: a row holds at most [`RECORDS_PER_ROW`] records, and a write
 //! with more (a collection of thousands of products deleted) puts the rest in further
@@ -20,22 +21,25 @@
 //!    this process knows of from its own claims and reads, or the `sequencer` meta row,
 //!    written whenever a claim opens a bucket); a taken number sends the writer past the
 //!    bucket's last row (one read), so a lagging hint costs one LWT per bucket, not per
-//!    row. `t` is the store's lease TTL (one minute by default). The *target* of a
-//!    create or update (`<table>/<id>`) names the entity row its linearizing LWT writes.
-//! 2. *Write*: the data write starts only after the claim is acknowledged. Creates and
-//!    updates count the claim's time among the `since`s of their freshness checks
-//!    (`ScyllaStore::fresh`: every attempt of the linearizing write is sent less than
-//!    `t / 2` after the claim, the lease assumption of `integrity.rs` and
+//!    row. `t` is the store's lease TTL (one minute by default). The *target* names the
+//!    row the write's linearizing LWT writes: `<table>/<id>` for a create or update of a
+//!    product, category or collection, `catalog_versions/<tag>` for a publish, and
+//!    `delete:<table>/<id>` for a delete.
+//! 2. *Write*: the data write starts only after the claim is acknowledged, and every
+//!    attempt of its linearizing LWT is sent less than `t / 2` after the claim
+//!    (`ScyllaStore::fresh`, the lease assumption of `integrity.rs` and
 //!    `unique_keys.rs`), so the commit normally lands long before any reader may give up
-//!    on the row; deletes and publishes send theirs right after one read. A create's or
-//!    update's records are computed before that LWT, which *stamps* the entity row with
-//!    the claim's token, `seq` and records (`change_claim`, `change_seq`,
-//!    `change_records`; migration `0005`), in the same Paxos round as the entity itself.
+//!    on the row. Its records are computed before that LWT. A create, update or publish
+//!    LWT *stamps* its row with the claim's token, `seq` and records (`change_claim`,
+//!    `change_seq`, `change_records`; migrations `0005`, `0006`), in the same Paxos
+//!    round as the row itself. A delete cannot stamp the row it removes: it first takes
+//!    its target's *tombstone* with its claim and records (`tombstone.rs`).
 //! 3. *Commit*: once the write has landed, `UPDATE … SET status = 'committed', records =
 //!    … IF status = 'pending'`. A rejected write aborts its row the same way and so
-//!    appends nothing; a stamped write whose outcome is unknown leaves it `pending`. If the commit finds the row aborted (a reader gave up on it after
-//!    its lease), the records are appended again as a new row inserted directly as
-//!    `committed` at a higher, free `seq`: the change comes later, never not at all.
+//!    appends nothing; a write whose outcome is unknown leaves it `pending`. If the
+//!    commit finds the row aborted (a reader gave up on it after its lease), the records
+//!    are appended again as a new row inserted directly as `committed` at a higher, free
+//!    `seq`: the change comes later, never not at all.
 //!
 //! # Readers: the watermark
 //! A reader scans upwards from its cursor's `seq`: a `committed` row yields its records,
@@ -54,7 +58,18 @@
 //! flight; no attempt of that writer's LWT is sent after `t / 2`, and the lease ran out
 //! at `t`). If the stamp is this claim's (token and `seq`), the write landed: the reader
 //! commits the row with the stamped records (`IF status = 'pending' AND claim = ?`).
-//! Otherwise the write never landed and never will: the row is aborted as above.
+//! Otherwise the write never landed and never will: the row is aborted as above. An
+//! expired delete claim is settled from its target and tombstone instead: committed
+//! exactly when the target row is gone and the tombstone is still the claim's
+//! (`tombstone.rs` argues why that is exactly when its delete landed).
+//!
+//! A stamp or tombstone carries all of the write's records. A settler commits the first
+//! [`RECORDS_PER_ROW`] into the claimed row, setting its `claim` to `<token>+<a token of
+//! its own>`, and appends the rest as a writer does. Exactly one party's commit of the
+//! row applies, and the row's `claim` afterwards names it, so exactly that party appends
+//! the rest: a writer that finds its row committed under `<its token>+…` leaves them to
+//! the settler, and a settler whose answer was lost recognises its own token. Should the
+//! appending party die between its appends, the rest is missing, never doubled.
 //!
 //! A stamp is overwritten by the next write of the same entity, so that write settles it
 //! first: an update (before each attempt of its `IF updated_at = ?` LWT) and a product,
@@ -62,15 +77,16 @@
 //! consistency and, when it belongs to the very version they replace and its log row is
 //! still `pending`, commit that row with the stamped records (an answer they cannot
 //! learn fails the write as `Unavailable` rather than overwrite the evidence). A writer
-//! whose commit then finds its row committed under its own token takes it as its own
-//! commit. The records of such a write may thus show up while its trailing steps (the
+//! whose commit then finds its row committed under `<its token>+…` takes it as its own
+//! commit (the settler appends any rest). The records of such a write may thus show up while its trailing steps (the
 //! membership rows of a product update) are still running.
 //!
 //! # Why readers see exactly the writes that happened, in one order
 //! - *Only writes that happened*: records are read only from `committed` rows, and a row
 //!   becomes `committed` only by its writer, after its data write was acknowledged, or
 //!   by a reader or a later writer that found the claim's stamp on its entity, which
-//!   only the claim's own applied LWT writes.
+//!   only the claim's own applied LWT writes, or, for a delete, found the target gone
+//!   under the claim's own tombstone, which only the claim's own delete removes.
 //! - *Never out of order*: a reader passes a `seq` only once it has seen the row settled
 //!   (`committed` or `aborted`, by a QUORUM read of a row only LWTs write, or by its own
 //!   applied LWT) or has closed it; settled rows never change again and no writer can
@@ -84,10 +100,12 @@
 //!   would have been settled by the write that overwrote it, which is conditional on
 //!   the version the stamp came with) and, being past `t / 2`, never will. A write that
 //!   landed is therefore committed, by its writer, a reader or the next writer of its
-//!   entity, in its own row. For writes without a stamp (see below) and a writer that
-//!   outlives its lease anyway, the writer, finding its row aborted, appends the
-//!   records anew above every reader: late (after records of writes that happened
-//!   after them; each record carries its entity's `version`), never lost, never twice.
+//!   entity, in its own row. A delete claim is aborted only when its target is present
+//!   after its lease, or gone under another claim's tombstone (`tombstone.rs`). For a
+//!   writer that outlives its lease anyway (writes of `log_changes_around` carry no
+//!   target), the writer, finding its row aborted, appends the records anew above every
+//!   reader: late (after records of writes that happened after them; each record
+//!   carries its entity's `version`), never lost, never twice.
 //!
 //! Holes can only come from retention or a hand-edited table (writers never skip
 //! numbers: each claim targets at most one past the highest row it knows of), but a
@@ -96,20 +114,27 @@
 //! leaves unused positions).
 //!
 //! # Unknown outcomes and crashes
-//! - A stamped write (create or update of a product, category or collection) whose
-//!   writer dies after its LWT, or whose outcome the writer could not learn (it answers
-//!   `Unavailable` and leaves its claim `pending` instead of aborting it), is settled
-//!   from its stamp by the first reader after its lease, or earlier by the next write of
-//!   the same entity: its change is in the log exactly when its LWT landed.
-//! - Not stamped, so still as before: deletes (product, collection, category) and
-//!   catalogue publishes. Such a write whose writer dies between its data write and its
-//!   commit, or whose outcome is unknown (`Unavailable`, its claim aborted), is missing
-//!   from the log. So is a stamped write of more than [`RECORDS_PER_ROW`] records (a
-//!   collection with about a thousand members or more): its stamp carries no records, so
-//!   it cannot be settled from the entity and is aborted as before (logged as an error).
-//!   And a create whose key reservation was lost after its insert landed (`unique_keys`)
-//!   undoes the insert and aborts its claim; if a reader committed that claim first (the
-//!   writer stalled past its lease), the log shows a create the undo then reverted.
+//! - Every write but a test's names a target: a create, update, delete or publish whose
+//!   writer dies after its data write, or whose outcome the writer could not learn (it
+//!   answers `Unavailable` and leaves its claim `pending` instead of aborting it), is
+//!   settled from its stamp or tombstone by the first reader (or the pruner) after its
+//!   lease, or earlier by the next write of the same entity (an update's stamp; a
+//!   delete's tombstone by the next delete of the entity): its change is in the log
+//!   exactly when its data write landed, with the records computed before it. Those of
+//!   a product or collection delete list the memberships read just before its delete
+//!   LWT; its writer commits those it reads after (complete, see `integrity.rs`) and
+//!   rewrites the tombstone when they differ, so only a delete whose writer died in the
+//!   moment between those reads logs a membership change that raced it as it was then.
+//! - A create whose key reservation was lost after its insert landed (`unique_keys`),
+//!   and a publish whose by-time row failed (`versions.rs`), take their row back. They
+//!   first abort their claim (`IF status = 'pending' AND claim = ?`), so no reader
+//!   commits it from the stamp afterwards. A publish that finds its claim committed
+//!   (the writer stalled past its lease and a reader settled it) keeps its tag; a create
+//!   that does must still go (the key is another entity's), and the log then shows a
+//!   create its undo reverted. A create's undo also deletes its row without a
+//!   tombstone: a delete of that brand-new entity whose writer died between its
+//!   tombstone and its delete LWT is then committed although the undo removed the row
+//!   (both need a writer past its lease; the log's net effect, the entity gone, holds).
 //! - A claim or append whose LWT answer is lost is read back at serial consistency and
 //!   recognised by its claim token; if it is not there the writer moves on. Should the
 //!   lost insert land later anyway, it is a `pending` row nobody commits, aborted by the
@@ -143,25 +168,34 @@
 //! read. All writers of the keyspace serialise through Paxos on the current bucket's
 //! partition: plenty for a catalogue (the racing test's 200 creates from 8 tasks over 4
 //! sessions take a few seconds on one Cassandra node), and the limit should the write
-//! rate grow by orders of magnitude. A writer that crashes holding a claim, or a
-//! stamped write that answered `Unavailable`, holds every reader back for up to `t`.
+//! rate grow by orders of magnitude. A writer that crashes holding a claim, or a write
+//! that answered `Unavailable`, holds every reader back for up to `t`.
 //!
-//! Stamps add: the target on the claim and three columns on the entity row (its records
-//! JSON stays there until the next write of the entity); for each update attempt and
-//! each product, collection or category delete, one serial read of the stamp and one
-//! QUORUM read of the stamp's log row (plus a commit LWT, rarely: only when that row is
-//! still pending); for a reader, one serial read per expired claim it settles.
+//! Stamps add: the target on the claim and three columns on the entity or tag row (its
+//! records JSON stays there until the next write of the entity); for each update
+//! attempt and each product, collection or category delete, one serial read of the
+//! stamp and one QUORUM read of the stamp's log row (plus a commit LWT, rarely: only
+//! when that row is still pending); for a reader, one serial read per expired claim it
+//! settles. Tombstones add to each delete one LWT (taking it) and a read of what it
+//! deletes before it (the entity, and a product's collections or a collection's
+//! members), plus one LWT `2t` after its commit (removing it, in the background) or
+//! right after a refused delete (releasing it), and a rewrite LWT when memberships
+//! changed in between; to a reader, a second serial read per expired delete claim whose
+//! target is gone. An undone create or publish adds one LWT (the abort of its claim).
 //!
 //! # Files
 //! `write.rs`: claims, commits, appends ([`write::Log`]); `read.rs`: the walk that settles
 //! rows, `read_changes`, `change_head` and retention; `settle.rs`: stamps, and settling a
-//! claim from its entity.
+//! claim from its entity; `tombstone.rs`: deletes, their tombstones, and settling a
+//! delete claim; `crash.rs`: test hooks for writers that die mid-write.
 //!
 //! [`Datastore::change_head`]: crate::datastore::Datastore::change_head
 //! [`Datastore::prune_changes`]: crate::datastore::Datastore::prune_changes
 
+mod crash;
 mod read;
 mod settle;
+mod tombstone;
 mod write;
 
 use std::future::Future;
@@ -172,9 +206,10 @@ use scylla::value::CqlTimestamp;
 use serde::{Deserialize, Serialize};
 
 pub(super) use self::settle::{Stamp, Ticket};
+pub(super) use self::tombstone::Grave;
 use self::write::Log;
 use super::ScyllaStore;
-use crate::datastore::{Change, Error, Product, Result, Timestamp};
+use crate::datastore::{Change, Error, Result, Timestamp};
 
 /// Consecutive sequence numbers per partition.
 pub(super) const BUCKET: i64 = 4096;
@@ -287,11 +322,32 @@ fn encode(chunk: &[Change]) -> Result<Encoded> {
             fields: c.fields_joined(),
         })
         .collect();
-    let json = serde_json::to_string(&stored)
-        .map_err(|e| Error::internal("encoding change records", e))?;
-    let newest = chunk.iter().map(|c| c.at.millis()).max().unwrap_or(0);
-    let count = i32::try_from(chunk.len()).unwrap_or(i32::MAX);
+    encode_stored(&stored)
+}
+
+fn encode_stored(stored: &[Stored]) -> Result<Encoded> {
+    let json =
+        serde_json::to_string(stored).map_err(|e| Error::internal("encoding change records", e))?;
+    let newest = stored.iter().map(|c| c.at).max().unwrap_or(0);
+    let count = i32::try_from(stored.len()).unwrap_or(i32::MAX);
     Ok((json, count, CqlTimestamp(newest)))
+}
+
+/// Who committed a row claimed under `token`: `Some(true)` its writer (the claim kept),
+/// `Some(false)` a settler (which commits it as `<token>+<its own token>`, see
+/// `settle.rs`), `None` neither.
+fn committed_by(row: &LogRow, token: &str) -> Option<bool> {
+    let claim = row.claim.as_deref()?;
+    if claim == token {
+        Some(true)
+    } else if claim
+        .strip_prefix(token)
+        .is_some_and(|rest| rest.starts_with('+'))
+    {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// The position of record `index` of row `seq`.
@@ -368,79 +424,6 @@ impl ScyllaStore {
                 Err(error)
             }
         }
-    }
-
-    /// Runs a write under a claim and then "crashes": the claim is neither committed nor
-    /// aborted. Returns the write's outcome and the claimed row's first position.
-    async fn write_and_crash<Fut>(
-        &self,
-        target: String,
-        write: impl FnOnce(Ticket) -> Fut,
-    ) -> Result<(Result<()>, u64)>
-    where
-        Fut: Future<Output = Logged>,
-    {
-        let claim = self.log().take_seq(None, Some(&target)).await?;
-        let outcome = write(claim.ticket()).await;
-        let outcome = outcome.map(|_| ()).map_err(|f| f.error);
-        Ok((outcome, position(claim.seq, 0)))
-    }
-
-    /// `create_product` by a writer that dies between its data write and its commit, for
-    /// tests of readers settling its claim from the entity: returns the create's outcome
-    /// and the claimed row's first position.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when no row could be claimed.
-    #[doc(hidden)]
-    pub async fn create_product_and_crash(&self, product: &Product) -> Result<(Result<()>, u64)> {
-        let target = format!("products/{}", product.id.as_str());
-        self.write_and_crash(target, |t| self.insert_product(product, t))
-            .await
-    }
-
-    /// `update_product` (without collections) by a writer that dies between its data
-    /// write and its commit, like [`Self::create_product_and_crash`].
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when no row could be claimed.
-    #[doc(hidden)]
-    pub async fn update_product_and_crash(
-        &self,
-        product: &Product,
-        expected: Timestamp,
-    ) -> Result<(Result<()>, u64)> {
-        let target = format!("products/{}", product.id.as_str());
-        self.write_and_crash(target, |t| self.revise_product(product, expected, None, t))
-            .await
-    }
-
-    /// Claims a `pending` row for a test that stands in for a writer stalling or
-    /// crashing between its claim and its commit; returns the row's first position.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when no row could be claimed.
-    #[doc(hidden)]
-    pub async fn claim_change_and_crash(&self) -> Result<u64> {
-        Ok(position(self.log().take_seq(None, None).await?.seq, 0))
-    }
-
-    /// Claims a row, awaits `stall` (the data write of a test), then commits `changes`
-    /// as a writer does: for tests of a commit that finds its row aborted.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] when the log cannot be written.
-    #[doc(hidden)]
-    pub async fn log_changes_around(
-        &self,
-        changes: Vec<Change>,
-        stall: impl Future<Output = ()> + Send,
-    ) -> Result<()> {
-        self.logged(None, |_| async move {
-            stall.await;
-            Ok(changes)
-        })
-        .await
     }
 }
 

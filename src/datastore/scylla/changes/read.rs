@@ -31,7 +31,7 @@ const MOVE_PRUNED: &str =
     "UPDATE change_log_meta SET seq = ?, position = ? WHERE name = 'pruned' IF seq = ?";
 
 /// What a reader makes of a row.
-enum Verdict {
+pub(super) enum Verdict {
     Committed(LogRow),
     Aborted,
     /// Pending with a live lease (or unknown for now): the watermark.
@@ -60,7 +60,7 @@ pub(super) fn decode(row: &LogRow) -> Result<Vec<Change>> {
 
 impl ScyllaStore {
     /// What a reader makes of `row`, aborting it when it is pending past its lease.
-    async fn settle(&self, row: LogRow) -> Result<Verdict> {
+    pub(super) async fn settle(&self, row: LogRow) -> Result<Verdict> {
         let what = "settling a change log row";
         match row.status.as_deref() {
             Some(COMMITTED) => Ok(Verdict::Committed(row)),

@@ -1,22 +1,34 @@
 //! Settling a claim from the entity row its write targets (see "Settling from the
 //! entity" in the parent module): the stamp a linearizing write leaves on its row, the
 //! reader that commits an expired claim whose stamp it finds, and the writer that
-//! settles the claim of the stamp it is about to overwrite.
+//! settles the claim of the stamp it is about to overwrite. Claims of deletes are settled
+//! from their tombstone instead (`tombstone.rs`).
 
 use scylla::value::CqlTimestamp;
 
-use super::{COMMITTED, LogRow, PENDING, RECORDS_PER_ROW, SELECT_ROW, Stored, bucket_of, encode};
+use super::tombstone::DELETE_PREFIX;
+use super::{
+    COMMITTED, LogRow, PENDING, RECORDS_PER_ROW, SELECT_ROW, Stored, bucket_of, committed_by,
+    encode, encode_stored, new_token,
+};
 use crate::datastore::scylla::ScyllaStore;
 use crate::datastore::scylla::cql::Cas;
+use crate::datastore::scylla::lwt::CAS_ATTEMPTS;
 use crate::datastore::scylla::rows::Entity;
 use crate::datastore::{Category, Change, Collection, Error, Product, Result, Timestamp};
 
-const COMMIT_CLAIM: &str = "UPDATE change_log SET status = 'committed', records = ?, \
-     record_count = ?, newest = ? WHERE bucket = ? AND seq = ? \
+const COMMIT_CLAIM: &str = "UPDATE change_log SET status = 'committed', claim = ?, \
+     records = ?, record_count = ?, newest = ? WHERE bucket = ? AND seq = ? \
      IF status = 'pending' AND claim = ?";
+const WITHDRAW_CLAIM: &str = "UPDATE change_log SET status = 'aborted' WHERE bucket = ? \
+     AND seq = ? IF status = 'pending' AND claim = ?";
+/// The stamp of a catalogue version (its `published_at` is its version).
+const VERSION_STAMP: &str = "SELECT published_at AS updated_at, change_claim, change_seq, \
+     change_records FROM catalog_versions WHERE tag = ?";
 
 /// What a write's linearizing LWT writes into its entity row besides the entity: its
-/// claim, and its records when they fit one log row.
+/// claim and all its records (`None` only in stamps of older versions, which stored
+/// none past one log row's worth).
 pub(in crate::datastore::scylla) struct Stamp {
     pub(in crate::datastore::scylla) claim: String,
     pub(in crate::datastore::scylla) seq: i64,
@@ -40,15 +52,10 @@ impl Ticket {
     /// # Errors
     /// [`Error::Internal`] when the records cannot be encoded.
     pub(in crate::datastore::scylla) fn stamp(&self, records: &[Change]) -> Result<Stamp> {
-        let records = if records.len() <= RECORDS_PER_ROW {
-            Some(encode(records)?.0)
-        } else {
-            None
-        };
         Ok(Stamp {
             claim: self.claim.clone(),
             seq: self.seq,
-            records,
+            records: Some(encode(records)?.0),
             since: self.since,
         })
     }
@@ -66,7 +73,7 @@ pub(super) enum Settled {
 
 /// An entity row's stamp.
 #[derive(scylla::DeserializeRow)]
-struct StampRow {
+pub(super) struct StampRow {
     updated_at: Option<CqlTimestamp>,
     change_claim: Option<String>,
     change_seq: Option<i64>,
@@ -74,19 +81,20 @@ struct StampRow {
 }
 
 /// The stamp statement of a target table (`target` is `<table>/<id>`).
-fn stamp_of(target: &str) -> Option<(&'static str, &str)> {
+pub(super) fn stamp_of(target: &str) -> Option<(&'static str, &str)> {
     let (table, id) = target.split_once('/')?;
     let statement = match table {
         "products" => Product::STAMP,
         "categories" => Category::STAMP,
         "collections" => Collection::STAMP,
+        "catalog_versions" => VERSION_STAMP,
         _ => return None,
     };
     Some((statement, id))
 }
 
 impl ScyllaStore {
-    async fn read_stamp(&self, statement: &str, id: &str) -> Result<Option<StampRow>> {
+    pub(super) async fn read_stamp(&self, statement: &str, id: &str) -> Result<Option<StampRow>> {
         self.cql
             .one(
                 self.cql.serial(statement),
@@ -151,6 +159,9 @@ impl ScyllaStore {
         let (Some(target), Some(claim)) = (row.target.as_deref(), row.claim.as_deref()) else {
             return Ok(Settled::NotLanded);
         };
+        if let Some(deleted) = target.strip_prefix(DELETE_PREFIX) {
+            return self.settle_delete(row, deleted, claim).await;
+        }
         let Some((statement, id)) = stamp_of(target) else {
             return Ok(Settled::NotLanded);
         };
@@ -169,8 +180,40 @@ impl ScyllaStore {
         }
     }
 
+    /// Aborts the still pending claim of a write that is about to take back what its
+    /// stamp shows (an undone create or publish), so that no reader commits it from the
+    /// stamp afterwards: `Ok(true)` when the claim is aborted, `Ok(false)` when it was
+    /// committed first (a reader or a later writer settled it from the stamp).
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the claim's fate cannot be learnt.
+    pub(in crate::datastore::scylla) async fn withdraw(&self, stamp: &Stamp) -> Result<bool> {
+        let what = "withdrawing a change log claim";
+        for _ in 0..CAS_ATTEMPTS {
+            let values = (bucket_of(stamp.seq), stamp.seq, stamp.claim.as_str());
+            if let Cas::Applied = self.cql.cas(WITHDRAW_CLAIM, values, what).await? {
+                return Ok(true);
+            }
+            match self.log().log_row_serial(stamp.seq).await? {
+                Some(r)
+                    if r.status.as_deref() == Some(COMMITTED)
+                        && committed_by(&r, &stamp.claim).is_some() =>
+                {
+                    return Ok(false);
+                }
+                Some(r) if r.status.as_deref() == Some(PENDING) => {}
+                // Aborted (or gone: then it lies below retention's floor, unread).
+                _ => return Ok(true),
+            }
+        }
+        Err(Error::unavailable(
+            what,
+            "no answer from the lightweight transaction",
+        ))
+    }
+
     /// Commits pending row `seq` of claim `claim` with the stamped `records` (JSON).
-    async fn commit_stamped(
+    pub(super) async fn commit_stamped(
         &self,
         seq: i64,
         claim: &str,
@@ -178,33 +221,62 @@ impl ScyllaStore {
     ) -> Result<Settled> {
         let what = "committing a change log row from its entity";
         let Some(json) = records else {
+            // Only a stamp written before stamps carried every record lacks them.
             tracing::error!(
                 seq,
-                "a write of more records than one change log row holds landed but never committed; its records are lost"
+                "a write whose stamp lacks its records landed but never committed; its records are lost"
             );
             return Ok(Settled::NotLanded);
         };
         let stored: Vec<Stored> = serde_json::from_str(json)
             .map_err(|e| Error::internal(format!("change stamp of row {seq}"), e))?;
-        let count = i32::try_from(stored.len()).unwrap_or(i32::MAX);
-        let newest = CqlTimestamp(stored.iter().map(|s| s.at).max().unwrap_or(0));
-        let values = (json, count, newest, bucket_of(seq), seq, claim);
-        match self.cql.cas(COMMIT_CLAIM, values, what).await? {
-            Cas::Applied => Ok(Settled::Committed(LogRow {
-                seq,
-                status: Some(COMMITTED.to_owned()),
-                lease_until: None,
-                claim: Some(claim.to_owned()),
-                target: None,
-                records: Some(json.to_owned()),
-                record_count: Some(count),
-                newest: Some(newest),
-            })),
-            Cas::NotApplied | Cas::Unknown(_) => Ok(match self.log().log_row_serial(seq).await? {
-                Some(r) if r.status.as_deref() == Some(COMMITTED) => Settled::Committed(r),
-                Some(r) if r.status.as_deref() == Some(PENDING) => Settled::Pending,
-                _ => Settled::NotLanded,
-            }),
+        let mut chunks = stored.chunks(RECORDS_PER_ROW);
+        let first = encode_stored(chunks.next().unwrap_or_default())?;
+        // Committed under a token of this settler's own, so that exactly the party whose
+        // commit applied appends the rest (see `write.rs`, `Placed::Settled`).
+        let settler = format!("{claim}+{}", new_token());
+        let values = (
+            settler.as_str(),
+            first.0.as_str(),
+            first.1,
+            first.2,
+            bucket_of(seq),
+            seq,
+            claim,
+        );
+        let mine = match self.cql.cas(COMMIT_CLAIM, values, what).await? {
+            Cas::Applied => None,
+            Cas::NotApplied | Cas::Unknown(_) => match self.log().log_row_serial(seq).await? {
+                Some(r)
+                    if r.status.as_deref() == Some(COMMITTED)
+                        && r.claim.as_deref() == Some(settler.as_str()) =>
+                {
+                    Some(r)
+                }
+                Some(r) if r.status.as_deref() == Some(COMMITTED) => {
+                    return Ok(Settled::Committed(r));
+                }
+                Some(r) if r.status.as_deref() == Some(PENDING) => return Ok(Settled::Pending),
+                _ => return Ok(Settled::NotLanded),
+            },
+        };
+        let log = self.log();
+        for chunk in chunks {
+            let appended = async { log.append(&encode_stored(chunk)?).await };
+            if let Err(err) = appended.await {
+                tracing::error!(seq, error = %err, "could not append the rest of a settled write's records: they are missing from the log");
+                break;
+            }
         }
+        Ok(Settled::Committed(mine.unwrap_or(LogRow {
+            seq,
+            status: Some(COMMITTED.to_owned()),
+            lease_until: None,
+            claim: Some(settler),
+            target: None,
+            records: Some(first.0),
+            record_count: Some(first.1),
+            newest: Some(first.2),
+        })))
     }
 }

@@ -10,8 +10,8 @@ use scylla::value::MaybeUnset;
 
 use super::{
     ABORT, APPEND, BUCKET, CLAIM, COMMIT, COMMITTED, Claim, DELETE_ROW, Encoded, LogRow, PENDING,
-    RECORDS_PER_ROW, SELECT_META, SELECT_ROW, SELECT_TAIL, SET_HINT, bucket_of, encode,
-    millis_from_now, new_token,
+    RECORDS_PER_ROW, SELECT_META, SELECT_ROW, SELECT_TAIL, SET_HINT, bucket_of, committed_by,
+    encode, millis_from_now, new_token,
 };
 use crate::datastore::scylla::cql::{Cas, Cql};
 use crate::datastore::scylla::lwt::CAS_ATTEMPTS;
@@ -21,6 +21,17 @@ use crate::datastore::{Change, Error, Result};
 const REDELIVER_FOR: Duration = Duration::from_secs(600);
 /// Sequence numbers a writer tries before giving up.
 const CLAIM_ATTEMPTS: usize = 64;
+
+/// Where the first chunk of a write's records went.
+enum Placed {
+    /// Into the claimed row, by this writer: it appends the rest.
+    Mine,
+    /// Into the claimed row, by a settler (from the write's stamp or tombstone), which
+    /// appends the rest itself.
+    Settled,
+    /// Nowhere yet: the claim was aborted or lies below the floor.
+    Not,
+}
 
 /// The writer's handles: the session, this process's next sequence number, the lease.
 pub(super) struct Log {
@@ -125,8 +136,9 @@ impl Log {
         let first = encode(chunks.next().unwrap_or_default())?;
         let rest = chunks.map(encode).collect::<Result<Vec<_>>>()?;
         match self.place_claim(&claim, &first, floor.ok(), false).await {
-            Ok(true) => {}
-            Ok(false) => self.append(&first).await?,
+            Ok(Placed::Mine) => {}
+            Ok(Placed::Settled) => return Ok(()),
+            Ok(Placed::Not) => self.append(&first).await?,
             Err(err) => {
                 self.redeliver_later(claim, first, rest);
                 return Err(err);
@@ -138,7 +150,7 @@ impl Log {
         Ok(())
     }
 
-    /// Commits the first chunk into the claimed row: `Ok(false)` when it must be
+    /// Commits the first chunk into the claimed row: [`Placed::Not`] when it must be
     /// appended instead (the claim was aborted, or lies below the floor). Safe to call
     /// again after an error: every step reads back what an earlier one did.
     async fn place_claim(
@@ -147,7 +159,7 @@ impl Log {
         first: &Encoded,
         floor: Option<i64>,
         again: bool,
-    ) -> Result<bool> {
+    ) -> Result<Placed> {
         let floor = match floor {
             Some(f) => f,
             None => self.change_floor().await?.0,
@@ -158,7 +170,12 @@ impl Log {
         if again {
             // Retention passed the row since the first try: it may hold our commit.
             match self.log_row_serial(claim.seq).await? {
-                Some(row) if row.status.as_deref() == Some(COMMITTED) => return Ok(true),
+                Some(row) if row.status.as_deref() == Some(COMMITTED) => {
+                    return Ok(match committed_by(&row, &claim.token) {
+                        Some(false) => Placed::Settled,
+                        _ => Placed::Mine,
+                    });
+                }
                 Some(_) => {}
                 None => {
                     return Err(Error::unavailable(
@@ -171,7 +188,7 @@ impl Log {
         // A stale hint put the claim below retention's floor, where nobody reads.
         self.drop_row(claim.seq).await;
         self.next.fetch_max(floor, Ordering::AcqRel);
-        Ok(false)
+        Ok(Placed::Not)
     }
 
     /// Keeps committing a claim in the background, with growing pauses, for
@@ -193,8 +210,10 @@ impl Log {
                 }
             };
             let appended = async {
-                if !placed {
-                    self.append(&first).await?;
+                match placed {
+                    Placed::Mine => {}
+                    Placed::Settled => return Ok(()),
+                    Placed::Not => self.append(&first).await?,
                 }
                 for chunk in &rest {
                     self.append(chunk).await?;
@@ -212,22 +231,26 @@ impl Log {
         });
     }
 
-    /// `Ok(false)` when the claimed row was aborted by a reader (or is gone).
-    async fn commit_claim(&self, claim: &Claim, chunk: &Encoded) -> Result<bool> {
+    /// [`Placed::Not`] when the claimed row was aborted by a reader (or is gone).
+    async fn commit_claim(&self, claim: &Claim, chunk: &Encoded) -> Result<Placed> {
         let what = "committing change records";
         let bucket = bucket_of(claim.seq);
         for _ in 0..CAS_ATTEMPTS {
             let values = (chunk.0.as_str(), chunk.1, chunk.2, bucket, claim.seq);
             if let Cas::Applied = self.cql.cas(COMMIT, values, what).await? {
-                return Ok(true);
+                return Ok(Placed::Mine);
             }
             match self.log_row_serial(claim.seq).await? {
                 Some(row) if row.status.as_deref() == Some(COMMITTED) => {
-                    // An earlier attempt whose answer was lost.
-                    return Ok(row.claim.as_deref() == Some(claim.token.as_str()));
+                    // An earlier attempt whose answer was lost, or a settler's commit.
+                    return Ok(match committed_by(&row, &claim.token) {
+                        Some(true) => Placed::Mine,
+                        Some(false) => Placed::Settled,
+                        None => Placed::Not,
+                    });
                 }
                 Some(row) if row.status.as_deref() == Some(PENDING) => {}
-                _ => return Ok(false),
+                _ => return Ok(Placed::Not),
             }
         }
         Err(Error::unavailable(
@@ -237,7 +260,7 @@ impl Log {
     }
 
     /// Appends records as a new `committed` row above the floor.
-    async fn append(&self, chunk: &Encoded) -> Result<()> {
+    pub(super) async fn append(&self, chunk: &Encoded) -> Result<()> {
         for _ in 0..CAS_ATTEMPTS {
             let row = self.take_seq(Some(chunk), None).await?;
             let (floor, _) = self.change_floor().await?;

@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         file: "0005_change_stamp.cql",
         cql: include_str!("../../../../migrations/scylla/0005_change_stamp.cql"),
     },
+    Migration {
+        version: 6,
+        file: "0006_change_tombstones.cql",
+        cql: include_str!("../../../../migrations/scylla/0006_change_tombstones.cql"),
+    },
 ];
 
 /// `(table, column)` when `statement` is `ALTER TABLE <table> ADD <column> <type>`.
