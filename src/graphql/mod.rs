@@ -192,9 +192,21 @@ impl GraphqlApi {
                     Err(back) => request = back,
                 },
                 Some(None) => {}
-                None => learn = Some((plans, request.query.clone())),
+                None => learn = Some((plans.as_ref(), request.query.clone())),
             }
         }
+        // Boxed: the engine's future is large, and the fast path above should not carry
+        // (and move) its state.
+        Box::pin(self.execute_on_engine(request, learn, started)).await
+    }
+
+    /// [`Self::execute`] through the engine; `learn`: plan the text once answered.
+    async fn execute_on_engine(
+        &self,
+        request: Request,
+        learn: Option<(&fast::Plans, String)>,
+        started: Instant,
+    ) -> Response {
         let mut request = request.data(loaders::Loaders::new(&self.catalog));
         let (mut response, document) = match self.guard.admit(&self.documents, &request) {
             Err(refused) => (Response::from_errors(vec![refused]), None),
