@@ -94,6 +94,28 @@ pub async fn fast_path_matches_engine(api: &GraphqlApi) {
         full["sku"].as_str().unwrap()
     );
     let groups_vars = json!({ "c": category["id"], "cs": category["slug"], "l": collection["id"], "ls": collection["slug"] });
+    // A few more products, so that pages have a next and a previous page.
+    for n in 3..=6 {
+        data(
+            api,
+            create,
+            json!({ "input": { "sku": format!("FAST-{n}-{suffix}"), "title": format!("P{n}"), "price": format!("{n}.5"),
+                "categoryId": category["id"], "collectionIds": if n % 2 == 0 { json!([collection["id"]]) } else { json!([]) } } }),
+        )
+        .await;
+    }
+    let nested = format!(
+        "{{ __typename products(first: 2) {{ __typename totalCount pageInfo {{ __typename hasNextPage hasPreviousPage \
+         startCursor endCursor }} edges {{ __typename cursor node {{ {PRODUCT_SCALARS} category {{ {GROUP_SCALARS} }} \
+         collections {{ {GROUP_SCALARS} }} }} }} }} }}"
+    );
+    let first_page: Value =
+        serde_json::from_str(&run(&engine, &nested, &json!({}), None).await).unwrap();
+    let end = first_page["data"]["products"]["pageInfo"]["endCursor"].clone();
+    assert!(end.is_string(), "{first_page}");
+    let next = "query($after: String!) { products(first: 2, after: $after) { pageInfo { hasNextPage hasPreviousPage endCursor } \
+        edges { cursor node { sku c: collections { slug } k: category { slug } } } } }"
+        .to_owned();
 
     // (query, variables, operation name, planned once the engine answered it cleanly)
     let cases: Vec<(String, Value, Option<&str>, bool)> = vec![
@@ -115,6 +137,30 @@ pub async fn fast_path_matches_engine(api: &GraphqlApi) {
         (aliased, json!({ "a": full["id"], "b": bare["id"] }), None, true),
         (groups, groups_vars, None, true),
         (literal, json!({}), None, true),
+        (nested, json!({}), None, true),
+        (next.clone(), json!({ "after": end }), None, true),
+        // Refused page arguments and odd variables: the engine answers.
+        (next.clone(), json!({ "after": "not-a-cursor" }), None, true),
+        (next.clone(), json!({ "after": 7 }), None, true),
+        (next, json!({}), None, true),
+        ("{ products { edges { node { id } } } }".to_owned(), json!({}), None, true),
+        ("{ products(first: 0) { edges { node { id } } } }".to_owned(), json!({}), None, true),
+        ("{ products(first: 100000) { totalCount } }".to_owned(), json!({}), None, false),
+        ("{ a: products(first: 1) { totalCount } b: products(first: 3) { edges { cursor } } }".to_owned(), json!({}), None, true),
+        // Not planned: filters, backwards pages, a variable page size, deeper relations.
+        (
+            format!("{{ products(first: 5, filter: {{ categoryId: \"{}\" }}) {{ totalCount }} }}", category["id"].as_str().unwrap()),
+            json!({}), None, false,
+        ),
+        ("{ products(last: 2) { edges { cursor } } }".to_owned(), json!({}), None, false),
+        (
+            "query($n: Int!) { products(first: $n) { edges { cursor } } }".to_owned(),
+            json!({ "n": 2 }), None, false,
+        ),
+        (
+            "{ products(first: 2) { edges { node { category { parent { id } } } } } }".to_owned(),
+            json!({}), None, false,
+        ),
         // Not planned: fragments, directives, relations, duplicate keys, nullable variables.
         (
             "query($id: ID!) { productById(id: $id) { ...F } } fragment F on Product { id sku }".to_owned(),

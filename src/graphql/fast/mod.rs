@@ -1,5 +1,6 @@
-//! Point reads without the engine: `productById`, `product(sku:)`, `categoryById`,
-//! `category(slug:)`, `collectionById` and `collection(slug:)` with scalar fields only.
+//! Point reads and product pages without the engine: `productById`, `product(sku:)`,
+//! `categoryById`, `category(slug:)`, `collectionById` and `collection(slug:)` with
+//! scalar fields, and `products(first:, after:)` pages ([`list`]).
 //!
 //! # Why
 //! These are the requests a storefront sends most, and for them async-graphql's fixed
@@ -27,9 +28,10 @@
 //! # What is planned
 //! A document with one query operation, no fragments and no directives, whose variables
 //! are all declared `ID!` or `String!` without a default, whose root fields are
-//! `__typename` or one of the six lookups above with its one argument given as a string
+//! `__typename`, one of the six lookups above with its one argument given as a string
 //! literal or a variable, each selecting `__typename` and scalar fields of its type
-//! without arguments, with no response key twice in one selection set.
+//! without arguments, or a `products` page as [`list`] describes; with no response key
+//! twice in one selection set.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -42,6 +44,8 @@ use async_graphql::{InputType, Name, Request, Response, ScalarType, Value, Varia
 use async_graphql_value::Value as DocValue;
 
 use super::AppCatalog;
+
+mod list;
 use super::document::{CAPACITY, MAX_CACHED_QUERY_BYTES};
 use super::scalars::{DateTime, Json, Money};
 use super::types::InventoryStatus;
@@ -100,6 +104,7 @@ pub struct Plan {
 #[derive(Debug)]
 enum Root {
     Typename,
+    List(list::ListPlan),
     Lookup {
         lookup: Lookup,
         arg: Arg,
@@ -141,21 +146,21 @@ impl Lookup {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Entity {
+pub(super) enum Entity {
     Product,
     Category,
     Collection,
 }
 
 #[derive(Debug)]
-enum Arg {
+pub(super) enum Arg {
     Literal(String),
     Variable(Name),
 }
 
 /// A scalar field of an entity (or `__typename`).
 #[derive(Clone, Copy, Debug)]
-enum Field {
+pub(super) enum Field {
     Typename,
     Id,
     Sku,
@@ -175,7 +180,7 @@ enum Field {
 }
 
 impl Field {
-    fn of(entity: Entity, name: &str) -> Option<Self> {
+    pub(super) fn of(entity: Entity, name: &str) -> Option<Self> {
         let field = match name {
             "__typename" => Self::Typename,
             "id" => Self::Id,
@@ -245,6 +250,8 @@ impl Plan {
                     return None;
                 }
                 Root::Typename
+            } else if field.name.node == "products" {
+                Root::List(list::ListPlan::of(field, &variables)?)
             } else {
                 let (lookup, arg_name, arg_type) = Lookup::of(&field.name.node)?;
                 let [(name, value)] = field.arguments.as_slice() else {
@@ -302,6 +309,10 @@ impl Plan {
         for (key, root) in &self.roots {
             let value = match root {
                 Root::Typename => Value::String("Query".to_owned()),
+                Root::List(plan) => match plan.run(catalog, &request.variables).await {
+                    Some(value) => value,
+                    None => return Err(request),
+                },
                 Root::Lookup {
                     lookup,
                     arg,
@@ -337,7 +348,7 @@ fn fields(set: &SelectionSet) -> Option<Vec<(Name, &async_graphql::parser::types
 }
 
 /// The argument's string: the literal, or the variable when it is a JSON string.
-fn argument<'a>(arg: &'a Arg, variables: &'a Variables) -> Option<&'a str> {
+pub(super) fn argument<'a>(arg: &'a Arg, variables: &'a Variables) -> Option<&'a str> {
     match arg {
         Arg::Literal(s) => Some(s),
         Arg::Variable(name) => match variables.get(name)? {
@@ -399,7 +410,7 @@ fn object(fields: &[(Name, Field)], value: impl Fn(Field) -> Value) -> Value {
     )
 }
 
-fn text(s: &str) -> Value {
+pub(super) fn text(s: &str) -> Value {
     Value::String(s.to_owned())
 }
 
@@ -407,8 +418,13 @@ fn optional_text(s: Option<&str>) -> Value {
     s.map_or(Value::Null, text)
 }
 
-fn product(p: &Product, fields: &[(Name, Field)]) -> Value {
-    object(fields, |field| match field {
+pub(super) fn product(p: &Product, fields: &[(Name, Field)]) -> Value {
+    object(fields, |field| product_field(p, field))
+}
+
+/// One field of a product.
+pub(super) fn product_field(p: &Product, field: Field) -> Value {
+    match field {
         Field::Typename => text("Product"),
         Field::Id => Value::String(p.id.to_string()),
         Field::Sku => text(&p.sku),
@@ -426,10 +442,10 @@ fn product(p: &Product, fields: &[(Name, Field)]) -> Value {
         Field::CreatedAt => ScalarType::to_value(&DateTime(p.created_at)),
         Field::UpdatedAt => ScalarType::to_value(&DateTime(p.updated_at)),
         Field::Name | Field::Slug | Field::DisplayOrder => Value::Null,
-    })
+    }
 }
 
-fn category(c: &Category, fields: &[(Name, Field)]) -> Value {
+pub(super) fn category(c: &Category, fields: &[(Name, Field)]) -> Value {
     object(fields, |field| match field {
         Field::Typename => text("Category"),
         Field::Id => Value::String(c.id.to_string()),
@@ -443,7 +459,7 @@ fn category(c: &Category, fields: &[(Name, Field)]) -> Value {
     })
 }
 
-fn collection(c: &Collection, fields: &[(Name, Field)]) -> Value {
+pub(super) fn collection(c: &Collection, fields: &[(Name, Field)]) -> Value {
     object(fields, |field| match field {
         Field::Typename => text("Collection"),
         Field::Id => Value::String(c.id.to_string()),

@@ -1,0 +1,284 @@
+//! `products` pages without the engine.
+//!
+//! Planned: `products` with at most `first` (an integer literal: a variable would change
+//! the request's cost, which the guard measured once for this text) and `after` (a string
+//! literal or a `String!` variable), selecting any of `__typename`, `totalCount`,
+//! `pageInfo { __typename hasNextPage hasPreviousPage startCursor endCursor }` and
+//! `edges { __typename cursor node { … } }`, where `node` selects `__typename`, scalar
+//! fields of `Product`, and `category` / `collections` with scalar fields of theirs.
+//!
+//! A run makes the calls the resolvers make (the page, then one batch per relation, and
+//! the count when selected) and builds the values with the same functions. A page
+//! argument the service refuses, a product whose category is missing, or any datastore
+//! error gives the request back to the engine, which answers as it always did.
+
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::Field as DocField;
+use async_graphql::{Name, Value, Variables};
+use async_graphql_value::Value as DocValue;
+use std::collections::{BTreeSet, HashMap};
+
+use super::{Arg, Entity, Field, argument, category, collection, fields, product_field, text};
+use crate::datastore::{CategoryId, Collection, CollectionId, Key};
+use crate::graphql::AppCatalog;
+use crate::graphql::cursor;
+
+/// A planned `products` field.
+#[derive(Debug)]
+pub(super) struct ListPlan {
+    first: Option<i32>,
+    after: Option<Arg>,
+    fields: Vec<(Name, Connection)>,
+}
+
+#[derive(Debug)]
+enum Connection {
+    Typename,
+    TotalCount,
+    PageInfo(Vec<(Name, PageInfo)>),
+    Edges(Vec<(Name, Edge)>),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum PageInfo {
+    Typename,
+    HasNext,
+    HasPrevious,
+    Start,
+    End,
+}
+
+#[derive(Debug)]
+enum Edge {
+    Typename,
+    Cursor,
+    Node(Vec<(Name, Node)>),
+}
+
+#[derive(Debug)]
+enum Node {
+    Scalar(Field),
+    Category(Vec<(Name, Field)>),
+    Collections(Vec<(Name, Field)>),
+}
+
+/// The fields of `set`, each planned by `plan` (leaves when `leaf`), no key twice.
+fn planned<T>(
+    set: &async_graphql::parser::types::SelectionSet,
+    plan: impl Fn(&DocField) -> Option<T>,
+) -> Option<Vec<(Name, T)>> {
+    let mut out: Vec<(Name, T)> = Vec::new();
+    for (key, field) in fields(set)? {
+        if out.iter().any(|(k, _)| *k == key) {
+            return None;
+        }
+        out.push((key, plan(field)?));
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// A leaf: no arguments, no selection.
+fn leaf(field: &DocField) -> Option<&str> {
+    (field.arguments.is_empty() && field.selection_set.node.items.is_empty())
+        .then_some(field.name.node.as_str())
+}
+
+/// The scalar fields of a relation.
+fn scalars(field: &DocField, entity: Entity) -> Option<Vec<(Name, Field)>> {
+    if !field.arguments.is_empty() {
+        return None;
+    }
+    planned(&field.selection_set.node, |f| Field::of(entity, leaf(f)?))
+}
+
+impl ListPlan {
+    /// The plan of a `products` field; `variables`: the operation's, by declared type.
+    pub(super) fn of(field: &DocField, variables: &HashMap<Name, Name>) -> Option<Self> {
+        let mut first = None;
+        let mut after = None;
+        for (name, value) in &field.arguments {
+            match (name.node.as_str(), &value.node) {
+                ("first", DocValue::Number(n)) if first.is_none() => {
+                    first = Some(i32::try_from(n.as_i64()?).ok()?);
+                }
+                ("after", DocValue::String(s)) if after.is_none() => {
+                    after = Some(Arg::Literal(s.clone()));
+                }
+                ("after", DocValue::Variable(v))
+                    if after.is_none() && variables.get(v).is_some_and(|t| t == "String") =>
+                {
+                    after = Some(Arg::Variable(v.clone()));
+                }
+                _ => return None,
+            }
+        }
+        let fields = planned(&field.selection_set.node, |f| {
+            Some(match f.name.node.as_str() {
+                "__typename" => leaf(f).map(|_| Connection::Typename)?,
+                "totalCount" => leaf(f).map(|_| Connection::TotalCount)?,
+                "pageInfo" if f.arguments.is_empty() => {
+                    Connection::PageInfo(planned(&f.selection_set.node, |p| {
+                        Some(match leaf(p)? {
+                            "__typename" => PageInfo::Typename,
+                            "hasNextPage" => PageInfo::HasNext,
+                            "hasPreviousPage" => PageInfo::HasPrevious,
+                            "startCursor" => PageInfo::Start,
+                            "endCursor" => PageInfo::End,
+                            _ => return None,
+                        })
+                    })?)
+                }
+                "edges" if f.arguments.is_empty() => {
+                    Connection::Edges(planned(&f.selection_set.node, edge)?)
+                }
+                _ => return None,
+            })
+        })?;
+        Some(Self {
+            first,
+            after,
+            fields,
+        })
+    }
+
+    /// Whether a row's `node` selects `category` (or `collections`).
+    fn selects(&self, relation: fn(&Node) -> bool) -> bool {
+        self.fields.iter().any(|(_, c)| match c {
+            Connection::Edges(edges) => edges.iter().any(|(_, e)| match e {
+                Edge::Node(node) => node.iter().any(|(_, n)| relation(n)),
+                _ => false,
+            }),
+            _ => false,
+        })
+    }
+
+    /// The page as the engine would answer it, or `None` for the engine to answer.
+    pub(super) async fn run(&self, catalog: &AppCatalog, variables: &Variables) -> Option<Value> {
+        let after = match &self.after {
+            Some(arg) => Some(argument(arg, variables)?),
+            None => None,
+        };
+        let request = cursor::page_request(self.first, after, None, None).ok()?;
+        let filter = catalog
+            .product_filter(None, None, None, None, None, None)
+            .ok()??;
+        let page = catalog.page_products(&filter, &request).await.ok()?;
+        let categories = if self.selects(|n| matches!(n, Node::Category(_))) {
+            let ids: BTreeSet<&CategoryId> = page.items.iter().map(|p| &p.category_id).collect();
+            let ids: Vec<CategoryId> = ids.into_iter().cloned().collect();
+            let found = if ids.is_empty() {
+                Vec::new()
+            } else {
+                catalog.categories_by_ids(&ids).await.ok()?
+            };
+            found.into_iter().map(|c| (c.id.clone(), c)).collect()
+        } else {
+            HashMap::new()
+        };
+        let collections = if self.selects(|n| matches!(n, Node::Collections(_))) {
+            let ids: BTreeSet<&CollectionId> =
+                page.items.iter().flat_map(|p| &p.collection_ids).collect();
+            let ids: Vec<CollectionId> = ids.into_iter().cloned().collect();
+            let found = if ids.is_empty() {
+                Vec::new()
+            } else {
+                catalog.collections_by_ids(&ids).await.ok()?
+            };
+            found.into_iter().map(|c| (c.id.clone(), c)).collect()
+        } else {
+            HashMap::new()
+        };
+        let mut out = IndexMap::with_capacity(self.fields.len());
+        for (key, field) in &self.fields {
+            let value = match field {
+                Connection::Typename => text("ProductConnection"),
+                Connection::TotalCount => {
+                    let n = catalog.count_products(&filter).await.ok()?;
+                    Value::from(i32::try_from(n).unwrap_or(i32::MAX))
+                }
+                Connection::PageInfo(selected) => {
+                    let start = page.items.first().map(|p| cursor::encode(&Key::of(p)));
+                    let end = page.items.last().map(|p| cursor::encode(&Key::of(p)));
+                    Value::Object(
+                        selected
+                            .iter()
+                            .map(|(key, f)| {
+                                let value = match f {
+                                    PageInfo::Typename => text("PageInfo"),
+                                    PageInfo::HasNext => Value::Boolean(page.has_next),
+                                    PageInfo::HasPrevious => Value::Boolean(page.has_previous),
+                                    PageInfo::Start => {
+                                        start.clone().map_or(Value::Null, Value::String)
+                                    }
+                                    PageInfo::End => end.clone().map_or(Value::Null, Value::String),
+                                };
+                                (key.clone(), value)
+                            })
+                            .collect(),
+                    )
+                }
+                Connection::Edges(selected) => {
+                    let mut rows = Vec::with_capacity(page.items.len());
+                    for row in &page.items {
+                        let mut edge = IndexMap::with_capacity(selected.len());
+                        for (key, f) in selected {
+                            let value = match f {
+                                Edge::Typename => text("ProductEdge"),
+                                Edge::Cursor => Value::String(cursor::encode(&Key::of(row))),
+                                Edge::Node(node) => {
+                                    let mut object = IndexMap::with_capacity(node.len());
+                                    for (key, n) in node {
+                                        let value = match n {
+                                            Node::Scalar(field) => product_field(row, *field),
+                                            Node::Category(fields) => {
+                                                category(categories.get(&row.category_id)?, fields)
+                                            }
+                                            Node::Collections(fields) => {
+                                                let mut mine: Vec<&Collection> = row
+                                                    .collection_ids
+                                                    .iter()
+                                                    .filter_map(|id| collections.get(id))
+                                                    .collect();
+                                                mine.sort_by(|a, b| a.id.cmp(&b.id));
+                                                Value::List(
+                                                    mine.into_iter()
+                                                        .map(|c| collection(c, fields))
+                                                        .collect(),
+                                                )
+                                            }
+                                        };
+                                        object.insert(key.clone(), value);
+                                    }
+                                    Value::Object(object)
+                                }
+                            };
+                            edge.insert(key.clone(), value);
+                        }
+                        rows.push(Value::Object(edge));
+                    }
+                    Value::List(rows)
+                }
+            };
+            out.insert(key.clone(), value);
+        }
+        Some(Value::Object(out))
+    }
+}
+
+/// A planned field of an edge.
+fn edge(field: &DocField) -> Option<Edge> {
+    Some(match field.name.node.as_str() {
+        "__typename" => leaf(field).map(|_| Edge::Typename)?,
+        "cursor" => leaf(field).map(|_| Edge::Cursor)?,
+        "node" if field.arguments.is_empty() => {
+            Edge::Node(planned(&field.selection_set.node, |f| {
+                Some(match f.name.node.as_str() {
+                    "category" => Node::Category(scalars(f, Entity::Category)?),
+                    "collections" => Node::Collections(scalars(f, Entity::Collection)?),
+                    name => Node::Scalar(Field::of(Entity::Product, leaf(f).map(|_| name)?)?),
+                })
+            })?)
+        }
+        _ => return None,
+    })
+}
