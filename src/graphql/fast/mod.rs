@@ -426,7 +426,7 @@ pub(super) fn product(p: &Product, fields: &[(Name, Field)]) -> Value {
 pub(super) fn product_field(p: &Product, field: Field) -> Value {
     match field {
         Field::Typename => text("Product"),
-        Field::Id => Value::String(p.id.to_string()),
+        Field::Id => text(p.id.as_str()),
         Field::Sku => text(&p.sku),
         Field::Title => text(&p.title),
         Field::Body => optional_text(p.body.as_deref()),
@@ -448,7 +448,7 @@ pub(super) fn product_field(p: &Product, field: Field) -> Value {
 pub(super) fn category(c: &Category, fields: &[(Name, Field)]) -> Value {
     object(fields, |field| match field {
         Field::Typename => text("Category"),
-        Field::Id => Value::String(c.id.to_string()),
+        Field::Id => text(c.id.as_str()),
         Field::Name => text(&c.name),
         Field::Slug => text(&c.slug),
         Field::DisplayOrder => Value::from(c.display_order),
@@ -462,7 +462,7 @@ pub(super) fn category(c: &Category, fields: &[(Name, Field)]) -> Value {
 pub(super) fn collection(c: &Collection, fields: &[(Name, Field)]) -> Value {
     object(fields, |field| match field {
         Field::Typename => text("Collection"),
-        Field::Id => Value::String(c.id.to_string()),
+        Field::Id => text(c.id.as_str()),
         Field::Name => text(&c.name),
         Field::Slug => text(&c.slug),
         Field::DisplayOrder => Value::from(c.display_order),
