@@ -39,11 +39,13 @@ pub fn operation_type(document: &ExecutableDocument) -> &'static str {
 
 /// Records one operation of `operation_type` that answered `response` after `elapsed`.
 pub fn record(operation_type: &'static str, response: &Response, elapsed: Duration) {
-    let outcome = if response.errors.is_empty() {
-        "ok"
-    } else {
-        "error"
-    };
+    record_outcome(operation_type, response.errors.is_empty(), elapsed);
+}
+
+/// Records one operation of `operation_type` that answered without an error (`ok`) or
+/// with one, after `elapsed`.
+pub fn record_outcome(operation_type: &'static str, ok: bool, elapsed: Duration) {
+    let outcome = if ok { "ok" } else { "error" };
     metrics::counter!(REQUESTS_METRIC, "operation_type" => operation_type, "outcome" => outcome)
         .increment(1);
     metrics::histogram!(DURATION_METRIC, "operation_type" => operation_type, "outcome" => outcome)

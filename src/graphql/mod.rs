@@ -111,6 +111,15 @@ impl Limits {
 static COST_MODEL: std::sync::LazyLock<Arc<guard::CostModel>> =
     std::sync::LazyLock::new(|| Arc::new(guard::CostModel::from_sdl(&sdl())));
 
+/// What [`GraphqlApi::answer`] gives: a finished JSON body (a planned request), or the
+/// engine's response.
+pub enum Answer {
+    /// The response body, as serialised JSON.
+    Body(Vec<u8>),
+    /// The engine's response.
+    Response(Box<Response>),
+}
+
 /// The schema plus what each request needs.
 #[derive(Clone)]
 pub struct GraphqlApi {
@@ -173,31 +182,53 @@ pub fn build_schema_with_feed(
 }
 
 impl GraphqlApi {
-    /// Runs one request with fresh request-scoped loaders. Every error in the response
-    /// carries `extensions.code`; errors raised by the engine itself (syntax, validation,
-    /// limits) get `INVALID_ARGUMENT`. The response's objects are in selection order
-    /// ([`order`]).
+    /// Runs one request through the engine with fresh request-scoped loaders. Every
+    /// error in the response carries `extensions.code`; errors raised by the engine
+    /// itself (syntax, validation, limits) get `INVALID_ARGUMENT`. The response's
+    /// objects are in selection order ([`order`]). A text the engine answers without
+    /// error is planned for [`Self::answer`] when it has a plannable shape ([`fast`]).
     pub async fn execute(&self, request: impl Into<Request>) -> Response {
         let started = Instant::now();
-        let mut request = request.into();
-        // A text seen for the first time may get a plan once the engine answered it.
-        let mut learn = None;
-        if let Some(plans) = &self.plans {
-            match plans.get(&request.query) {
-                Some(Some(plan)) => match plan.run(&self.catalog, request).await {
-                    Ok(response) => {
-                        metrics::record("query", &response, started.elapsed());
-                        return response;
-                    }
-                    Err(back) => request = back,
-                },
-                Some(None) => {}
-                None => learn = Some((plans.as_ref(), request.query.clone())),
-            }
-        }
-        // Boxed: the engine's future is large, and the fast path above should not carry
-        // (and move) its state.
+        let request = request.into();
+        let learn = self
+            .plans
+            .as_ref()
+            .filter(|plans| plans.get(&request.query).is_none())
+            .map(|plans| (plans.as_ref(), request.query.clone()));
+        // Boxed: the engine's future is large, and [`Self::answer`]'s fast path should
+        // not carry (and move) its state.
         Box::pin(self.execute_on_engine(request, learn, started)).await
+    }
+
+    /// Answers one request: from its plan when its text has one ([`fast`]: the JSON
+    /// body, exactly what the engine's response serialises to), else through
+    /// [`Self::execute`].
+    pub async fn answer(&self, request: Request) -> Answer {
+        let started = Instant::now();
+        let plan = self
+            .plans
+            .as_ref()
+            .and_then(|plans| plans.get(&request.query))
+            .flatten();
+        let request = match plan {
+            Some(plan) => match plan.run(&self.catalog, request).await {
+                Ok(body) => {
+                    metrics::record_outcome("query", true, started.elapsed());
+                    return Answer::Body(body);
+                }
+                Err(back) => back,
+            },
+            None => request,
+        };
+        Answer::Response(Box::new(self.execute(request).await))
+    }
+
+    /// [`Self::answer`] as the JSON text of the response (what `POST /graphql` sends).
+    pub async fn answer_json(&self, request: Request) -> String {
+        match self.answer(request).await {
+            Answer::Body(body) => String::from_utf8_lossy(&body).into_owned(),
+            Answer::Response(response) => serde_json::to_string(&response).unwrap_or_default(),
+        }
     }
 
     /// [`Self::execute`] through the engine; `learn`: plan the text once answered.

@@ -32,7 +32,7 @@ async fn run(api: &GraphqlApi, query: &str, variables: &Value, operation: Option
     if let Some(name) = operation {
         request = request.operation_name(name);
     }
-    serde_json::to_string(&api.execute(request).await).unwrap()
+    api.answer_json(request).await
 }
 
 /// Seeds a category, a collection and two products (one with every optional field, one
@@ -223,5 +223,69 @@ pub async fn fast_path_matches_engine(api: &GraphqlApi) {
     assert_eq!(
         after,
         run(&engine, &by_id, &json!({ "id": full["id"] }), None).await
+    );
+}
+
+/// Over HTTP a planned request answers with the engine's status, content type, body and
+/// headers, for both response media types, and the operation metrics count it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planned_answers_over_http_match_the_engine() {
+    let app = crate::support::spawn_app().await;
+    let created = app
+        .gql(
+            "mutation { createCategory(input: { name: \"H\", slug: \"h\" }) { category { id } } }",
+            json!({}),
+        )
+        .await;
+    let id = created["data"]["createCategory"]["category"]["id"].clone();
+    let query = "query($id: ID!) { categoryById(id: $id) { __typename id name slug createdAt } }";
+    for accept in ["application/json", "application/graphql-response+json"] {
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let response = app
+                .client
+                .post(app.url("/graphql"))
+                .header("accept", accept)
+                .json(&json!({ "query": query, "variables": { "id": id } }))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let mut headers: Vec<(String, String)> = response
+                .headers()
+                .iter()
+                .filter(|(name, _)| !matches!(name.as_str(), "date" | "x-request-id"))
+                .map(|(name, value)| (name.to_string(), value.to_str().unwrap().to_owned()))
+                .collect();
+            headers.sort();
+            seen.push((status, headers, response.text().await.unwrap()));
+        }
+        // The first answer is the engine's (it plans the text); the next two are planned.
+        assert!(seen[0].2.contains("\"name\":\"H\""), "{:?}", seen[0]);
+        assert_eq!(seen[1], seen[0], "accept {accept}");
+        assert_eq!(seen[2], seen[0], "accept {accept}");
+    }
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ok_queries: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("gitstore_graphql_requests_total")
+                && l.contains("operation_type=\"query\"")
+                && l.contains("outcome=\"ok\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        ok_queries >= 6.0,
+        "planned queries are counted: {ok_queries}"
     );
 }

@@ -12,14 +12,14 @@
 //! argument the service refuses, a product whose category is missing, or any datastore
 //! error gives the request back to the engine, which answers as it always did.
 
-use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::Field as DocField;
 use async_graphql::{Name, Value, Variables};
 use async_graphql_value::Value as DocValue;
 use std::collections::{BTreeSet, HashMap};
 
-use super::{Arg, Entity, Field, argument, category, collection, fields, product_field, text};
-use crate::datastore::{CategoryId, Collection, CollectionId, Key};
+use super::body::Body;
+use super::{Arg, Entity, Field, argument, fields};
+use crate::datastore::{Category, CategoryId, Collection, CollectionId, Key};
 use crate::graphql::AppCatalog;
 use crate::graphql::cursor;
 
@@ -152,8 +152,13 @@ impl ListPlan {
         })
     }
 
-    /// The page as the engine would answer it, or `None` for the engine to answer.
-    pub(super) async fn run(&self, catalog: &AppCatalog, variables: &Variables) -> Option<Value> {
+    /// Writes the page as the engine would answer it; `None` for the engine to answer.
+    pub(super) async fn run(
+        &self,
+        catalog: &AppCatalog,
+        variables: &Variables,
+        body: &mut Body,
+    ) -> Option<()> {
         let after = match &self.after {
             Some(arg) => Some(argument(arg, variables)?),
             None => None,
@@ -163,7 +168,9 @@ impl ListPlan {
             .product_filter(None, None, None, None, None, None)
             .ok()??;
         let page = catalog.page_products(&filter, &request).await.ok()?;
-        let categories = if self.selects(|n| matches!(n, Node::Category(_))) {
+        let categories: HashMap<CategoryId, Category> = if self
+            .selects(|n| matches!(n, Node::Category(_)))
+        {
             let ids: BTreeSet<&CategoryId> = page.items.iter().map(|p| &p.category_id).collect();
             let ids: Vec<CategoryId> = ids.into_iter().cloned().collect();
             let found = if ids.is_empty() {
@@ -175,93 +182,74 @@ impl ListPlan {
         } else {
             HashMap::new()
         };
-        let collections = if self.selects(|n| matches!(n, Node::Collections(_))) {
-            let ids: BTreeSet<&CollectionId> =
-                page.items.iter().flat_map(|p| &p.collection_ids).collect();
-            let ids: Vec<CollectionId> = ids.into_iter().cloned().collect();
-            let found = if ids.is_empty() {
-                Vec::new()
+        let collections: HashMap<CollectionId, Collection> =
+            if self.selects(|n| matches!(n, Node::Collections(_))) {
+                let ids: BTreeSet<&CollectionId> =
+                    page.items.iter().flat_map(|p| &p.collection_ids).collect();
+                let ids: Vec<CollectionId> = ids.into_iter().cloned().collect();
+                let found = if ids.is_empty() {
+                    Vec::new()
+                } else {
+                    catalog.collections_by_ids(&ids).await.ok()?
+                };
+                found.into_iter().map(|c| (c.id.clone(), c)).collect()
             } else {
-                catalog.collections_by_ids(&ids).await.ok()?
+                HashMap::new()
             };
-            found.into_iter().map(|c| (c.id.clone(), c)).collect()
-        } else {
-            HashMap::new()
-        };
-        let mut out = IndexMap::with_capacity(self.fields.len());
-        for (key, field) in &self.fields {
-            let value = match field {
-                Connection::Typename => text("ProductConnection"),
-                Connection::TotalCount => {
-                    let n = catalog.count_products(&filter).await.ok()?;
-                    Value::from(i32::try_from(n).unwrap_or(i32::MAX))
-                }
-                Connection::PageInfo(selected) => {
-                    let start = page.items.first().map(|p| cursor::encode(&Key::of(p)));
-                    let end = page.items.last().map(|p| cursor::encode(&Key::of(p)));
-                    Value::Object(
-                        selected
-                            .iter()
-                            .map(|(key, f)| {
-                                let value = match f {
-                                    PageInfo::Typename => text("PageInfo"),
-                                    PageInfo::HasNext => Value::Boolean(page.has_next),
-                                    PageInfo::HasPrevious => Value::Boolean(page.has_previous),
-                                    PageInfo::Start => {
-                                        start.clone().map_or(Value::Null, Value::String)
-                                    }
-                                    PageInfo::End => end.clone().map_or(Value::Null, Value::String),
-                                };
-                                (key.clone(), value)
-                            })
-                            .collect(),
-                    )
-                }
-                Connection::Edges(selected) => {
-                    let mut rows = Vec::with_capacity(page.items.len());
-                    for row in &page.items {
-                        let mut edge = IndexMap::with_capacity(selected.len());
-                        for (key, f) in selected {
-                            let value = match f {
-                                Edge::Typename => text("ProductEdge"),
-                                Edge::Cursor => Value::String(cursor::encode(&Key::of(row))),
-                                Edge::Node(node) => {
-                                    let mut object = IndexMap::with_capacity(node.len());
-                                    for (key, n) in node {
-                                        let value = match n {
-                                            Node::Scalar(field) => product_field(row, *field),
-                                            Node::Category(fields) => {
-                                                category(categories.get(&row.category_id)?, fields)
-                                            }
-                                            Node::Collections(fields) => {
-                                                let mut mine: Vec<&Collection> = row
-                                                    .collection_ids
-                                                    .iter()
-                                                    .filter_map(|id| collections.get(id))
-                                                    .collect();
-                                                mine.sort_by(|a, b| a.id.cmp(&b.id));
-                                                Value::List(
-                                                    mine.into_iter()
-                                                        .map(|c| collection(c, fields))
-                                                        .collect(),
-                                                )
-                                            }
-                                        };
-                                        object.insert(key.clone(), value);
-                                    }
-                                    Value::Object(object)
-                                }
-                            };
-                            edge.insert(key.clone(), value);
-                        }
-                        rows.push(Value::Object(edge));
-                    }
-                    Value::List(rows)
-                }
-            };
-            out.insert(key.clone(), value);
+        // Every product's category must be there (the engine reports a missing one).
+        if !categories.is_empty()
+            && page
+                .items
+                .iter()
+                .any(|p| !categories.contains_key(&p.category_id))
+        {
+            return None;
         }
-        Some(Value::Object(out))
+        let mut total = None;
+        if self
+            .fields
+            .iter()
+            .any(|(_, f)| matches!(f, Connection::TotalCount))
+        {
+            let n = catalog.count_products(&filter).await.ok()?;
+            total = Some(i32::try_from(n).unwrap_or(i32::MAX));
+        }
+        let start = page.items.first().map(|p| cursor::encode(&Key::of(p)));
+        let end = page.items.last().map(|p| cursor::encode(&Key::of(p)));
+        body.object(&self.fields, |body, field| match field {
+            Connection::Typename => body.string("ProductConnection"),
+            Connection::TotalCount => body.value(&Value::from(total.unwrap_or_default())),
+            Connection::PageInfo(selected) => body.object(selected, |body, f| match f {
+                PageInfo::Typename => body.string("PageInfo"),
+                PageInfo::HasNext => body.boolean(page.has_next),
+                PageInfo::HasPrevious => body.boolean(page.has_previous),
+                PageInfo::Start => body.optional_string(start.as_deref()),
+                PageInfo::End => body.optional_string(end.as_deref()),
+            }),
+            Connection::Edges(selected) => body.list(&page.items, |body, row| {
+                body.object(selected, |body, f| match f {
+                    Edge::Typename => body.string("ProductEdge"),
+                    Edge::Cursor => body.string(&cursor::encode(&Key::of(row))),
+                    Edge::Node(node) => body.object(node, |body, n| match n {
+                        Node::Scalar(field) => body.product_field(row, *field),
+                        Node::Category(fields) => match categories.get(&row.category_id) {
+                            Some(c) => body.category(c, fields),
+                            None => body.raw(b"null"),
+                        },
+                        Node::Collections(fields) => {
+                            let mut mine: Vec<&Collection> = row
+                                .collection_ids
+                                .iter()
+                                .filter_map(|id| collections.get(id))
+                                .collect();
+                            mine.sort_by(|a, b| a.id.cmp(&b.id));
+                            body.list(mine, |body, c| body.collection(c, fields));
+                        }
+                    }),
+                });
+            }),
+        });
+        Some(())
     }
 }
 

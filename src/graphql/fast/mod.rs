@@ -36,20 +36,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
     BaseType, DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
 };
-use async_graphql::{InputType, Name, Request, Response, ScalarType, Value, Variables};
+use async_graphql::{Name, Request, Value, Variables};
 use async_graphql_value::Value as DocValue;
 
+use self::body::Body;
 use super::AppCatalog;
-
-mod list;
 use super::document::{CAPACITY, MAX_CACHED_QUERY_BYTES};
-use super::scalars::{DateTime, Json, Money};
-use super::types::InventoryStatus;
-use crate::datastore::{Category, Collection, Product};
+
+mod body;
+mod list;
 
 /// Plans by document text: `None` for a text that was looked at and is not plannable.
 #[derive(Default)]
@@ -294,42 +292,46 @@ impl Plan {
         })
     }
 
-    /// Answers `request` from this plan, or gives it back when the engine must answer
-    /// it (see the module docs).
+    /// Answers `request` from this plan with the response body, or gives the request
+    /// back when the engine must answer it (see the module docs).
     ///
     /// # Errors
     /// The request itself, untouched, when this path does not answer it.
-    pub async fn run(&self, catalog: &AppCatalog, request: Request) -> Result<Response, Request> {
+    pub async fn run(&self, catalog: &AppCatalog, request: Request) -> Result<Vec<u8>, Request> {
         match (&self.operation, request.operation_name.as_deref()) {
             (_, None) => {}
             (Some(own), Some(asked)) if own == asked => {}
             _ => return Err(request),
         }
-        let mut data = IndexMap::with_capacity(self.roots.len());
-        for (key, root) in &self.roots {
-            let value = match root {
-                Root::Typename => Value::String("Query".to_owned()),
-                Root::List(plan) => match plan.run(catalog, &request.variables).await {
-                    Some(value) => value,
-                    None => return Err(request),
-                },
+        let mut body = Body::data();
+        body.raw(b"{");
+        for (i, (key, root)) in self.roots.iter().enumerate() {
+            if i > 0 {
+                body.raw(b",");
+            }
+            body.string(key);
+            body.raw(b":");
+            let written = match root {
+                Root::Typename => {
+                    body.string("Query");
+                    Some(())
+                }
+                Root::List(plan) => plan.run(catalog, &request.variables, &mut body).await,
                 Root::Lookup {
-                    lookup,
+                    lookup: which,
                     arg,
                     fields,
-                } => {
-                    let Some(arg) = argument(arg, &request.variables) else {
-                        return Err(request);
-                    };
-                    match lookup_value(catalog, *lookup, arg, fields).await {
-                        Some(value) => value,
-                        None => return Err(request),
-                    }
-                }
+                } => match argument(arg, &request.variables) {
+                    Some(arg) => lookup(catalog, *which, arg, fields, &mut body).await,
+                    None => None,
+                },
             };
-            data.insert(key.clone(), value);
+            if written.is_none() {
+                return Err(request);
+            }
         }
-        Ok(Response::new(Value::Object(data)))
+        body.raw(b"}");
+        body.finish().ok_or(request)
     }
 }
 
@@ -358,117 +360,40 @@ pub(super) fn argument<'a>(arg: &'a Arg, variables: &'a Variables) -> Option<&'a
     }
 }
 
-/// Looks the entity up and builds its object; `Some(Null)` when it does not exist,
-/// `None` on a datastore error (the engine then reports it).
-async fn lookup_value(
+/// Looks the entity up and writes its object (`null` when it does not exist); `None`
+/// on a datastore error (the engine then reports it).
+async fn lookup(
     catalog: &AppCatalog,
     lookup: Lookup,
     arg: &str,
     fields: &[(Name, Field)],
-) -> Option<Value> {
-    let value = match lookup {
-        Lookup::ProductById => catalog
-            .product(arg)
-            .await
-            .ok()?
-            .map(|p| product(&p, fields)),
-        Lookup::ProductBySku => catalog
-            .product_by_sku(arg)
-            .await
-            .ok()?
-            .map(|p| product(&p, fields)),
-        Lookup::CategoryById => catalog
-            .category(arg)
-            .await
-            .ok()?
-            .map(|c| category(&c, fields)),
-        Lookup::CategoryBySlug => catalog
-            .category_by_slug(arg)
-            .await
-            .ok()?
-            .map(|c| category(&c, fields)),
-        Lookup::CollectionById => catalog
-            .collection(arg)
-            .await
-            .ok()?
-            .map(|c| collection(&c, fields)),
-        Lookup::CollectionBySlug => catalog
-            .collection_by_slug(arg)
-            .await
-            .ok()?
-            .map(|c| collection(&c, fields)),
-    };
-    Some(value.unwrap_or(Value::Null))
-}
-
-fn object(fields: &[(Name, Field)], value: impl Fn(Field) -> Value) -> Value {
-    Value::Object(
-        fields
-            .iter()
-            .map(|(key, field)| (key.clone(), value(*field)))
-            .collect(),
-    )
-}
-
-pub(super) fn text(s: &str) -> Value {
-    Value::String(s.to_owned())
-}
-
-fn optional_text(s: Option<&str>) -> Value {
-    s.map_or(Value::Null, text)
-}
-
-pub(super) fn product(p: &Product, fields: &[(Name, Field)]) -> Value {
-    object(fields, |field| product_field(p, field))
-}
-
-/// One field of a product.
-pub(super) fn product_field(p: &Product, field: Field) -> Value {
-    match field {
-        Field::Typename => text("Product"),
-        Field::Id => text(p.id.as_str()),
-        Field::Sku => text(&p.sku),
-        Field::Title => text(&p.title),
-        Field::Body => optional_text(p.body.as_deref()),
-        Field::Price => ScalarType::to_value(&Money(p.price)),
-        Field::Currency => text(&p.currency),
-        Field::InventoryStatus => InputType::to_value(&InventoryStatus::from(p.inventory_status)),
-        Field::InventoryQuantity => p.inventory_quantity.map_or(Value::Null, Value::from),
-        Field::Images => Value::List(p.images.iter().map(|i| text(i)).collect()),
-        Field::Metadata => p
-            .metadata
-            .clone()
-            .map_or(Value::Null, |m| ScalarType::to_value(&Json(m))),
-        Field::CreatedAt => ScalarType::to_value(&DateTime(p.created_at)),
-        Field::UpdatedAt => ScalarType::to_value(&DateTime(p.updated_at)),
-        Field::Name | Field::Slug | Field::DisplayOrder => Value::Null,
+    body: &mut Body,
+) -> Option<()> {
+    match lookup {
+        Lookup::ProductById => match catalog.product(arg).await.ok()? {
+            Some(p) => body.product(&p, fields),
+            None => body.raw(b"null"),
+        },
+        Lookup::ProductBySku => match catalog.product_by_sku(arg).await.ok()? {
+            Some(p) => body.product(&p, fields),
+            None => body.raw(b"null"),
+        },
+        Lookup::CategoryById => match catalog.category(arg).await.ok()? {
+            Some(c) => body.category(&c, fields),
+            None => body.raw(b"null"),
+        },
+        Lookup::CategoryBySlug => match catalog.category_by_slug(arg).await.ok()? {
+            Some(c) => body.category(&c, fields),
+            None => body.raw(b"null"),
+        },
+        Lookup::CollectionById => match catalog.collection(arg).await.ok()? {
+            Some(c) => body.collection(&c, fields),
+            None => body.raw(b"null"),
+        },
+        Lookup::CollectionBySlug => match catalog.collection_by_slug(arg).await.ok()? {
+            Some(c) => body.collection(&c, fields),
+            None => body.raw(b"null"),
+        },
     }
-}
-
-pub(super) fn category(c: &Category, fields: &[(Name, Field)]) -> Value {
-    object(fields, |field| match field {
-        Field::Typename => text("Category"),
-        Field::Id => text(c.id.as_str()),
-        Field::Name => text(&c.name),
-        Field::Slug => text(&c.slug),
-        Field::DisplayOrder => Value::from(c.display_order),
-        Field::Body => optional_text(c.body.as_deref()),
-        Field::CreatedAt => ScalarType::to_value(&DateTime(c.created_at)),
-        Field::UpdatedAt => ScalarType::to_value(&DateTime(c.updated_at)),
-        _ => Value::Null,
-    })
-}
-
-pub(super) fn collection(c: &Collection, fields: &[(Name, Field)]) -> Value {
-    object(fields, |field| match field {
-        Field::Typename => text("Collection"),
-        Field::Id => text(c.id.as_str()),
-        Field::Name => text(&c.name),
-        Field::Slug => text(&c.slug),
-        Field::DisplayOrder => Value::from(c.display_order),
-        Field::Body => optional_text(c.body.as_deref()),
-        Field::CreatedAt => ScalarType::to_value(&DateTime(c.created_at)),
-        Field::UpdatedAt => ScalarType::to_value(&DateTime(c.updated_at)),
-        _ => Value::Null,
-    })
+    Some(())
 }
