@@ -24,6 +24,20 @@ impl Body {
         Self { buf, failed: false }
     }
 
+    /// An empty body, for a part written once and copied ([`Self::append`]).
+    pub(super) fn part() -> Self {
+        Self {
+            buf: Vec::with_capacity(128),
+            failed: false,
+        }
+    }
+
+    /// Copies `part` here.
+    pub(super) fn append(&mut self, part: &Self) {
+        self.buf.extend_from_slice(&part.buf);
+        self.failed |= part.failed;
+    }
+
     /// The finished body, `}` appended; `None` if a value could not be written.
     pub(super) fn finish(mut self) -> Option<Vec<u8>> {
         self.buf.push(b'}');

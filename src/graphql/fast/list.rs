@@ -214,6 +214,9 @@ impl ListPlan {
             let n = catalog.count_products(&filter).await.ok()?;
             total = Some(i32::try_from(n).unwrap_or(i32::MAX));
         }
+        // A relation's object is written once per entity and selection, then copied
+        // into every row that has it (a page shares a few categories and collections).
+        let mut parts: HashMap<(usize, &str), Body> = HashMap::new();
         let start = page.items.first().map(|p| cursor::encode(&Key::of(p)));
         let end = page.items.last().map(|p| cursor::encode(&Key::of(p)));
         body.object(&self.fields, |body, field| match field {
@@ -233,7 +236,15 @@ impl ListPlan {
                     Edge::Node(node) => body.object(node, |body, n| match n {
                         Node::Scalar(field) => body.product_field(row, *field),
                         Node::Category(fields) => match categories.get(&row.category_id) {
-                            Some(c) => body.category(c, fields),
+                            Some(c) => body.append(
+                                parts
+                                    .entry((fields.as_ptr() as usize, c.id.as_str()))
+                                    .or_insert_with(|| {
+                                        let mut part = Body::part();
+                                        part.category(c, fields);
+                                        part
+                                    }),
+                            ),
                             None => body.raw(b"null"),
                         },
                         Node::Collections(fields) => {
@@ -243,7 +254,17 @@ impl ListPlan {
                                 .filter_map(|id| collections.get(id))
                                 .collect();
                             mine.sort_by(|a, b| a.id.cmp(&b.id));
-                            body.list(mine, |body, c| body.collection(c, fields));
+                            body.list(mine, |body, c| {
+                                body.append(
+                                    parts
+                                        .entry((fields.as_ptr() as usize, c.id.as_str()))
+                                        .or_insert_with(|| {
+                                            let mut part = Body::part();
+                                            part.collection(c, fields);
+                                            part
+                                        }),
+                                );
+                            });
                         }
                     }),
                 });
