@@ -263,6 +263,8 @@ pub(super) struct Claim {
     token: String,
     /// When the claim was sent: the data write must happen before `t / 2` after it.
     pub(super) since: Instant,
+    /// Whether the claim names a target (its write is settled from a stamp or tombstone).
+    targeted: bool,
 }
 
 impl Claim {

@@ -84,6 +84,9 @@ const REWRITE: &str = "UPDATE change_tombstones SET records = ? WHERE target = ?
 const SELECT: &str = "SELECT claim, seq, records FROM change_tombstones WHERE target = ?";
 const RELEASE: &str = "DELETE FROM change_tombstones WHERE target = ? IF claim = ?";
 
+/// Claims a delete takes when writes claimed after it keep landing before it.
+const DELETE_ATTEMPTS: usize = 3;
+
 /// Attempts at taking a tombstone another delete holds (each waits a little longer).
 const TAKE_ATTEMPTS: u32 = 16;
 
@@ -105,6 +108,9 @@ pub(in crate::datastore::scylla) struct Grave {
     /// sent before `t / 2` after it.
     pub(in crate::datastore::scylla) since: Instant,
     taken: AtomicBool,
+    /// Set when the version to delete carries the stamp of a write claimed after this
+    /// delete: logged at its own `seq`, the delete would come before that write.
+    overtaken: AtomicBool,
     records: Mutex<Option<String>>,
     /// Tests: "crash" right after taking the tombstone.
     crash_after_take: bool,
@@ -118,6 +124,7 @@ impl Grave {
             seq: claim.seq,
             since: claim.since,
             taken: AtomicBool::new(false),
+            overtaken: AtomicBool::new(false),
             records: Mutex::new(None),
             crash_after_take,
         }
@@ -125,6 +132,20 @@ impl Grave {
 
     fn taken(&self) -> bool {
         self.taken.load(Ordering::Acquire)
+    }
+
+    /// Whether the stamp `stamped` (the `seq` of the write that stamped the version to
+    /// delete) belongs to a write claimed after this delete; marks the grave when so.
+    pub(in crate::datastore::scylla) fn overtaken_by(&self, stamped: Option<i64>) -> bool {
+        let overtaken = stamped.is_some_and(|seq| seq > self.seq);
+        if overtaken {
+            self.overtaken.store(true, Ordering::Release);
+        }
+        overtaken
+    }
+
+    fn overtaken(&self) -> bool {
+        self.overtaken.load(Ordering::Acquire)
     }
 
     fn hold(&self, records: String) {
@@ -156,46 +177,64 @@ enum Holder {
 impl ScyllaStore {
     /// Runs a delete of `target` (`<table>/<id>`) between a claim and its commit, like
     /// [`ScyllaStore::logged`]; the delete takes the target's tombstone through its
-    /// [`Grave`] before its delete LWT (see the module docs).
+    /// [`Grave`] before its delete LWT (see the module docs). A delete overtaken by a
+    /// write claimed after it ([`Grave::overtaken_by`]) starts over under a fresh claim.
     pub(in crate::datastore::scylla) async fn logged_delete<Fut>(
         &self,
         target: String,
-        write: impl FnOnce(Arc<Grave>) -> Fut,
+        write: impl Fn(Arc<Grave>) -> Fut,
     ) -> Result<()>
     where
         Fut: Future<Output = Logged>,
     {
         let log = self.log();
         let claimed = format!("{DELETE_PREFIX}{target}");
-        let claim = log.take_seq(None, Some(&claimed)).await?;
-        let grave = Arc::new(Grave::new(target, &claim, false));
-        let (outcome, floor) =
-            futures_util::future::join(Box::pin(write(Arc::clone(&grave))), log.change_floor())
-                .await;
-        match outcome {
-            Ok(records) => {
-                self.rewrite_tombstone(&grave, &records).await;
-                let delivered = log.deliver(claim, &records, floor.map(|f| f.0)).await;
-                if delivered.is_ok() {
-                    self.bury_later(&grave);
+        for _ in 0..DELETE_ATTEMPTS {
+            let claim = log.take_seq(None, Some(&claimed)).await?;
+            let grave = Arc::new(Grave::new(target.clone(), &claim, false));
+            let (outcome, floor) =
+                futures_util::future::join(Box::pin(write(Arc::clone(&grave))), log.change_floor())
+                    .await;
+            return match outcome {
+                Ok(records) => {
+                    self.rewrite_tombstone(&grave, &records).await;
+                    let delivered = log.deliver(claim, &records, floor.map(|f| f.0)).await;
+                    if delivered.is_ok() {
+                        self.bury_later(&grave);
+                    }
+                    delivered
                 }
-                delivered
-            }
-            // The delete may have landed: the claim stays pending with its tombstone, and
-            // a reader settles it once its lease has run out.
-            Err(Failed {
-                error: error @ Error::Unavailable { .. },
-                ..
-            }) if grave.taken() => Err(error),
-            Err(Failed { error, .. }) => {
-                // The delete surely did not land: abort, then let the tombstone go.
-                log.abort_claim(&claim).await;
-                if grave.taken() {
-                    self.release_tombstone(&grave).await;
+                Err(_) if grave.overtaken() => {
+                    // A write claimed after this delete landed first: logged at this
+                    // claim, the delete would come before it. No attempt of the delete
+                    // can land any more (the version it was conditional on is gone), so
+                    // give the claim and the tombstone up and claim again, above it.
+                    log.abort_claim(&claim).await;
+                    if grave.taken() {
+                        self.release_tombstone(&grave).await;
+                    }
+                    continue;
                 }
-                Err(error)
-            }
+                // The delete may have landed: the claim stays pending with its tombstone,
+                // and a reader settles it once its lease has run out.
+                Err(Failed {
+                    error: error @ Error::Unavailable { .. },
+                    ..
+                }) if grave.taken() => Err(error),
+                Err(Failed { error, .. }) => {
+                    // The delete surely did not land: abort, then let the tombstone go.
+                    log.abort_claim(&claim).await;
+                    if grave.taken() {
+                        self.release_tombstone(&grave).await;
+                    }
+                    Err(error)
+                }
+            };
         }
+        Err(Error::unavailable(
+            format!("deleting {target}"),
+            "writes of the entity kept landing before the delete",
+        ))
     }
 
     /// Takes the tombstone of the grave's target with the delete's `records`, before the
@@ -316,6 +355,18 @@ impl ScyllaStore {
                 Holder::Landed
             });
         };
+        if row.status.as_deref() == Some(PENDING) && row.seq < self.log().change_floor().await?.0 {
+            // Below retention's floor its writer settles the row (`write.rs`): a commit
+            // here would log its records twice. Judge the delete without touching it.
+            let now = Timestamp::now().millis();
+            return Ok(if row.lease_until.is_some_and(|t| t.0 > now) {
+                Holder::Live
+            } else if self.target_exists(target).await? {
+                Holder::Aborted
+            } else {
+                Holder::Landed
+            });
+        }
         let verdict = match row.status.as_deref() {
             Some(COMMITTED) => Verdict::Committed(row),
             Some(ABORTED) => Verdict::Aborted,
