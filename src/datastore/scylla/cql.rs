@@ -273,6 +273,31 @@ impl Cql {
         }
     }
 
+    /// A lightweight transaction whose repetition is harmless (a conditional delete or
+    /// rewrite that leaves its condition's column alone), sent again while its answer is
+    /// lost: a refusal after a lost answer means the lost attempt landed or the condition
+    /// no longer held, and either leaves the row as a clean-up wants it.
+    ///
+    /// # Errors
+    /// As [`Cql::cas`]; [`Error::Unavailable`] when every answer was lost.
+    pub(super) async fn cas_idempotent(
+        &self,
+        statement: &'static str,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> Result<Cas> {
+        for _ in 0..super::lwt::CAS_ATTEMPTS {
+            match self.cas(statement, &values, what).await? {
+                Cas::Unknown(_) => {}
+                answer => return Ok(answer),
+            }
+        }
+        Err(Error::unavailable(
+            what,
+            "no answer from the lightweight transaction",
+        ))
+    }
+
     /// Runs statements as one logged batch: either all of them eventually apply or none
     /// does (the batch log replays a batch interrupted half-way).
     pub(super) async fn logged_batch(

@@ -17,12 +17,23 @@
 //!    tombstone over with `UPDATE … IF claim = X`. `X`'s log row gone (retention
 //!    deletes only settled rows) counts as committed exactly when the target is gone.
 //! 4. Sends its delete LWT(s), each attempt before `t / 2` after its claim (as is the
-//!    tombstone), settling the stamp it deletes first (`settle.rs`).
+//!    tombstone), settling the stamp it deletes first (`settle.rs`). Holding the
+//!    tombstone, only its own delete removes the target (a create's undo aside), so once
+//!    an attempt's answer was lost, the target found gone means that attempt landed,
+//!    even when a later attempt was refused. When the stamp of the version it is about
+//!    to delete belongs to a write claimed *after* it (an update that landed in
+//!    between), logging the delete at its own `seq` would put it before that write: it
+//!    aborts its claim, releases the tombstone and starts over under a fresh claim
+//!    (above the write), a few times at most, then answers `Unavailable`.
 //! 5. Commits; when the memberships it reads after the delete (complete, see
 //!    `integrity.rs`) differ from those of step 2, it rewrites the tombstone's records
 //!    with them first. A delete refused (the row absent or changed, a category in use)
 //!    aborts its claim and then releases the tombstone (`DELETE … IF claim = ?`); one
 //!    whose outcome is unknown keeps both, for a reader to settle.
+//!
+//! A tombstone holds all of its delete's records, however many rows they fill (the
+//! comment of migration `0006` says "when they fit one change_log row": that was never
+//! so, and an applied migration's text is checksummed, so the correction lives here).
 //!
 //! A committed delete's tombstone is removed `2t` after the commit, in the background
 //! (best effort: a leftover only answers later deletes `NotFound`). Until then it
@@ -422,7 +433,7 @@ impl ScyllaStore {
         let values = (json.as_str(), grave.target.as_str(), grave.claim.as_str());
         if let Err(err) = self
             .cql
-            .cas(REWRITE, values, "rewriting a change tombstone")
+            .cas_idempotent(REWRITE, values, "rewriting a change tombstone")
             .await
         {
             tracing::warn!(target = %grave.target, error = %err, "could not rewrite a change tombstone");
@@ -435,7 +446,7 @@ impl ScyllaStore {
         let values = (grave.target.as_str(), grave.claim.as_str());
         if let Err(err) = self
             .cql
-            .cas(RELEASE, values, "releasing a change tombstone")
+            .cas_idempotent(RELEASE, values, "releasing a change tombstone")
             .await
         {
             tracing::warn!(target = %grave.target, error = %err, "could not release a change tombstone");
@@ -454,7 +465,7 @@ impl ScyllaStore {
             tokio::time::sleep(wait).await;
             let values = (target.as_str(), claim.as_str());
             if let Err(err) = cql
-                .cas(RELEASE, values, "removing a change tombstone")
+                .cas_idempotent(RELEASE, values, "removing a change tombstone")
                 .await
             {
                 tracing::debug!(target = %target, error = %err, "could not remove a change tombstone");
