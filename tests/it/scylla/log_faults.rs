@@ -93,19 +93,19 @@ async fn scylla_a_claim_below_the_floor_settled_by_another_writer_logs_its_recor
     let mut second = first.clone();
     second.name = "Second".to_owned();
     second.updated_at = tick();
-    lagging
-        .update_collection_with_records_around(
-            &first,
-            collection.updated_at,
-            written.clone(),
-            async {
-                busy.update_collection(&second, first.updated_at, None)
-                    .await
-                    .unwrap();
-            },
-        )
-        .await
-        .unwrap();
+    let settle_it = async {
+        Box::pin(busy.update_collection(&second, first.updated_at, None))
+            .await
+            .unwrap();
+    };
+    Box::pin(lagging.update_collection_with_records_around(
+        &first,
+        collection.updated_at,
+        written.clone(),
+        settle_it,
+    ))
+    .await
+    .unwrap();
     let records = all_records(&busy, 700).await;
     let back = members(&records);
     assert!(
