@@ -129,7 +129,7 @@ impl ScyllaStore {
         }
         // The entity first: its delete is what writers adding members race against (see
         // `integrity.rs`); memberships left behind by a failure here are never shown.
-        let stored = self.remove::<Collection>(id.as_str(), grave.since).await?;
+        let stored = self.remove::<Collection>(id.as_str(), &grave).await?;
         let mut members = Vec::new();
         self.release::<Collection>(&stored.slug, id.as_str(), None)
             .await;

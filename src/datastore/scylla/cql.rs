@@ -50,6 +50,21 @@ pub(super) struct Cql {
     session: CachingSession,
     keyspace: String,
     serial_read: Consistency,
+    /// Tests: answers to fake for lightweight transactions (see [`CasFault`]).
+    faults: std::sync::Mutex<Vec<(String, CasFault)>>,
+}
+
+/// Tests: how a lightweight transaction whose text contains a given fragment goes
+/// wrong, once per injected fault, in the order injected.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CasFault {
+    /// The request is lost before it reaches the cluster: nothing is written, and the
+    /// answer is a timeout (an unknown outcome).
+    Lose,
+    /// The request is sent twice: first a lost earlier proposal of it lands late, then
+    /// it runs again and its own answer is returned.
+    Twice,
 }
 
 /// `text` with every table name after `FROM`, `INTO` and `UPDATE` qualified with
@@ -103,7 +118,27 @@ impl Cql {
             session,
             keyspace: keyspace.to_owned(),
             serial_read,
+            faults: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Tests: fakes the next answers of lightweight transactions whose text contains
+    /// `fragment` (see [`CasFault`]).
+    pub(super) fn inject(&self, fragment: &str, faults: impl IntoIterator<Item = CasFault>) {
+        self.faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(faults.into_iter().map(|f| (fragment.to_owned(), f)));
+    }
+
+    /// The fault injected for `text`, taken off the list.
+    fn fault_for(&self, text: &str) -> Option<CasFault> {
+        let mut faults = self
+            .faults
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let i = faults.iter().position(|(f, _)| text.contains(f.as_str()))?;
+        Some(faults.remove(i).1)
     }
 
     /// The statement with its table names qualified (see [`qualify`]).
@@ -212,11 +247,22 @@ impl Cql {
         values: impl SerializeRow,
         what: &str,
     ) -> Result<Cas> {
-        match self
-            .session
-            .execute_unpaged(self.q(statement), values)
-            .await
-        {
+        let statement = self.q(statement);
+        match self.fault_for(&statement.contents) {
+            None => {}
+            Some(CasFault::Lose) => {
+                let lost = scylla::errors::ExecutionError::RequestTimeout(Default::default());
+                return Ok(Cas::Unknown(Box::new(lost)));
+            }
+            Some(CasFault::Twice) => {
+                // The late proposal's own answer went to a coordinator nobody waits on.
+                let _ = self
+                    .session
+                    .execute_unpaged(statement.clone(), &values)
+                    .await;
+            }
+        }
+        match self.session.execute_unpaged(statement, values).await {
             Ok(result) => match applied(result) {
                 Ok(true) => Ok(Cas::Applied),
                 Ok(false) => Ok(Cas::NotApplied),
@@ -225,6 +271,31 @@ impl Cql {
             Err(err) if refused(&err) => Err(Error::unavailable(what, err)),
             Err(err) => Ok(Cas::Unknown(Box::new(err))),
         }
+    }
+
+    /// A lightweight transaction whose repetition is harmless (a conditional delete or
+    /// rewrite that leaves its condition's column alone), sent again while its answer is
+    /// lost: a refusal after a lost answer means the lost attempt landed or the condition
+    /// no longer held, and either leaves the row as a clean-up wants it.
+    ///
+    /// # Errors
+    /// As [`Cql::cas`]; [`Error::Unavailable`] when every answer was lost.
+    pub(super) async fn cas_idempotent(
+        &self,
+        statement: &'static str,
+        values: impl SerializeRow,
+        what: &str,
+    ) -> Result<Cas> {
+        for _ in 0..super::lwt::CAS_ATTEMPTS {
+            match self.cas(statement, &values, what).await? {
+                Cas::Unknown(_) => {}
+                answer => return Ok(answer),
+            }
+        }
+        Err(Error::unavailable(
+            what,
+            "no answer from the lightweight transaction",
+        ))
     }
 
     /// Runs statements as one logged batch: either all of them eventually apply or none

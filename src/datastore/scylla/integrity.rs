@@ -253,9 +253,13 @@ impl ScyllaStore {
         let what = format!("deleting category {id:?}");
         let mut busy_with_refs = false;
         let mut tombstoned = false;
+        // The version a delete whose answer was lost was sent for; never reset: under
+        // the tombstone only this delete removes the row (a create's undo aside), so
+        // the row found gone afterwards means that delete landed.
+        let mut lost: Option<Category> = None;
         for attempt in 0..CONTENDED_ATTEMPTS {
             let Some(stored) = self.read_serial::<Category>(id.as_str()).await? else {
-                return Err(Error::not_found(CategoryId::ENTITY, id.as_str()));
+                return lost.ok_or_else(|| Error::not_found(CategoryId::ENTITY, id.as_str()));
             };
             let mark = token();
             let values = (
@@ -306,8 +310,15 @@ impl ScyllaStore {
                     }
                     tombstoned = true;
                 }
-                self.settle_predecessor::<Category>(id.as_str(), Some(stored.updated_at))
+                let stamped = self
+                    .settle_predecessor::<Category>(id.as_str(), Some(stored.updated_at))
                     .await?;
+                if grave.overtaken_by(stamped) {
+                    return Err(Error::unavailable(
+                        &what,
+                        "a write claimed after the delete landed before it",
+                    ));
+                }
                 self.fresh(grave.since, &what)
             };
             if let Err(err) = ready.await {
@@ -332,6 +343,7 @@ impl ScyllaStore {
                     if self.guard(id.as_str(), true).await?.is_none() {
                         return Ok(stored);
                     }
+                    lost = Some(stored);
                 }
             }
         }

@@ -8,11 +8,9 @@
 //! to learn whether it landed, instead of guessing: a stored row equal to the write
 //! ([`Entity::same_write`]) means it landed.
 
-use std::time::Instant;
-
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
-use super::changes::Stamp;
+use super::changes::{Grave, Stamp};
 use super::cql::Cas;
 use super::rows::{Entity, ts};
 use super::{FETCH_CONCURRENCY, ScyllaStore};
@@ -132,10 +130,23 @@ impl ScyllaStore {
 
     /// Deletes an entity whatever its version and returns what was deleted; the stamp it
     /// deletes is settled first (see `changes/settle.rs`), and every attempt is sent
-    /// before `t / 2` after `since` (the delete's claim, see `changes/tombstone.rs`).
-    pub(super) async fn remove<T: Entity>(&self, id: &str, since: Instant) -> Result<T> {
+    /// before `t / 2` after the delete's claim (see `changes/tombstone.rs`).
+    ///
+    /// The delete holds the target's tombstone, so only its own delete LWT can remove
+    /// the row (a create's undo aside): once an attempt's answer was lost, the row found
+    /// gone means that attempt landed, even when a later attempt was refused (it came
+    /// after the late landing).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the row was gone before any attempt could land;
+    /// [`Error::Unavailable`] when the answers stay lost, or when the stamp of the
+    /// version to delete belongs to a write claimed after this delete (the grave is then
+    /// marked overtaken, and the delete is retried under a fresh claim, see
+    /// `changes/tombstone.rs`).
+    pub(super) async fn remove<T: Entity>(&self, id: &str, grave: &Grave) -> Result<T> {
         let what = format!("deleting {} {id:?}", T::ENTITY);
-        let mut deleted_maybe: Option<T> = None;
+        // The version an attempt whose answer was lost was sent for; never reset.
+        let mut lost: Option<T> = None;
         for attempt in 0..CAS_ATTEMPTS {
             let stored = if attempt == 0 {
                 self.read::<T>(id).await?
@@ -143,20 +154,26 @@ impl ScyllaStore {
                 self.read_serial::<T>(id).await?
             };
             let Some(stored) = stored else {
-                // Gone: by our own earlier attempt whose answer was lost, or by another.
-                return deleted_maybe.ok_or_else(|| Error::not_found(T::ENTITY, id));
+                return lost.ok_or_else(|| Error::not_found(T::ENTITY, id));
             };
-            self.settle_predecessor::<T>(id, Some(stored.version()))
+            let stamped = self
+                .settle_predecessor::<T>(id, Some(stored.version()))
                 .await?;
-            self.fresh(since, &what)?;
+            if grave.overtaken_by(stamped) {
+                return Err(Error::unavailable(
+                    what,
+                    "a write claimed after the delete landed before it",
+                ));
+            }
+            self.fresh(grave.since, &what)?;
             match self
                 .cql
                 .cas(T::DELETE, (id, ts(stored.version())), &what)
                 .await?
             {
                 Cas::Applied => return Ok(stored),
-                Cas::NotApplied => deleted_maybe = None,
-                Cas::Unknown(_) => deleted_maybe = Some(stored),
+                Cas::NotApplied => {}
+                Cas::Unknown(_) => lost = Some(stored),
             }
         }
         Err(Error::unavailable(

@@ -82,6 +82,8 @@ use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session_builder::SessionBuilder;
 
 pub use self::config::{ConsistencyLevel, ScyllaConfig, SerialConsistencyLevel};
+#[doc(hidden)]
+pub use self::cql::CasFault;
 use self::cql::Cql;
 use self::migrate::{LockSettings, MigrateError, MigrationReport};
 use self::rows::{Entity, ts};

@@ -158,7 +158,7 @@ impl ScyllaStore {
         if !self.take_tombstone(&grave, &records).await? {
             return Err(missing().into());
         }
-        let mut stored = self.remove::<Product>(id.as_str(), grave.since).await?;
+        let mut stored = self.remove::<Product>(id.as_str(), &grave).await?;
         self.release::<Product>(&stored.sku, id.as_str(), None)
             .await;
         let mut statements = vec![vec![

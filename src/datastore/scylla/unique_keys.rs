@@ -322,7 +322,7 @@ impl ScyllaStore {
             }
         }
         let values = (entity.id(), ts(entity.version()));
-        if let Err(err) = self.cql.cas(T::DELETE, values, &what).await {
+        if let Err(err) = self.cql.cas_idempotent(T::DELETE, values, &what).await {
             tracing::error!(entity = T::ENTITY, id = entity.id(), error = %err, "could not undo a create whose key was lost");
         }
     }

@@ -111,7 +111,7 @@ impl ScyllaStore {
         }
         let what = format!("undoing catalog version {:?}", version.tag);
         let undo = (version.tag.as_str(), ts(version.published_at));
-        if let Err(err) = self.cql.cas(DELETE_VERSION, undo, &what).await {
+        if let Err(err) = self.cql.cas_idempotent(DELETE_VERSION, undo, &what).await {
             tracing::warn!(tag = %version.tag, error = %err, "could not undo a half-recorded catalog version");
         }
         Ok(true)

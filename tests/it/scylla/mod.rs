@@ -25,6 +25,7 @@
 mod changes;
 mod integrity;
 mod latency;
+mod log_faults;
 mod migrate;
 mod races;
 mod reservations;

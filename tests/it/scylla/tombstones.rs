@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gitstore_api::datastore::changes as records;
+use gitstore_api::datastore::scylla::CasFault;
 use gitstore_api::datastore::{
     CatalogStats, CatalogVersion, Change, ChangeEntity, ChangeKind, ChangeRecord, CollectionId,
     Datastore, Error, ProductId,
@@ -434,6 +435,85 @@ async fn scylla_a_stalled_writer_of_thousands_of_records_leaves_them_to_its_sett
         "nothing appended twice ({} records, {} before the writer resumed)",
         records.len(),
         settled.len()
+    );
+    done_with(&hosts().unwrap(), store.keyspace()).await;
+}
+
+/// The kinds of the records about `id`, in log order.
+fn kinds_about(records: &[ChangeRecord], id: &str) -> Vec<ChangeKind> {
+    about(records, id)
+        .into_iter()
+        .map(|(_, kind)| kind)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_delete_whose_lost_attempt_lands_late_is_logged_not_aborted() {
+    let Some(store) = fresh_store("tlate").await else {
+        return;
+    };
+    let category = new_category(None);
+    store.create_category(&category).await.unwrap();
+    let product = new_product(&category.id);
+    store.create_product(&product).await.unwrap();
+    // The first delete attempt's request is lost; while the second attempt is under
+    // way the first lands after all, so the second is refused and the third finds the
+    // product gone.
+    store.inject_cas_faults(
+        ".products WHERE id = ? IF updated_at",
+        [CasFault::Lose, CasFault::Twice],
+    );
+    store.delete_product(&product.id).await.unwrap();
+    assert!(matches!(
+        store.get_product(&product.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    let records = all_records(&store, 100).await;
+    assert_eq!(
+        kinds_about(&records, product.id.as_str()),
+        [ChangeKind::Created, ChangeKind::Deleted],
+        "{records:?}"
+    );
+    // The tombstone stayed the delete's: another delete of the product answers NotFound.
+    assert!(matches!(
+        store.delete_product(&product.id).await,
+        Err(Error::NotFound { .. })
+    ));
+    done_with(&hosts().unwrap(), store.keyspace()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_a_delete_overtaken_by_a_later_claimed_update_is_logged_after_it() {
+    let Some(store) = fresh_store("tovertake").await else {
+        return;
+    };
+    let category = new_category(None);
+    store.create_category(&category).await.unwrap();
+    let product = new_product(&category.id);
+    store.create_product(&product).await.unwrap();
+    let mut next = product.clone();
+    next.title = "Renamed".to_owned();
+    next.updated_at = tick();
+    // The delete claims its row, then an update claims the next one and lands before
+    // the delete reads the product: the delete removes the updated version.
+    store
+        .delete_product_after(&product.id, async {
+            store
+                .update_product(&next, product.updated_at, None)
+                .await
+                .unwrap();
+        })
+        .await
+        .unwrap();
+    let records = all_records(&store, 100).await;
+    assert_eq!(
+        kinds_about(&records, product.id.as_str()),
+        [
+            ChangeKind::Created,
+            ChangeKind::Updated,
+            ChangeKind::Deleted
+        ],
+        "the delete comes after the update it deleted: {records:?}"
     );
     done_with(&hosts().unwrap(), store.keyspace()).await;
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::tombstone::{DELETE_PREFIX, Grave};
 use super::{Logged, Ticket, position};
 use crate::datastore::scylla::ScyllaStore;
+use crate::datastore::scylla::cql::CasFault;
 use crate::datastore::scylla::lwt::Write;
 use crate::datastore::{
     CatalogVersion, CategoryId, Change, Collection, CollectionId, Error, Product, ProductId,
@@ -15,6 +16,14 @@ use crate::datastore::{
 };
 
 impl ScyllaStore {
+    /// Fakes the next answers of lightweight transactions whose statement text contains
+    /// `fragment` (a lost request, a lost proposal landing late), for tests of writers
+    /// that must not take a lost answer for a refusal.
+    #[doc(hidden)]
+    pub fn inject_cas_faults(&self, fragment: &str, faults: impl IntoIterator<Item = CasFault>) {
+        self.cql.inject(fragment, faults);
+    }
+
     /// Runs a write under a claim and then "crashes": the claim is neither committed nor
     /// aborted. Returns the write's outcome and the claimed row's first position.
     async fn write_and_crash<Fut>(
@@ -122,6 +131,35 @@ impl ScyllaStore {
         let target = format!("products/{}", id.as_str());
         self.delete_and_crash(target, before_delete, |g| self.purge_product(id, g))
             .await
+    }
+
+    /// `delete_product` that awaits `before` (another write of a test) right after
+    /// claiming its row, before it reads the product: for tests of a delete overtaken
+    /// by a write claimed after it.
+    ///
+    /// # Errors
+    /// As `delete_product`.
+    #[doc(hidden)]
+    pub async fn delete_product_after(
+        &self,
+        id: &ProductId,
+        before: impl Future<Output = ()> + Send,
+    ) -> Result<()> {
+        let before = std::sync::Mutex::new(Some(Box::pin(before)));
+        let target = format!("products/{}", id.as_str());
+        self.logged_delete(target, |g| {
+            let first = before
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .take();
+            async move {
+                if let Some(first) = first {
+                    first.await;
+                }
+                self.purge_product(id, g).await
+            }
+        })
+        .await
     }
 
     /// `delete_category` by a writer that dies, like [`Self::delete_product_and_crash`].

@@ -46,7 +46,9 @@
 //! an `aborted` row nothing; a `pending` row whose lease is live is the *watermark*: the
 //! reader stops there and returns nothing at or beyond it. A `pending` row whose lease
 //! ran out is *settled* by the reader: from its target's stamp (below) when that shows
-//! the write landed, else aborted (`IF status = 'pending'`; when that fails the row is
+//! the write landed, else aborted (a stamp or tombstone whose records cannot be decoded
+//! counts as not landed, logged as an error, rather than stop every reader there; a
+//! committed row whose records cannot be decoded is skipped, logged as an error) (`IF status = 'pending'`; when that fails the row is
 //! read back at serial consistency and taken as it is); a missing `seq` below one that
 //! exists (a hole) is closed by inserting it `aborted` with `IF NOT EXISTS`, so no
 //! writer can take it afterwards. [`Datastore::change_head`] is the last record
@@ -124,7 +126,9 @@
 //!   a product or collection delete list the memberships read just before its delete
 //!   LWT; its writer commits those it reads after (complete, see `integrity.rs`) and
 //!   rewrites the tombstone when they differ, so only a delete whose writer died in the
-//!   moment between those reads logs a membership change that raced it as it was then.
+//!   moment between those reads, or stalled past its lease before the rewrite (a reader
+//!   then commits the row from the tombstone as first written), logs a membership
+//!   change that raced it as it was then.
 //! - A create whose key reservation was lost after its insert landed (`unique_keys`),
 //!   and a publish whose by-time row failed (`versions.rs`), take their row back. They
 //!   first abort their claim (`IF status = 'pending' AND claim = ?`), so no reader
@@ -136,9 +140,12 @@
 //!   tombstone and its delete LWT is then committed although the undo removed the row
 //!   (both need a writer past its lease; the log's net effect, the entity gone, holds).
 //! - A claim or append whose LWT answer is lost is read back at serial consistency and
-//!   recognised by its claim token; if it is not there the writer moves on. Should the
-//!   lost insert land later anyway, it is a `pending` row nobody commits, aborted by the
-//!   first reader after its lease: it delays readers, it never shows a record.
+//!   recognised by its claim token; if it is not there the writer tries the same `seq`
+//!   again, and reads a refusal there back too (the lost request may have landed just
+//!   before the retry), so neither is ever taken twice. Should a lost *claim* land when
+//!   its writer has given up on it (its read-back failed), it is a `pending` row nobody
+//!   commits, aborted by the first reader after its lease: it delays readers, it never
+//!   shows a record. A lost append is not repeated when its read-back fails (below).
 //! - A commit whose answer is lost is retried; the row read back tells whether it landed.
 //!   When the cluster stops answering altogether, the write is answered `Unavailable`
 //!   (it did land) and the commit goes on in a background task for ten minutes: once a
@@ -156,7 +163,14 @@
 //! (`IF seq = <old floor>`, so racing pruners never move it back), then deletes the rows
 //! below it (whole partitions where it can). A writer whose stale hint lands a claim in
 //! the deleted range would be invisible, so writers read the floor after claiming (in
-//! parallel with their data write) and append elsewhere when below it; and readers read
+//! parallel with their data write) and append elsewhere when below it. Such a row is
+//! the writer's alone: a settler that reaches it through a stamp or tombstone leaves it
+//! alone (a delete waiting for the tombstone judges the claim from its target without
+//! touching the row), and the writer aborts it by LWT and appends only when it is
+//! aborted (an earlier commit of its own whose answer was lost is found instead), so
+//! the records are logged once. A writer whose claimed row is gone when it commits
+//! (settled, then pruned) takes it as committed by a settler when it names a target: a
+//! settler never aborts a targeted write that landed. And readers read
 //! the floor after their scan and drop what lies below it, so a row placed there and
 //! then moved is never returned twice.
 //!
@@ -263,6 +277,8 @@ pub(super) struct Claim {
     token: String,
     /// When the claim was sent: the data write must happen before `t / 2` after it.
     pub(super) since: Instant,
+    /// Whether the claim names a target (its write is settled from a stamp or tombstone).
+    targeted: bool,
 }
 
 impl Claim {

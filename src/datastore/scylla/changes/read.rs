@@ -192,7 +192,6 @@ impl ScyllaStore {
     ) -> Result<ChangeRead> {
         let (floor, _) = self.log().change_floor().await?;
         let mut records = Vec::new();
-        let mut broken = None;
         if limit > 0 {
             self.walk(seq_of(after).max(floor), |seq, row| {
                 let Some(row) = row else {
@@ -209,24 +208,20 @@ impl ScyllaStore {
                                 }
                             }
                         }
-                        ControlFlow::Continue(())
                     }
                     Err(err) => {
-                        broken = Some(err);
-                        ControlFlow::Break(())
+                        // Skipped, not fatal: one bad row must not stop every reader
+                        // (and `change_head`, and retention) at it for good.
+                        tracing::error!(seq, error = %err, "skipping a committed change log row whose records cannot be read");
                     }
                 }
+                ControlFlow::Continue(())
             })
             .await?;
         }
         // Rows retention removed meanwhile (and any placed there since) are not returned.
         let (floor, pruned_through) = self.log().change_floor().await?;
         records.retain(|r| seq_of(r.position) >= floor);
-        if let Some(err) = broken
-            && records.is_empty()
-        {
-            return Err(err);
-        }
         Ok(ChangeRead {
             records,
             pruned_through,

@@ -108,7 +108,12 @@ impl ScyllaStore {
     /// when it is conditional on one): commits the log row of the write that stamped it
     /// if that row is still pending, so that no write's evidence is lost while its claim
     /// may still need it. The row is read at serial consistency, so a stamp written by a
-    /// committed or in-flight LWT is seen.
+    /// committed or in-flight LWT is seen. Returns the stamp's `seq` when the stamp is
+    /// that of the version the write replaces (a delete compares it with its own).
+    ///
+    /// A pending row below retention's floor is left alone: its writer aborts it and
+    /// appends its records above the floor (`write.rs`), so a settler's commit there
+    /// would log them twice.
     ///
     /// # Errors
     /// [`Error::Unavailable`] when the stamp or the log row cannot be read or written.
@@ -116,18 +121,18 @@ impl ScyllaStore {
         &self,
         id: &str,
         expected: Option<Timestamp>,
-    ) -> Result<()> {
+    ) -> Result<Option<i64>> {
         let Some(stamp) = self.read_stamp(T::STAMP, id).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if let Some(v) = expected
             && stamp.updated_at.map(|t| t.0) != Some(v.millis())
         {
             // The write's own condition fails: it overwrites nothing.
-            return Ok(());
+            return Ok(None);
         }
         let (Some(claim), Some(seq)) = (stamp.change_claim, stamp.change_seq) else {
-            return Ok(());
+            return Ok(None);
         };
         let row: Option<LogRow> = self
             .cql
@@ -138,6 +143,7 @@ impl ScyllaStore {
             )
             .await?;
         if row.is_some_and(|r| r.status.as_deref() == Some(PENDING))
+            && seq >= self.log().change_floor().await?.0
             && matches!(
                 self.commit_stamped(seq, &claim, stamp.change_records.as_deref())
                     .await?,
@@ -149,7 +155,7 @@ impl ScyllaStore {
                 "no answer from the lightweight transaction",
             ));
         }
-        Ok(())
+        Ok(Some(seq))
     }
 
     /// For a reader: the claim `row` (pending, lease expired) as its target's stamp
@@ -228,8 +234,15 @@ impl ScyllaStore {
             );
             return Ok(Settled::NotLanded);
         };
-        let stored: Vec<Stored> = serde_json::from_str(json)
-            .map_err(|e| Error::internal(format!("change stamp of row {seq}"), e))?;
+        let stored: Vec<Stored> = match serde_json::from_str(json) {
+            Ok(stored) => stored,
+            Err(err) => {
+                // One corrupt stamp must not stop every reader at this row: settled as
+                // not landed, like a stamp without records.
+                tracing::error!(seq, error = %err, "the records of a write's stamp or tombstone cannot be read; its change is dropped from the log");
+                return Ok(Settled::NotLanded);
+            }
+        };
         let mut chunks = stored.chunks(RECORDS_PER_ROW);
         let first = encode_stored(chunks.next().unwrap_or_default())?;
         // Committed under a token of this settler's own, so that exactly the party whose

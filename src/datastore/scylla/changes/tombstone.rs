@@ -17,12 +17,23 @@
 //!    tombstone over with `UPDATE … IF claim = X`. `X`'s log row gone (retention
 //!    deletes only settled rows) counts as committed exactly when the target is gone.
 //! 4. Sends its delete LWT(s), each attempt before `t / 2` after its claim (as is the
-//!    tombstone), settling the stamp it deletes first (`settle.rs`).
+//!    tombstone), settling the stamp it deletes first (`settle.rs`). Holding the
+//!    tombstone, only its own delete removes the target (a create's undo aside), so once
+//!    an attempt's answer was lost, the target found gone means that attempt landed,
+//!    even when a later attempt was refused. When the stamp of the version it is about
+//!    to delete belongs to a write claimed *after* it (an update that landed in
+//!    between), logging the delete at its own `seq` would put it before that write: it
+//!    aborts its claim, releases the tombstone and starts over under a fresh claim
+//!    (above the write), a few times at most, then answers `Unavailable`.
 //! 5. Commits; when the memberships it reads after the delete (complete, see
 //!    `integrity.rs`) differ from those of step 2, it rewrites the tombstone's records
 //!    with them first. A delete refused (the row absent or changed, a category in use)
 //!    aborts its claim and then releases the tombstone (`DELETE … IF claim = ?`); one
 //!    whose outcome is unknown keeps both, for a reader to settle.
+//!
+//! A tombstone holds all of its delete's records, however many rows they fill (the
+//! comment of migration `0006` says "when they fit one change_log row": that was never
+//! so, and an applied migration's text is checksummed, so the correction lives here).
 //!
 //! A committed delete's tombstone is removed `2t` after the commit, in the background
 //! (best effort: a leftover only answers later deletes `NotFound`). Until then it
@@ -84,6 +95,9 @@ const REWRITE: &str = "UPDATE change_tombstones SET records = ? WHERE target = ?
 const SELECT: &str = "SELECT claim, seq, records FROM change_tombstones WHERE target = ?";
 const RELEASE: &str = "DELETE FROM change_tombstones WHERE target = ? IF claim = ?";
 
+/// Claims a delete takes when writes claimed after it keep landing before it.
+const DELETE_ATTEMPTS: usize = 3;
+
 /// Attempts at taking a tombstone another delete holds (each waits a little longer).
 const TAKE_ATTEMPTS: u32 = 16;
 
@@ -105,6 +119,9 @@ pub(in crate::datastore::scylla) struct Grave {
     /// sent before `t / 2` after it.
     pub(in crate::datastore::scylla) since: Instant,
     taken: AtomicBool,
+    /// Set when the version to delete carries the stamp of a write claimed after this
+    /// delete: logged at its own `seq`, the delete would come before that write.
+    overtaken: AtomicBool,
     records: Mutex<Option<String>>,
     /// Tests: "crash" right after taking the tombstone.
     crash_after_take: bool,
@@ -118,6 +135,7 @@ impl Grave {
             seq: claim.seq,
             since: claim.since,
             taken: AtomicBool::new(false),
+            overtaken: AtomicBool::new(false),
             records: Mutex::new(None),
             crash_after_take,
         }
@@ -125,6 +143,20 @@ impl Grave {
 
     fn taken(&self) -> bool {
         self.taken.load(Ordering::Acquire)
+    }
+
+    /// Whether the stamp `stamped` (the `seq` of the write that stamped the version to
+    /// delete) belongs to a write claimed after this delete; marks the grave when so.
+    pub(in crate::datastore::scylla) fn overtaken_by(&self, stamped: Option<i64>) -> bool {
+        let overtaken = stamped.is_some_and(|seq| seq > self.seq);
+        if overtaken {
+            self.overtaken.store(true, Ordering::Release);
+        }
+        overtaken
+    }
+
+    fn overtaken(&self) -> bool {
+        self.overtaken.load(Ordering::Acquire)
     }
 
     fn hold(&self, records: String) {
@@ -156,46 +188,64 @@ enum Holder {
 impl ScyllaStore {
     /// Runs a delete of `target` (`<table>/<id>`) between a claim and its commit, like
     /// [`ScyllaStore::logged`]; the delete takes the target's tombstone through its
-    /// [`Grave`] before its delete LWT (see the module docs).
+    /// [`Grave`] before its delete LWT (see the module docs). A delete overtaken by a
+    /// write claimed after it ([`Grave::overtaken_by`]) starts over under a fresh claim.
     pub(in crate::datastore::scylla) async fn logged_delete<Fut>(
         &self,
         target: String,
-        write: impl FnOnce(Arc<Grave>) -> Fut,
+        write: impl Fn(Arc<Grave>) -> Fut,
     ) -> Result<()>
     where
         Fut: Future<Output = Logged>,
     {
         let log = self.log();
         let claimed = format!("{DELETE_PREFIX}{target}");
-        let claim = log.take_seq(None, Some(&claimed)).await?;
-        let grave = Arc::new(Grave::new(target, &claim, false));
-        let (outcome, floor) =
-            futures_util::future::join(Box::pin(write(Arc::clone(&grave))), log.change_floor())
-                .await;
-        match outcome {
-            Ok(records) => {
-                self.rewrite_tombstone(&grave, &records).await;
-                let delivered = log.deliver(claim, &records, floor.map(|f| f.0)).await;
-                if delivered.is_ok() {
-                    self.bury_later(&grave);
+        for _ in 0..DELETE_ATTEMPTS {
+            let claim = log.take_seq(None, Some(&claimed)).await?;
+            let grave = Arc::new(Grave::new(target.clone(), &claim, false));
+            let (outcome, floor) =
+                futures_util::future::join(Box::pin(write(Arc::clone(&grave))), log.change_floor())
+                    .await;
+            return match outcome {
+                Ok(records) => {
+                    self.rewrite_tombstone(&grave, &records).await;
+                    let delivered = log.deliver(claim, &records, floor.map(|f| f.0)).await;
+                    if delivered.is_ok() {
+                        self.bury_later(&grave);
+                    }
+                    delivered
                 }
-                delivered
-            }
-            // The delete may have landed: the claim stays pending with its tombstone, and
-            // a reader settles it once its lease has run out.
-            Err(Failed {
-                error: error @ Error::Unavailable { .. },
-                ..
-            }) if grave.taken() => Err(error),
-            Err(Failed { error, .. }) => {
-                // The delete surely did not land: abort, then let the tombstone go.
-                log.abort_claim(&claim).await;
-                if grave.taken() {
-                    self.release_tombstone(&grave).await;
+                Err(_) if grave.overtaken() => {
+                    // A write claimed after this delete landed first: logged at this
+                    // claim, the delete would come before it. No attempt of the delete
+                    // can land any more (the version it was conditional on is gone), so
+                    // give the claim and the tombstone up and claim again, above it.
+                    log.abort_claim(&claim).await;
+                    if grave.taken() {
+                        self.release_tombstone(&grave).await;
+                    }
+                    continue;
                 }
-                Err(error)
-            }
+                // The delete may have landed: the claim stays pending with its tombstone,
+                // and a reader settles it once its lease has run out.
+                Err(Failed {
+                    error: error @ Error::Unavailable { .. },
+                    ..
+                }) if grave.taken() => Err(error),
+                Err(Failed { error, .. }) => {
+                    // The delete surely did not land: abort, then let the tombstone go.
+                    log.abort_claim(&claim).await;
+                    if grave.taken() {
+                        self.release_tombstone(&grave).await;
+                    }
+                    Err(error)
+                }
+            };
         }
+        Err(Error::unavailable(
+            format!("deleting {target}"),
+            "writes of the entity kept landing before the delete",
+        ))
     }
 
     /// Takes the tombstone of the grave's target with the delete's `records`, before the
@@ -316,6 +366,18 @@ impl ScyllaStore {
                 Holder::Landed
             });
         };
+        if row.status.as_deref() == Some(PENDING) && row.seq < self.log().change_floor().await?.0 {
+            // Below retention's floor its writer settles the row (`write.rs`): a commit
+            // here would log its records twice. Judge the delete without touching it.
+            let now = Timestamp::now().millis();
+            return Ok(if row.lease_until.is_some_and(|t| t.0 > now) {
+                Holder::Live
+            } else if self.target_exists(target).await? {
+                Holder::Aborted
+            } else {
+                Holder::Landed
+            });
+        }
         let verdict = match row.status.as_deref() {
             Some(COMMITTED) => Verdict::Committed(row),
             Some(ABORTED) => Verdict::Aborted,
@@ -371,7 +433,7 @@ impl ScyllaStore {
         let values = (json.as_str(), grave.target.as_str(), grave.claim.as_str());
         if let Err(err) = self
             .cql
-            .cas(REWRITE, values, "rewriting a change tombstone")
+            .cas_idempotent(REWRITE, values, "rewriting a change tombstone")
             .await
         {
             tracing::warn!(target = %grave.target, error = %err, "could not rewrite a change tombstone");
@@ -384,7 +446,7 @@ impl ScyllaStore {
         let values = (grave.target.as_str(), grave.claim.as_str());
         if let Err(err) = self
             .cql
-            .cas(RELEASE, values, "releasing a change tombstone")
+            .cas_idempotent(RELEASE, values, "releasing a change tombstone")
             .await
         {
             tracing::warn!(target = %grave.target, error = %err, "could not release a change tombstone");
@@ -403,7 +465,7 @@ impl ScyllaStore {
             tokio::time::sleep(wait).await;
             let values = (target.as_str(), claim.as_str());
             if let Err(err) = cql
-                .cas(RELEASE, values, "removing a change tombstone")
+                .cas_idempotent(RELEASE, values, "removing a change tombstone")
                 .await
             {
                 tracing::debug!(target = %target, error = %err, "could not remove a change tombstone");

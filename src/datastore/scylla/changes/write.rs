@@ -71,6 +71,9 @@ impl Log {
             }
             next => next,
         };
+        // The number an attempt whose answer was lost (and whose row was not found) was
+        // sent for: that attempt may still land before the next one there.
+        let mut lost_at = None;
         for _ in 0..CLAIM_ATTEMPTS {
             let since = Instant::now();
             let bucket = bucket_of(seq);
@@ -88,11 +91,20 @@ impl Log {
             };
             let ours = match answer {
                 Cas::Applied => true,
+                // Refused after a lost attempt at the same number: perhaps by that
+                // attempt's own row, landed late. The token tells.
+                Cas::NotApplied if lost_at == Some(seq) => self
+                    .log_row_serial(seq)
+                    .await?
+                    .is_some_and(|row| row.claim.as_deref() == Some(token.as_str())),
                 Cas::NotApplied => false,
                 Cas::Unknown(_) => match self.log_row_serial(seq).await? {
                     Some(row) => row.claim.as_deref() == Some(token.as_str()),
                     // Not there: try the same number again rather than leave a hole.
-                    None => continue,
+                    None => {
+                        lost_at = Some(seq);
+                        continue;
+                    }
                 },
             };
             if ours {
@@ -102,7 +114,12 @@ impl Log {
                 {
                     tracing::warn!(error = %err, "could not advance the change log sequencer hint");
                 }
-                return Ok(Claim { seq, token, since });
+                return Ok(Claim {
+                    seq,
+                    token,
+                    since,
+                    targeted: target.is_some(),
+                });
             }
             // Taken: go past the last row of its bucket (the end of the log, usually).
             let tail: Option<(i64,)> = self.cql.one(SELECT_TAIL, (bucket,), what).await?;
@@ -167,8 +184,17 @@ impl Log {
         if claim.seq >= floor {
             return self.commit_claim(claim, first).await;
         }
-        if again {
-            // Retention passed the row since the first try: it may hold our commit.
+        // A stale hint put the claim below retention's floor, where nobody reads. Settlers
+        // leave such a row alone (`settle.rs`, `tombstone.rs`), so this writer aborts it
+        // and appends its records above; it is aborted by LWT, not deleted, so that a
+        // commit of the row (an earlier attempt of ours whose answer was lost) is seen.
+        let what = "aborting a change log claim below the floor";
+        let values = (bucket_of(claim.seq), claim.seq);
+        for _ in 0..CAS_ATTEMPTS {
+            if let Cas::Applied = self.cql.cas(ABORT, values, what).await? {
+                self.next.fetch_max(floor, Ordering::AcqRel);
+                return Ok(Placed::Not);
+            }
             match self.log_row_serial(claim.seq).await? {
                 Some(row) if row.status.as_deref() == Some(COMMITTED) => {
                     return Ok(match committed_by(&row, &claim.token) {
@@ -176,19 +202,28 @@ impl Log {
                         _ => Placed::Mine,
                     });
                 }
-                Some(_) => {}
-                None => {
+                Some(row) if row.status.as_deref() == Some(PENDING) => {}
+                // Aborted (by an attempt of ours whose answer was lost): nothing appended.
+                Some(_) => {
+                    self.next.fetch_max(floor, Ordering::AcqRel);
+                    return Ok(Placed::Not);
+                }
+                None if again => {
                     return Err(Error::unavailable(
-                        "committing change records",
+                        what,
                         "retention removed the claimed row before its fate was known",
                     ));
                 }
+                None => {
+                    self.next.fetch_max(floor, Ordering::AcqRel);
+                    return Ok(Placed::Not);
+                }
             }
         }
-        // A stale hint put the claim below retention's floor, where nobody reads.
-        self.drop_row(claim.seq).await;
-        self.next.fetch_max(floor, Ordering::AcqRel);
-        Ok(Placed::Not)
+        Err(Error::unavailable(
+            what,
+            "no answer from the lightweight transaction",
+        ))
     }
 
     /// Keeps committing a claim in the background, with growing pauses, for
@@ -231,7 +266,8 @@ impl Log {
         });
     }
 
-    /// [`Placed::Not`] when the claimed row was aborted by a reader (or is gone).
+    /// [`Placed::Not`] when the claimed row was aborted by a reader (or is gone, for a
+    /// write without a target).
     async fn commit_claim(&self, claim: &Claim, chunk: &Encoded) -> Result<Placed> {
         let what = "committing change records";
         let bucket = bucket_of(claim.seq);
@@ -250,7 +286,19 @@ impl Log {
                     });
                 }
                 Some(row) if row.status.as_deref() == Some(PENDING) => {}
-                _ => return Ok(Placed::Not),
+                Some(_) => return Ok(Placed::Not),
+                // Gone although it lay above the floor when this commit began: retention
+                // removed it, and retention removes only settled rows. A write with a
+                // target that landed is never aborted by a settler (its stamp or
+                // tombstone shows it), so a settler committed it and appended the rest.
+                None if claim.targeted => {
+                    tracing::warn!(
+                        seq = claim.seq,
+                        "a claimed change log row was settled and pruned before its writer committed it"
+                    );
+                    return Ok(Placed::Settled);
+                }
+                None => return Ok(Placed::Not),
             }
         }
         Err(Error::unavailable(
