@@ -54,6 +54,13 @@ pub async fn fast_path_matches_engine(api: &GraphqlApi) {
     )
     .await["createCollection"]["collection"]
         .clone();
+    let second = data(
+        api,
+        "mutation($input: CreateCollectionInput!) { createCollection(input: $input) { collection { id slug } } }",
+        json!({ "input": { "name": "More", "slug": format!("more-{suffix}") } }),
+    )
+    .await["createCollection"]["collection"]
+        .clone();
     let create = "mutation($input: CreateProductInput!) { createProduct(input: $input) { product { id sku } } }";
     let full = data(
         api,
@@ -61,7 +68,7 @@ pub async fn fast_path_matches_engine(api: &GraphqlApi) {
         json!({ "input": {
             "sku": format!("FAST-1-{suffix}"), "title": "Tea \"kettle\" — ünïcode", "body": "line 1\nline 2",
             "price": "12.50", "currency": "EUR", "inventoryStatus": "PREORDER", "inventoryQuantity": 7,
-            "categoryId": category["id"], "collectionIds": [collection["id"]],
+            "categoryId": category["id"], "collectionIds": [second["id"], collection["id"]],
             "images": ["https://img/b.png", "https://img/a.png"],
             "metadata": { "z": 1, "a": [true, null, 2.5], "nested": { "k": "v" } },
         } }),

@@ -32,6 +32,13 @@ impl Body {
         }
     }
 
+    /// A part written by `write`.
+    pub(super) fn written(write: impl FnOnce(&mut Self)) -> Self {
+        let mut part = Self::part();
+        write(&mut part);
+        part
+    }
+
     /// Copies `part` here.
     pub(super) fn append(&mut self, part: &Self) {
         self.buf.extend_from_slice(&part.buf);

@@ -141,6 +141,24 @@ impl ListPlan {
         })
     }
 
+    /// The `category` and `collections` selections of the rows' `node`s.
+    fn relations(&self) -> impl Iterator<Item = &Node> {
+        self.fields
+            .iter()
+            .filter_map(|(_, c)| match c {
+                Connection::Edges(edges) => Some(edges),
+                _ => None,
+            })
+            .flatten()
+            .filter_map(|(_, e)| match e {
+                Edge::Node(node) => Some(node),
+                _ => None,
+            })
+            .flatten()
+            .map(|(_, n)| n)
+            .filter(|n| !matches!(n, Node::Scalar(_)))
+    }
+
     /// Whether a row's `node` selects `category` (or `collections`).
     fn selects(&self, relation: fn(&Node) -> bool) -> bool {
         self.fields.iter().any(|(_, c)| match c {
@@ -216,7 +234,37 @@ impl ListPlan {
         }
         // A relation's object is written once per entity and selection, then copied
         // into every row that has it (a page shares a few categories and collections).
-        let mut parts: HashMap<(usize, &str), Body> = HashMap::new();
+        let mut parts: Vec<(usize, HashMap<&str, Body>)> = Vec::new();
+        for node in self.relations() {
+            let written: HashMap<&str, Body> = match node {
+                Node::Category(fields) => categories
+                    .values()
+                    .map(|c| {
+                        (
+                            c.id.as_str(),
+                            Body::written(|part| part.category(c, fields)),
+                        )
+                    })
+                    .collect(),
+                Node::Collections(fields) => collections
+                    .values()
+                    .map(|c| {
+                        (
+                            c.id.as_str(),
+                            Body::written(|part| part.collection(c, fields)),
+                        )
+                    })
+                    .collect(),
+                Node::Scalar(_) => continue,
+            };
+            parts.push((relation_key(node), written));
+        }
+        let parts_of = |node: &Node| {
+            parts
+                .iter()
+                .find(|(key, _)| *key == relation_key(node))
+                .map(|(_, written)| written)
+        };
         let start = page.items.first().map(|p| cursor::encode(&Key::of(p)));
         let end = page.items.last().map(|p| cursor::encode(&Key::of(p)));
         body.object(&self.fields, |body, field| match field {
@@ -235,42 +283,41 @@ impl ListPlan {
                     Edge::Cursor => body.string(&cursor::encode(&Key::of(row))),
                     Edge::Node(node) => body.object(node, |body, n| match n {
                         Node::Scalar(field) => body.product_field(row, *field),
-                        Node::Category(fields) => match categories.get(&row.category_id) {
-                            Some(c) => body.append(
-                                parts
-                                    .entry((fields.as_ptr() as usize, c.id.as_str()))
-                                    .or_insert_with(|| {
-                                        let mut part = Body::part();
-                                        part.category(c, fields);
-                                        part
-                                    }),
-                            ),
-                            None => body.raw(b"null"),
-                        },
-                        Node::Collections(fields) => {
-                            let mut mine: Vec<&Collection> = row
-                                .collection_ids
-                                .iter()
-                                .filter_map(|id| collections.get(id))
-                                .collect();
-                            mine.sort_by(|a, b| a.id.cmp(&b.id));
-                            body.list(mine, |body, c| {
-                                body.append(
-                                    parts
-                                        .entry((fields.as_ptr() as usize, c.id.as_str()))
-                                        .or_insert_with(|| {
-                                            let mut part = Body::part();
-                                            part.collection(c, fields);
-                                            part
-                                        }),
-                                );
-                            });
+                        Node::Category(_) => {
+                            match parts_of(n).and_then(|w| w.get(row.category_id.as_str())) {
+                                Some(part) => body.append(part),
+                                None => body.raw(b"null"),
+                            }
+                        }
+                        Node::Collections(_) => {
+                            let Some(written) = parts_of(n) else {
+                                body.raw(b"[]");
+                                return;
+                            };
+                            // By id, absent ids left out, as the resolver answers; a
+                            // product's ids are stored sorted, so this is their order.
+                            let mut ids: Vec<&CollectionId> = row.collection_ids.iter().collect();
+                            if !ids.is_sorted() {
+                                ids.sort();
+                            }
+                            body.list(
+                                ids.into_iter().filter_map(|id| written.get(id.as_str())),
+                                |body, part| body.append(part),
+                            );
                         }
                     }),
                 });
             }),
         });
         Some(())
+    }
+}
+
+/// Identifies a relation selection of the plan (its field list's address).
+fn relation_key(node: &Node) -> usize {
+    match node {
+        Node::Category(fields) | Node::Collections(fields) => fields.as_ptr() as usize,
+        Node::Scalar(_) => 0,
     }
 }
 
