@@ -17,6 +17,10 @@ use async_graphql::{Name, Value, Variables};
 use async_graphql_value::Value as DocValue;
 use std::collections::{BTreeSet, HashMap};
 
+/// Maps of one page's ids: hashed with foldhash (ids are ours, not an attacker's keys
+/// to flood a table with: at most one page of them), several lookups per row.
+type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 use super::body::Body;
 use super::{Arg, Entity, Field, argument, fields};
 use crate::datastore::{Category, CategoryId, Collection, CollectionId, Key};
@@ -186,7 +190,7 @@ impl ListPlan {
             .product_filter(None, None, None, None, None, None)
             .ok()??;
         let page = catalog.page_products(&filter, &request).await.ok()?;
-        let categories: HashMap<CategoryId, Category> = if self
+        let categories: IdMap<CategoryId, Category> = if self
             .selects(|n| matches!(n, Node::Category(_)))
         {
             let ids: BTreeSet<&CategoryId> = page.items.iter().map(|p| &p.category_id).collect();
@@ -198,9 +202,9 @@ impl ListPlan {
             };
             found.into_iter().map(|c| (c.id.clone(), c)).collect()
         } else {
-            HashMap::new()
+            IdMap::default()
         };
-        let collections: HashMap<CollectionId, Collection> =
+        let collections: IdMap<CollectionId, Collection> =
             if self.selects(|n| matches!(n, Node::Collections(_))) {
                 let ids: BTreeSet<&CollectionId> =
                     page.items.iter().flat_map(|p| &p.collection_ids).collect();
@@ -212,7 +216,7 @@ impl ListPlan {
                 };
                 found.into_iter().map(|c| (c.id.clone(), c)).collect()
             } else {
-                HashMap::new()
+                IdMap::default()
             };
         // Every product's category must be there (the engine reports a missing one).
         if !categories.is_empty()
@@ -234,9 +238,9 @@ impl ListPlan {
         }
         // A relation's object is written once per entity and selection, then copied
         // into every row that has it (a page shares a few categories and collections).
-        let mut parts: Vec<(usize, HashMap<&str, Body>)> = Vec::new();
+        let mut parts: Vec<(usize, IdMap<&str, Body>)> = Vec::new();
         for node in self.relations() {
-            let written: HashMap<&str, Body> = match node {
+            let written: IdMap<&str, Body> = match node {
                 Node::Category(fields) => categories
                     .values()
                     .map(|c| {
@@ -296,14 +300,16 @@ impl ListPlan {
                             };
                             // By id, absent ids left out, as the resolver answers; a
                             // product's ids are stored sorted, so this is their order.
-                            let mut ids: Vec<&CollectionId> = row.collection_ids.iter().collect();
-                            if !ids.is_sorted() {
+                            let part = |id: &CollectionId| written.get(id.as_str());
+                            if row.collection_ids.is_sorted() {
+                                let mine = row.collection_ids.iter().filter_map(part);
+                                body.list(mine, Body::append);
+                            } else {
+                                let mut ids: Vec<&CollectionId> =
+                                    row.collection_ids.iter().collect();
                                 ids.sort();
+                                body.list(ids.into_iter().filter_map(part), Body::append);
                             }
-                            body.list(
-                                ids.into_iter().filter_map(|id| written.get(id.as_str())),
-                                |body, part| body.append(part),
-                            );
                         }
                     }),
                 });
