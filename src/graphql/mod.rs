@@ -205,22 +205,26 @@ impl GraphqlApi {
     /// [`Self::execute`].
     pub async fn answer(&self, request: Request) -> Answer {
         let started = Instant::now();
-        let plan = self
-            .plans
-            .as_ref()
-            .and_then(|plans| plans.get(&request.query))
-            .flatten();
-        let request = match plan {
-            Some(plan) => match plan.run(&self.catalog, request).await {
+        let Some(plans) = &self.plans else {
+            return Answer::Response(Box::new(self.execute(request).await));
+        };
+        // One lookup decides: planned, known and not plannable, or new (learn it).
+        let (request, learn) = match plans.get(&request.query) {
+            Some(Some(plan)) => match plan.run(&self.catalog, request).await {
                 Ok(body) => {
                     metrics::record_outcome("query", true, started.elapsed());
                     return Answer::Body(body);
                 }
-                Err(back) => back,
+                Err(back) => (back, None),
             },
-            None => request,
+            Some(None) => (request, None),
+            None => {
+                let query = request.query.clone();
+                (request, Some((plans.as_ref(), query)))
+            }
         };
-        Answer::Response(Box::new(self.execute(request).await))
+        let response = Box::pin(self.execute_on_engine(request, learn, started)).await;
+        Answer::Response(Box::new(response))
     }
 
     /// [`Self::answer`] as the JSON text of the response (what `POST /graphql` sends).

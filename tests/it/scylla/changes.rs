@@ -430,16 +430,7 @@ async fn scylla_a_write_with_thousands_of_records_spans_rows_in_order() {
         return;
     };
     let at = tick();
-    let many: Vec<Change> = (0..2_500)
-        .map(|i| Change {
-            kind: ChangeKind::Updated,
-            entity: ChangeEntity::Product,
-            id: format!("member-{i:05}"),
-            version: None,
-            at,
-            changed_fields: vec!["collections".to_owned()],
-        })
-        .collect();
+    let many = member_updates(2_500, at);
     store
         .log_changes_around(many.clone(), async {})
         .await
@@ -456,6 +447,20 @@ async fn scylla_a_write_with_thousands_of_records_spans_rows_in_order() {
         records.last().unwrap().position
     );
     done_with(&hosts().unwrap(), store.keyspace()).await;
+}
+
+/// `n` records of one write that touches many products (`member-00000`, …), at `at`.
+pub(super) fn member_updates(n: usize, at: Timestamp) -> Vec<Change> {
+    (0..n)
+        .map(|i| Change {
+            kind: ChangeKind::Updated,
+            entity: ChangeEntity::Product,
+            id: format!("member-{i:05}"),
+            version: None,
+            at,
+            changed_fields: vec!["collections".to_owned()],
+        })
+        .collect()
 }
 
 /// The position and kind of each record about `id`.

@@ -6,25 +6,15 @@
 use std::time::{Duration, Instant};
 
 use gitstore_api::datastore::scylla::CasFault;
-use gitstore_api::datastore::{Change, ChangeEntity, ChangeKind, Datastore};
+use gitstore_api::datastore::{Change, ChangeKind, Datastore};
 
-use super::changes::{LEASE, about, all_records, ids_of, seq_of};
+use super::changes::{LEASE, about, all_records, ids_of, member_updates, seq_of};
 use super::integrity::{new_category, new_collection, new_product, tick};
 use super::{admin, config, connect, cql, done_with, fresh_store, hosts};
 
 /// `n` records of a write that touches many products.
 fn many(n: usize) -> Vec<Change> {
-    let at = tick();
-    (0..n)
-        .map(|i| Change {
-            kind: ChangeKind::Updated,
-            entity: ChangeEntity::Product,
-            id: format!("member-{i:05}"),
-            version: None,
-            at,
-            changed_fields: vec!["collections".to_owned()],
-        })
-        .collect()
+    member_updates(n, tick())
 }
 
 /// The records of `records` about the members of [`many`], in log order.

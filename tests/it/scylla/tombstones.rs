@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use gitstore_api::datastore::changes as records;
 use gitstore_api::datastore::scylla::CasFault;
 use gitstore_api::datastore::{
-    CatalogStats, CatalogVersion, Change, ChangeEntity, ChangeKind, ChangeRecord, CollectionId,
-    Datastore, Error, ProductId,
+    CatalogStats, CatalogVersion, Change, ChangeKind, ChangeRecord, CollectionId, Datastore, Error,
+    ProductId,
 };
 
-use super::changes::{LEASE, about, all_records, seq_of, status_at};
+use super::changes::{LEASE, about, all_records, member_updates, seq_of, status_at};
 use super::integrity::{new_category, new_collection, new_product, tick};
 use super::{admin, done_with, fresh_store, hosts};
 
@@ -327,16 +327,7 @@ async fn scylla_a_landed_write_of_thousands_of_records_is_settled_whole_from_its
     let collection = new_collection();
     store.create_collection(&collection, &[]).await.unwrap();
     let at = tick();
-    let many: Vec<Change> = (0..2_500)
-        .map(|i| Change {
-            kind: ChangeKind::Updated,
-            entity: ChangeEntity::Product,
-            id: format!("member-{i:05}"),
-            version: None,
-            at,
-            changed_fields: vec!["collections".to_owned()],
-        })
-        .collect();
+    let many = member_updates(2_500, at);
     let mut next = collection.clone();
     next.name = "Big".to_owned();
     next.updated_at = at;
@@ -389,16 +380,7 @@ async fn scylla_a_stalled_writer_of_thousands_of_records_leaves_them_to_its_sett
     let collection = new_collection();
     store.create_collection(&collection, &[]).await.unwrap();
     let at = tick();
-    let many: Vec<Change> = (0..1_500)
-        .map(|i| Change {
-            kind: ChangeKind::Updated,
-            entity: ChangeEntity::Product,
-            id: format!("member-{i:05}"),
-            version: None,
-            at,
-            changed_fields: vec!["collections".to_owned()],
-        })
-        .collect();
+    let many = member_updates(1_500, at);
     let mut next = collection.clone();
     next.name = "Stalled".to_owned();
     next.updated_at = at;
