@@ -130,6 +130,10 @@ fn describe() {
         "SQLite write transactions committed (one fsync each; group commit puts many writes in one)"
     );
     metrics::describe_counter!(
+        crate::datastore::sqlite::FALLBACKS_METRIC,
+        "SQLite reads by key that could not run on the calling thread and went to the read pool"
+    );
+    metrics::describe_counter!(
         crate::datastore::sqlite::COMMITTED_WRITES_METRIC,
         "SQLite writes that ran in a committed transaction (divided by commits: the mean batch)"
     );

@@ -15,7 +15,9 @@
 //! the write lock up front, where the busy timeout applies, in case another process (a
 //! `gitstore-api migrate`, a second instance) holds it. Reads use a separate pool sized
 //! for the machine whose connections are `query_only`; in WAL mode they read a consistent
-//! snapshot and never wait for the writer.
+//! snapshot and never wait for the writer. Reads by key (one id, sku or slug, or the ids
+//! of one page) skip that pool's threads: they run on the calling thread with rusqlite,
+//! and go to the pool only when they cannot (`direct`).
 //!
 //! # Integrity
 //! Because writers are serialized by SQLite's lock, every rule a concurrent write could
@@ -57,7 +59,8 @@
 //! # Layout
 //! The schema itself is in `migrations/sqlite/`, applied by [`SqliteStore::migrate`].
 //! Here: the store, its pools and the [`Datastore`] operations; beside it, the writer
-//! task and its group commit (`writer`), the write bodies of each entity (`products`,
+//! task and its group commit (`writer`), reads by key on the calling thread (`direct`),
+//! the write bodies of each entity (`products`,
 //! `categories`, `collections`) and of memberships (`membership`), the change log
 //! (`change_log`), the SQL of product reads and how prices and search are stored
 //! (`query`), the rows and their decoding (`rows`), and error mapping (`errors`).
@@ -65,6 +68,7 @@
 mod categories;
 mod change_log;
 mod collections;
+mod direct;
 mod errors;
 mod membership;
 mod products;
@@ -72,8 +76,10 @@ mod query;
 mod rows;
 mod writer;
 
+pub use self::direct::{FALLBACKS_METRIC, ReadStats};
 pub use self::writer::{COMMITS_METRIC, COMMITTED_WRITES_METRIC, WriteStats};
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use sqlx::QueryBuilder;
@@ -83,12 +89,13 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
+use self::direct::DirectReads;
 use self::errors::{open_error, preflight, unavailable, unique_violation};
 use self::query::{
     CATEGORY_COLUMNS, COLLECTION_COLUMNS, PRODUCT_COLUMNS, ids_json, product_source,
     push_conditions,
 };
-use self::rows::{CategoryRow, CollectionRow, ProductRow, VersionRow, decodable, product_on};
+use self::rows::{CategoryRow, CollectionRow, PRODUCT_BY_ID, ProductRow, VersionRow, decodable};
 use self::writer::Writer;
 use super::{
     CatalogVersion, Category, CategoryId, ChangeRead, Collection, CollectionId, Datastore, Error,
@@ -109,6 +116,7 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// and the writer task that runs every write on the latter.
 pub struct SqliteStore {
     reader: SqlitePool,
+    direct: DirectReads,
     writer: SqlitePool,
     writes: Writer,
     path: String,
@@ -180,6 +188,7 @@ impl SqliteStore {
             .connect_lazy_with(base.pragma("query_only", "ON"));
         Ok(Self {
             reader,
+            direct: DirectReads::new(path),
             writes: Writer::spawn(writer.clone()),
             writer,
             path: path.to_owned(),
@@ -214,43 +223,40 @@ impl Datastore for SqliteStore {
     }
 
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
-        let mut conn = self
-            .reader
-            .acquire()
-            .await
-            .map_err(|e| unavailable(&format!("reading product {:?}", id.as_str()), e))?;
-        product_on(&mut conn, id.as_str())
+        let id = id.as_str();
+        self.row::<ProductRow>(&PRODUCT_BY_ID, id, || format!("reading product {id:?}"))
             .await?
-            .ok_or_else(|| Error::not_found("product", id.as_str()))
+            .map(ProductRow::into_product)
+            .transpose()?
+            .ok_or_else(|| Error::not_found("product", id))
     }
 
     async fn get_product_by_sku(&self, sku: &str) -> Result<Product> {
-        sqlx::query_as::<_, ProductRow>(&format!(
-            "{PRODUCT_COLUMNS} FROM products p WHERE p.sku = ?"
-        ))
-        .bind(sku)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(|e| unavailable(&format!("reading product sku {sku:?}"), e))?
-        .map(ProductRow::into_product)
-        .transpose()?
-        .ok_or_else(|| Error::not_found("product", sku))
+        static BY_SKU: LazyLock<String> =
+            LazyLock::new(|| format!("{PRODUCT_COLUMNS} FROM products p WHERE p.sku = ?"));
+        self.row::<ProductRow>(&BY_SKU, sku, || format!("reading product sku {sku:?}"))
+            .await?
+            .map(ProductRow::into_product)
+            .transpose()?
+            .ok_or_else(|| Error::not_found("product", sku))
     }
 
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
+        static BY_IDS: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "{PRODUCT_COLUMNS} FROM products p \
+                 WHERE p.id IN (SELECT value FROM json_each(?))"
+            )
+        });
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        sqlx::query_as::<_, ProductRow>(&format!(
-            "{PRODUCT_COLUMNS} FROM products p WHERE p.id IN (SELECT value FROM json_each(?))"
-        ))
-        .bind(ids_json(ids))
-        .fetch_all(&self.reader)
-        .await
-        .map_err(|e| unavailable("reading products", e))
+        let rows = self
+            .batch::<ProductRow>(&BY_IDS, ids_json(ids), "reading products")
+            .await?;
         // A batch serves loaders for many rows at once: an undecodable one is left out
         // (and logged) rather than failing its neighbours.
-        .map(decodable)
+        Ok(decodable(rows))
     }
 
     async fn update_product(
@@ -335,14 +341,18 @@ impl Datastore for SqliteStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("{CATEGORY_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))");
-        self.rows::<CategoryRow, _>(&sql, Some(ids_json(ids)), "reading categories")
-            .await
+        static BY_IDS: LazyLock<String> = LazyLock::new(|| {
+            format!("{CATEGORY_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))")
+        });
+        let rows = self
+            .batch::<CategoryRow>(&BY_IDS, ids_json(ids), "reading categories")
+            .await?;
+        Ok(rows.into_iter().map(Category::from).collect())
     }
 
     async fn list_categories(&self) -> Result<Vec<Category>> {
         let sql = format!("{CATEGORY_COLUMNS} ORDER BY created_at, id");
-        self.rows::<CategoryRow, _>(&sql, None, "listing categories")
+        self.rows::<CategoryRow, _>(&sql, "listing categories")
             .await
     }
 
@@ -391,14 +401,18 @@ impl Datastore for SqliteStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let sql = format!("{COLLECTION_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))");
-        self.rows::<CollectionRow, _>(&sql, Some(ids_json(ids)), "reading collections")
-            .await
+        static BY_IDS: LazyLock<String> = LazyLock::new(|| {
+            format!("{COLLECTION_COLUMNS} WHERE id IN (SELECT value FROM json_each(?))")
+        });
+        let rows = self
+            .batch::<CollectionRow>(&BY_IDS, ids_json(ids), "reading collections")
+            .await?;
+        Ok(rows.into_iter().map(Collection::from).collect())
     }
 
     async fn list_collections(&self) -> Result<Vec<Collection>> {
         let sql = format!("{COLLECTION_COLUMNS} ORDER BY created_at, id");
-        self.rows::<CollectionRow, _>(&sql, None, "listing collections")
+        self.rows::<CollectionRow, _>(&sql, "listing collections")
             .await
     }
 
@@ -538,6 +552,7 @@ impl Datastore for SqliteStore {
     }
 
     async fn close(&self) {
+        self.direct.close();
         self.reader.close().await;
         self.writer.close().await;
     }

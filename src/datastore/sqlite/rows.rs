@@ -10,11 +10,14 @@
 //! do not decode rows, so they still include it.
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 
+use rusqlite::Row;
 use rust_decimal::Decimal;
 use sqlx::SqliteConnection;
 
 use super::SqliteStore;
+use super::direct::DirectRow;
 use super::errors::unavailable;
 use super::query::PRODUCT_COLUMNS;
 use crate::datastore::{
@@ -22,7 +25,49 @@ use crate::datastore::{
     InventoryStatus, Product, ProductId, Result, Timestamp,
 };
 
+/// The read of one product by id.
+pub(super) static PRODUCT_BY_ID: LazyLock<String> =
+    LazyLock::new(|| format!("{PRODUCT_COLUMNS} FROM products p WHERE p.id = ?"));
+
 impl SqliteStore {
+    /// The row `sql` selects with its one parameter `key` (the first, if several):
+    /// read directly when it can be (`direct`), else on a pooled reader. `what` names the
+    /// read in an error.
+    pub(super) async fn row<R>(
+        &self,
+        sql: &str,
+        key: &str,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + DirectRow + Send + Unpin,
+    {
+        if let Some(row) = self.direct.row(sql, key) {
+            return Ok(row);
+        }
+        sqlx::query_as::<_, R>(sql)
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(|e| unavailable(&what(), e))
+    }
+
+    /// The rows `sql` selects with its one parameter, the JSON array `ids`: directly
+    /// when they can be, else on a pooled reader.
+    pub(super) async fn batch<R>(&self, sql: &str, ids: String, what: &str) -> Result<Vec<R>>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + DirectRow + Send + Unpin,
+    {
+        if let Some(rows) = self.direct.rows(sql, [&ids]) {
+            return Ok(rows);
+        }
+        sqlx::query_as::<_, R>(sql)
+            .bind(ids)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(|e| unavailable(what, e))
+    }
+
     /// One row of `columns` (a `SELECT … FROM table`) whose `key_column` equals `key`,
     /// converted to its entity; `NotFound` naming `entity` and `key` when there is none.
     pub(super) async fn row_by<R, T>(
@@ -33,34 +78,26 @@ impl SqliteStore {
         entity: &'static str,
     ) -> Result<T>
     where
-        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
+        R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + DirectRow + Send + Unpin,
         T: From<R>,
     {
-        sqlx::query_as::<_, R>(&format!("{columns} WHERE {key_column} = ?"))
-            .bind(key)
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(|e| unavailable(&format!("reading {entity} {key_column} {key:?}"), e))?
-            .map(T::from)
-            .ok_or_else(|| Error::not_found(entity, key))
+        let sql = format!("{columns} WHERE {key_column} = ?");
+        self.row::<R>(&sql, key, || {
+            format!("reading {entity} {key_column} {key:?}")
+        })
+        .await?
+        .map(T::from)
+        .ok_or_else(|| Error::not_found(entity, key))
     }
 
-    /// Every row `sql` selects (with its one optional parameter), converted to entities.
-    pub(super) async fn rows<R, T>(
-        &self,
-        sql: &str,
-        param: Option<String>,
-        what: &str,
-    ) -> Result<Vec<T>>
+    /// Every row `sql` selects, converted to entities, read on a pooled reader (a whole
+    /// table: not a read by key).
+    pub(super) async fn rows<R, T>(&self, sql: &str, what: &str) -> Result<Vec<T>>
     where
         R: for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow> + Send + Unpin,
         T: From<R>,
     {
-        let mut query = sqlx::query_as::<_, R>(sql);
-        if let Some(param) = param {
-            query = query.bind(param);
-        }
-        let rows = query
+        let rows = sqlx::query_as::<_, R>(sql)
             .fetch_all(&self.reader)
             .await
             .map_err(|e| unavailable(what, e))?;
@@ -68,10 +105,10 @@ impl SqliteStore {
     }
 }
 
-/// Reads one product on `conn`: a pooled reader, or the write transaction itself when a
-/// failed version check reports the stored product.
+/// Reads one product on `conn`: the write transaction itself, when a write needs the
+/// stored product.
 pub(super) async fn product_on(conn: &mut SqliteConnection, id: &str) -> Result<Option<Product>> {
-    sqlx::query_as::<_, ProductRow>(&format!("{PRODUCT_COLUMNS} FROM products p WHERE p.id = ?"))
+    sqlx::query_as::<_, ProductRow>(&PRODUCT_BY_ID)
         .bind(id)
         .fetch_optional(conn)
         .await
@@ -114,6 +151,27 @@ pub(super) struct ProductRow {
     created_at: i64,
     updated_at: i64,
     collection_ids: String,
+}
+
+impl DirectRow for ProductRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            sku: row.get("sku")?,
+            title: row.get("title")?,
+            body: row.get("body")?,
+            price: row.get("price")?,
+            currency: row.get("currency")?,
+            inventory_status: row.get("inventory_status")?,
+            inventory_quantity: row.get("inventory_quantity")?,
+            category_id: row.get("category_id")?,
+            images: row.get("images")?,
+            metadata: row.get("metadata")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+            collection_ids: row.get("collection_ids")?,
+        })
+    }
 }
 
 impl ProductRow {
@@ -177,6 +235,21 @@ pub(super) struct CategoryRow {
     updated_at: i64,
 }
 
+impl DirectRow for CategoryRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            name: row.get("name")?,
+            slug: row.get("slug")?,
+            parent_id: row.get("parent_id")?,
+            display_order: row.get("display_order")?,
+            body: row.get("body")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
+    }
+}
+
 impl From<CategoryRow> for Category {
     fn from(row: CategoryRow) -> Self {
         Self {
@@ -201,6 +274,20 @@ pub(super) struct CollectionRow {
     body: Option<String>,
     created_at: i64,
     updated_at: i64,
+}
+
+impl DirectRow for CollectionRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            id: row.get("id")?,
+            name: row.get("name")?,
+            slug: row.get("slug")?,
+            display_order: row.get("display_order")?,
+            body: row.get("body")?,
+            created_at: row.get("created_at")?,
+            updated_at: row.get("updated_at")?,
+        })
+    }
 }
 
 impl From<CollectionRow> for Collection {

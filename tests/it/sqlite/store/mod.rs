@@ -1,9 +1,10 @@
 //! Against the store itself: races between writes that the backend must make atomic
 //! (`races`), writes cancelled at random points (`cancellation`), undecodable rows and
-//! empty keyset windows (`reads`). This module holds what they share: fresh stores,
+//! empty keyset windows (`reads`), reads by key on the calling thread (`direct`). This module holds what they share: fresh stores,
 //! entities, and the integrity check of a database file.
 
 mod cancellation;
+mod direct;
 mod races;
 mod reads;
 
