@@ -88,7 +88,7 @@ async fn reads_by_key_run_directly_and_match_the_pool() {
         .get_products(&[full.id.clone(), bare.id.clone()])
         .await
         .unwrap();
-    batch.sort_by(|x, y| x.created_at.cmp(&y.created_at));
+    batch.sort_by_key(|x| x.created_at);
     assert_eq!(batch, pooled);
     assert_eq!(
         store.get_product(&new_product(&root.id, &[]).id).await.ok(),
@@ -107,7 +107,7 @@ async fn reads_by_key_run_directly_and_match_the_pool() {
         .get_categories(&[child.id.clone(), root.id.clone()])
         .await
         .unwrap();
-    batch.sort_by(|x, y| x.created_at.cmp(&y.created_at));
+    batch.sort_by_key(|x| x.created_at);
     assert_eq!(batch, categories);
 
     let collections = store.list_collections().await.unwrap();
@@ -122,7 +122,7 @@ async fn reads_by_key_run_directly_and_match_the_pool() {
         .get_collections(&[b.id.clone(), a.id.clone()])
         .await
         .unwrap();
-    batch.sort_by(|x, y| x.created_at.cmp(&y.created_at));
+    batch.sort_by_key(|x| x.created_at);
     assert_eq!(batch, collections);
     assert!(store.get_collection_by_slug("no-such-slug").await.is_err());
 
