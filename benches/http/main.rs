@@ -94,6 +94,11 @@ struct Cli {
     /// Threads of the load generator (1 is like `wrk -t1`).
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
+    /// Runtime worker threads of each server and of the ceiling (`TOKIO_WORKER_THREADS`)
+    /// [default: Tokio's, one per core]. On a small machine, cores minus the load
+    /// generator's threads keeps the two from preempting each other.
+    #[arg(long)]
+    server_threads: Option<usize>,
     /// Record a `perf` profile of the server during this workload's measured window in
     /// the first round (for each binary and backend that runs it) and print its top.
     #[arg(long)]
@@ -159,6 +164,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(threads) = cli.server_threads {
+        server::set_server_threads(threads.max(1));
+    }
     let runtime = if cli.client_threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -345,6 +353,11 @@ fn cli_header(cli: &Cli, s: &Settings) -> String {
         cli.client_threads.max(1),
         s.connections
     ));
+    out.push_str(&match cli.server_threads {
+        Some(n) => format!("- Server and ceiling runtimes: {} worker thread(s)\n", n.max(1)),
+        None => "- Server and ceiling runtimes: one worker thread per core (Tokio's default)\n"
+            .to_owned(),
+    });
     out
 }
 

@@ -8,11 +8,30 @@ use std::io::BufRead as _;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::load;
+
+/// Runtime worker threads of every server started (`--server-threads`); unset: Tokio's
+/// default, one per core.
+static SERVER_THREADS: OnceLock<usize> = OnceLock::new();
+
+/// Sets the runtime worker threads of every server (and ceiling) started from now on.
+pub fn set_server_threads(threads: usize) {
+    let _ = SERVER_THREADS.set(threads);
+}
+
+/// Gives `cmd` the runtime threads of `--server-threads` (Tokio reads
+/// `TOKIO_WORKER_THREADS`), or Tokio's default whatever this process inherited.
+fn runtime_threads(cmd: &mut Command) -> &mut Command {
+    match SERVER_THREADS.get() {
+        Some(n) => cmd.env("TOKIO_WORKER_THREADS", n.to_string()),
+        None => cmd.env_remove("TOKIO_WORKER_THREADS"),
+    }
+}
 
 /// A server binary to measure.
 #[derive(Clone, Debug)]
@@ -141,6 +160,7 @@ pub async fn start_with(
             backend.name()
         ));
         let mut cmd = Command::new(&binary.path);
+        runtime_threads(&mut cmd);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("GITSTORE_") {
                 cmd.env_remove(name);
@@ -239,7 +259,7 @@ pub fn slug(label: &str) -> String {
 /// When it cannot be started or does not print an address.
 pub fn start_ceiling() -> Result<Running, String> {
     let exe = std::env::current_exe().map_err(|e| format!("own executable: {e}"))?;
-    let mut child = Command::new(exe)
+    let mut child = runtime_threads(&mut Command::new(exe))
         .arg("--ceiling-server")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
