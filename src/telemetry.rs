@@ -131,7 +131,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         crate::datastore::sqlite::FALLBACKS_METRIC,
-        "SQLite reads by key that could not run on the calling thread and went to the read pool"
+        "SQLite reads by key or bounded pages that could not run on the calling thread and went to the read pool"
     );
     metrics::describe_counter!(
         crate::datastore::sqlite::COMMITTED_WRITES_METRIC,

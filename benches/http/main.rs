@@ -354,7 +354,10 @@ fn cli_header(cli: &Cli, s: &Settings) -> String {
         s.connections
     ));
     out.push_str(&match cli.server_threads {
-        Some(n) => format!("- Server and ceiling runtimes: {} worker thread(s)\n", n.max(1)),
+        Some(n) => format!(
+            "- Server and ceiling runtimes: {} worker thread(s)\n",
+            n.max(1)
+        ),
         None => "- Server and ceiling runtimes: one worker thread per core (Tokio's default)\n"
             .to_owned(),
     });

@@ -2,13 +2,15 @@
 //!
 //! sqlx runs each SQLite connection on a thread of its own: a read sends its statement to
 //! that thread and gets its rows back over channels, and returning the connection spawns a
-//! task. For a lookup by key that hand-off costs several times SQLite's own work (thread
-//! wake-ups were a third of the server's CPU on `productById`, see BENCHMARKS.md). A read
-//! by key is bounded: one index descent per key, for one key or for the ids of one page,
-//! over pages the OS and SQLite's cache keep in memory. So those reads run here, with
-//! rusqlite, on the runtime thread that asks, on connections of their own. Listings,
-//! counts and searches, whose cost grows with the data, stay on sqlx's threads, and so
-//! does every write.
+//! task; every value of every row is copied for the trip. For a lookup by key that
+//! hand-off costs several times SQLite's own work (thread wake-ups were a third of the
+//! server's CPU on `productById`, see BENCHMARKS.md). Some reads are bounded: a read by
+//! key is one index descent per key (one key, or the ids one page refers to), and a
+//! listing with at most one equality filter walks an index in its own order for one page
+//! of rows ([`super::query::is_bounded`]), over pages the OS and SQLite's cache keep in
+//! memory. So those reads run here, with rusqlite, on the runtime thread that asks, on
+//! connections of their own. Counts, searches, price ranges and combined filters, whose
+//! cost grows with the data, stay on sqlx's threads, and so does every write.
 //!
 //! A direct read never waits: its connections have no busy timeout (a reader in WAL mode
 //! waits only while another connection rebuilds the WAL index, and then it reports
@@ -33,11 +35,11 @@ const MAX_IDLE: usize = 16;
 /// How many prepared statements each connection keeps.
 const STATEMENT_CACHE: usize = 32;
 
-/// Name of the Prometheus counter of reads by key that could not be read directly and
-/// went to sqlx's pool instead.
+/// Name of the Prometheus counter of direct-eligible reads that could not be read
+/// directly and went to sqlx's pool instead.
 pub const FALLBACKS_METRIC: &str = "gitstore_sqlite_direct_read_fallbacks_total";
 
-/// How the store's reads by key were served so far.
+/// How the store's direct-eligible reads (by key, bounded listings) were served so far.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadStats {
     /// Served directly, on the calling thread.
@@ -47,7 +49,8 @@ pub struct ReadStats {
 }
 
 impl SqliteStore {
-    /// How many reads by key ran directly, and how many went to the read pool.
+    /// How many direct-eligible reads (by key, bounded listings) ran directly, and how
+    /// many went to the read pool.
     #[must_use]
     pub fn read_stats(&self) -> ReadStats {
         self.direct.stats()

@@ -16,8 +16,9 @@
 //! `gitstore-api migrate`, a second instance) holds it. Reads use a separate pool sized
 //! for the machine whose connections are `query_only`; in WAL mode they read a consistent
 //! snapshot and never wait for the writer. Reads by key (one id, sku or slug, or the ids
-//! of one page) skip that pool's threads: they run on the calling thread with rusqlite,
-//! and go to the pool only when they cannot (`direct`).
+//! of one page) and listings whose cost follows their page skip that pool's threads: they
+//! run on the calling thread with rusqlite, and go to the pool only when they cannot
+//! (`direct`).
 //!
 //! # Integrity
 //! Because writers are serialized by SQLite's lock, every rule a concurrent write could
@@ -82,8 +83,6 @@ pub use self::writer::{COMMITS_METRIC, COMMITTED_WRITES_METRIC, WriteStats};
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use sqlx::QueryBuilder;
-use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -92,8 +91,7 @@ use sqlx::sqlite::{
 use self::direct::DirectReads;
 use self::errors::{open_error, preflight, unavailable, unique_violation};
 use self::query::{
-    CATEGORY_COLUMNS, COLLECTION_COLUMNS, PRODUCT_COLUMNS, ids_json, product_source,
-    push_conditions,
+    CATEGORY_COLUMNS, COLLECTION_COLUMNS, PRODUCT_COLUMNS, ProductQuery, ids_json, is_bounded,
 };
 use self::rows::{CategoryRow, CollectionRow, PRODUCT_BY_ID, ProductRow, VersionRow, decodable};
 use self::writer::Writer;
@@ -291,14 +289,20 @@ impl Datastore for SqliteStore {
         if page.limit == 0 || empty_window {
             return Ok(Vec::new());
         }
-        let mut query = QueryBuilder::<Sqlite>::new(PRODUCT_COLUMNS);
-        query.push(product_source(filter));
-        push_conditions(&mut query, filter, Some(page));
-        let rows = query
-            .build_query_as::<ProductRow>()
-            .fetch_all(&self.reader)
-            .await
-            .map_err(|e| unavailable("listing products", e))?;
+        let query = ProductQuery::new(PRODUCT_COLUMNS, filter, Some(page));
+        let direct = is_bounded(filter)
+            .then(|| {
+                let params = rusqlite::params_from_iter(&query.params);
+                self.direct.rows::<ProductRow>(&query.sql, params)
+            })
+            .flatten();
+        let rows = match direct {
+            Some(rows) => rows,
+            None => sqlx::query_as_with::<_, ProductRow, _>(&query.sql, query.arguments()?)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(|e| unavailable("listing products", e))?,
+        };
         let mut products = decodable(rows);
         if page.from_end {
             products.reverse();
@@ -307,11 +311,8 @@ impl Datastore for SqliteStore {
     }
 
     async fn count_products(&self, filter: &ProductFilter) -> Result<u64> {
-        let mut query = QueryBuilder::<Sqlite>::new("SELECT COUNT(*)");
-        query.push(product_source(filter));
-        push_conditions(&mut query, filter, None);
-        let count: i64 = query
-            .build_query_scalar()
+        let query = ProductQuery::new("SELECT COUNT(*)", filter, None);
+        let count: i64 = sqlx::query_scalar_with(&query.sql, query.arguments()?)
             .fetch_one(&self.reader)
             .await
             .map_err(|e| unavailable("counting products", e))?;

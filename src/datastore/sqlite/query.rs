@@ -9,9 +9,10 @@
 //! memory backend uses, because SQLite's `lower()` folds ASCII only.
 
 use rust_decimal::Decimal;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::Arguments as _;
+use sqlx::sqlite::SqliteArguments;
 
-use crate::datastore::{Page, ProductFilter};
+use crate::datastore::{Error, Page, ProductFilter, Result};
 
 /// The columns of a product read, with its memberships as a JSON array.
 pub(super) const PRODUCT_COLUMNS: &str = "SELECT p.id, p.sku, p.title, p.body, p.price, p.currency, \
@@ -28,79 +29,135 @@ pub(super) const CATEGORY_COLUMNS: &str =
 pub(super) const COLLECTION_COLUMNS: &str =
     "SELECT id, name, slug, display_order, body, created_at, updated_at FROM collections";
 
-/// Appends ` WHERE …` for `filter` and the page window to a query over `products p`
-/// (joined to `memberships m` when filtering by collection).
-pub(super) fn push_conditions(
-    query: &mut QueryBuilder<'_, Sqlite>,
-    filter: &ProductFilter,
-    page: Option<&Page>,
-) {
-    // With a collection filter the keyset columns come from the membership index, which
-    // is ordered by them; otherwise from the product table's own indexes.
-    let (created, id) = if filter.collection_id.is_some() {
-        ("m.product_created_at", "m.product_id")
-    } else {
-        ("p.created_at", "p.id")
-    };
-    query.push(" WHERE 1 = 1");
-    if let Some(collection) = &filter.collection_id {
+/// One bound parameter of a product read.
+#[derive(Debug, Clone)]
+pub(super) enum Param {
+    Text(String),
+    Int(i64),
+}
+
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        match self {
+            Self::Text(text) => text.to_sql(),
+            Self::Int(n) => n.to_sql(),
+        }
+    }
+}
+
+/// A product read: its SQL, with `?` placeholders, and their values in order.
+#[derive(Debug)]
+pub(super) struct ProductQuery {
+    pub(super) sql: String,
+    pub(super) params: Vec<Param>,
+}
+
+impl ProductQuery {
+    /// `select` (a column list, or `SELECT COUNT(*)`) over the products `filter` admits,
+    /// within `page`'s window, in its order and up to its limit when there is one.
+    pub(super) fn new(select: &str, filter: &ProductFilter, page: Option<&Page>) -> Self {
+        let mut query = Self {
+            sql: String::with_capacity(select.len() + 256),
+            params: Vec::new(),
+        };
+        query.sql.push_str(select);
+        query.sql.push_str(product_source(filter));
+        query.push_conditions(filter, page);
         query
-            .push(" AND m.collection_id = ")
-            .push_bind(collection.as_str().to_owned());
     }
-    if let Some(category) = &filter.category_id {
-        query
-            .push(" AND p.category_id = ")
-            .push_bind(category.as_str().to_owned());
+
+    /// The parameters as sqlx arguments.
+    pub(super) fn arguments(&self) -> Result<SqliteArguments<'static>> {
+        let mut arguments = SqliteArguments::default();
+        for param in &self.params {
+            let added = match param {
+                Param::Text(text) => arguments.add(text.clone()),
+                Param::Int(n) => arguments.add(*n),
+            };
+            added.map_err(|e| Error::internal("binding a product read's parameters", e))?;
+        }
+        Ok(arguments)
     }
-    if let Some(status) = filter.inventory_status {
-        query
-            .push(" AND p.inventory_status = ")
-            .push_bind(status.as_str());
+
+    fn push(&mut self, sql: &str, param: Param) {
+        self.sql.push_str(sql);
+        self.sql.push('?');
+        self.params.push(param);
     }
-    if let Some(min) = filter.price_min {
-        query.push(" AND p.price_key >= ").push_bind(price_key(min));
+
+    /// Appends ` WHERE …` for `filter` and the page window to a query over `products p`
+    /// (joined to `memberships m` when filtering by collection).
+    fn push_conditions(&mut self, filter: &ProductFilter, page: Option<&Page>) {
+        // With a collection filter the keyset columns come from the membership index,
+        // which is ordered by them; otherwise from the product table's own indexes.
+        let (created, id) = if filter.collection_id.is_some() {
+            ("m.product_created_at", "m.product_id")
+        } else {
+            ("p.created_at", "p.id")
+        };
+        self.sql.push_str(" WHERE 1 = 1");
+        if let Some(collection) = &filter.collection_id {
+            self.push(" AND m.collection_id = ", text(collection.as_str()));
+        }
+        if let Some(category) = &filter.category_id {
+            self.push(" AND p.category_id = ", text(category.as_str()));
+        }
+        if let Some(status) = filter.inventory_status {
+            self.push(" AND p.inventory_status = ", text(status.as_str()));
+        }
+        if let Some(min) = filter.price_min {
+            self.push(" AND p.price_key >= ", Param::Text(price_key(min)));
+        }
+        if let Some(max) = filter.price_max {
+            self.push(" AND p.price_key <= ", Param::Text(price_key(max)));
+        }
+        if let Some(needle) = &filter.search {
+            self.push(" AND (instr(p.search_title, ", text(needle));
+            self.push(") > 0 OR instr(p.search_sku, ", text(needle));
+            self.push(") > 0 OR coalesce(instr(p.search_body, ", text(needle));
+            self.sql.push_str("), 0) > 0)");
+        }
+        let Some(page) = page else { return };
+        for (bound, op) in [(&page.after, '>'), (&page.before, '<')] {
+            if let Some(key) = bound {
+                self.push(
+                    &format!(" AND ({created}, {id}) {op} ("),
+                    Param::Int(key.created_at.millis()),
+                );
+                self.push(", ", text(&key.id));
+                self.sql.push(')');
+            }
+        }
+        let direction = if page.from_end { "DESC" } else { "ASC" };
+        self.push(
+            &format!(" ORDER BY {created} {direction}, {id} {direction} LIMIT "),
+            Param::Int(i64::try_from(page.limit).unwrap_or(i64::MAX)),
+        );
     }
-    if let Some(max) = filter.price_max {
-        query.push(" AND p.price_key <= ").push_bind(price_key(max));
-    }
-    if let Some(needle) = &filter.search {
-        query
-            .push(" AND (instr(p.search_title, ")
-            .push_bind(needle.clone())
-            .push(") > 0 OR instr(p.search_sku, ")
-            .push_bind(needle.clone())
-            .push(") > 0 OR coalesce(instr(p.search_body, ")
-            .push_bind(needle.clone())
-            .push("), 0) > 0)");
-    }
-    let Some(page) = page else { return };
-    if let Some(after) = &page.after {
-        query
-            .push(format!(" AND ({created}, {id}) > ("))
-            .push_bind(after.created_at.millis())
-            .push(", ")
-            .push_bind(after.id.clone())
-            .push(")");
-    }
-    if let Some(before) = &page.before {
-        query
-            .push(format!(" AND ({created}, {id}) < ("))
-            .push_bind(before.created_at.millis())
-            .push(", ")
-            .push_bind(before.id.clone())
-            .push(")");
-    }
-    let direction = if page.from_end { "DESC" } else { "ASC" };
-    query
-        .push(format!(
-            " ORDER BY {created} {direction}, {id} {direction} LIMIT "
-        ))
-        .push_bind(i64::try_from(page.limit).unwrap_or(i64::MAX));
+}
+
+fn text(value: &str) -> Param {
+    Param::Text(value.to_owned())
+}
+
+/// Whether a listing under `filter` reads rows in proportion to its page, so it may run
+/// on the calling thread (`direct`): at most one equality filter, each of which has an
+/// index in the listing's order (`products_by_category`, `products_by_status`,
+/// `memberships_by_collection`). A search or a price range (whose index is in price
+/// order) may scan the table for one page, or two filters the rows of the first, so
+/// those run on the read pool.
+pub(super) fn is_bounded(filter: &ProductFilter) -> bool {
+    let equalities = usize::from(filter.collection_id.is_some())
+        + usize::from(filter.category_id.is_some())
+        + usize::from(filter.inventory_status.is_some());
+    filter.search.is_none()
+        && filter.price_min.is_none()
+        && filter.price_max.is_none()
+        && equalities <= 1
 }
 
 /// `FROM …` for a product listing under `filter`.
-pub(super) fn product_source(filter: &ProductFilter) -> &'static str {
+fn product_source(filter: &ProductFilter) -> &'static str {
     if filter.collection_id.is_some() {
         " FROM memberships m JOIN products p ON p.id = m.product_id"
     } else {

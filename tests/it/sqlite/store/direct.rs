@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use gitstore_api::datastore::sqlite::ReadStats;
 use gitstore_api::datastore::{
-    Category, Collection, Datastore, Page, Product, ProductFilter, SqliteStore,
+    Category, Collection, Datastore, InventoryStatus, Key, Page, Product, ProductFilter,
+    SqliteStore,
 };
 use rusqlite::Connection;
+use rust_decimal::Decimal;
 
 use super::{new_category, new_collection, new_product, open};
 
@@ -20,14 +22,23 @@ fn since(store: &SqliteStore, before: ReadStats) -> ReadStats {
     }
 }
 
-/// Every product, read by a listing (always on the pool).
+/// `filter` with a price range that admits every product: a listing the store always
+/// runs on its read pool (a range is not in the listing's order), with the same rows.
+fn on_the_pool(filter: &ProductFilter) -> ProductFilter {
+    ProductFilter {
+        price_min: Some(Decimal::ZERO),
+        ..filter.clone()
+    }
+}
+
+/// Every product, read by a listing on the pool.
 async fn listed(store: &SqliteStore) -> Vec<Product> {
     let page = Page {
         limit: 100,
         ..Page::default()
     };
     store
-        .list_products(&ProductFilter::default(), &page)
+        .list_products(&on_the_pool(&ProductFilter::default()), &page)
         .await
         .unwrap()
 }
@@ -134,6 +145,118 @@ async fn reads_by_key_run_directly_and_match_the_pool() {
             pooled: 0
         }
     );
+}
+
+/// Listings whose cost follows their page (no filter, or one of category, collection,
+/// status) run directly, every window of them: first and last pages, after and before
+/// cursors, both. Each page equals the same listing on the pool; searches, price ranges
+/// and two filters stay on the pool.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounded_listings_run_directly_and_match_the_pool() {
+    let (store, _path) = open().await;
+    let (home, away) = (new_category(None), new_category(None));
+    store.create_category(&home).await.unwrap();
+    store.create_category(&away).await.unwrap();
+    let (a, b) = (new_collection(), new_collection());
+    store.create_collection(&a, &[]).await.unwrap();
+    store.create_collection(&b, &[]).await.unwrap();
+    let mut products = Vec::new();
+    for n in 0..12_u8 {
+        let collections = match n % 3 {
+            0 => vec![a.id.clone()],
+            1 => vec![a.id.clone(), b.id.clone()],
+            _ => Vec::new(),
+        };
+        let category = if n % 2 == 0 { &home.id } else { &away.id };
+        let product = Product {
+            inventory_status: if n % 4 == 0 {
+                InventoryStatus::OutOfStock
+            } else {
+                InventoryStatus::InStock
+            },
+            ..new_product(category, &collections)
+        };
+        store.create_product(&product).await.unwrap();
+        products.push(product);
+    }
+    let (third, ninth) = (Key::of(&products[2]), Key::of(&products[8]));
+
+    let bounded = [
+        ProductFilter::default(),
+        ProductFilter {
+            category_id: Some(home.id.clone()),
+            ..ProductFilter::default()
+        },
+        ProductFilter {
+            collection_id: Some(a.id.clone()),
+            ..ProductFilter::default()
+        },
+        ProductFilter {
+            inventory_status: Some(InventoryStatus::InStock),
+            ..ProductFilter::default()
+        },
+    ];
+    let mut pages = Vec::new();
+    for limit in [1, 3, 100] {
+        for from_end in [false, true] {
+            for (after, before) in [
+                (None, None),
+                (Some(third.clone()), None),
+                (None, Some(ninth.clone())),
+                (Some(third.clone()), Some(ninth.clone())),
+            ] {
+                pages.push(Page {
+                    after,
+                    before,
+                    limit,
+                    from_end,
+                });
+            }
+        }
+    }
+    let mut listed_rows = 0;
+    for filter in &bounded {
+        for page in &pages {
+            let before = store.read_stats();
+            let direct = store.list_products(filter, page).await.unwrap();
+            assert_eq!(
+                since(&store, before),
+                ReadStats {
+                    direct: 1,
+                    pooled: 0
+                },
+                "{filter:?} {page:?}"
+            );
+            let pooled = store
+                .list_products(&on_the_pool(filter), page)
+                .await
+                .unwrap();
+            assert_eq!(direct, pooled, "{filter:?} {page:?}");
+            listed_rows += direct.len();
+        }
+    }
+    assert!(listed_rows > 100, "the pages hold rows: {listed_rows}");
+
+    let unbounded = [
+        ProductFilter {
+            search: Some("widget".to_owned()),
+            ..ProductFilter::default()
+        },
+        ProductFilter {
+            price_max: Some(Decimal::ONE_HUNDRED),
+            ..ProductFilter::default()
+        },
+        ProductFilter {
+            category_id: Some(home.id.clone()),
+            inventory_status: Some(InventoryStatus::InStock),
+            ..ProductFilter::default()
+        },
+    ];
+    for filter in &unbounded {
+        let before = store.read_stats();
+        store.list_products(filter, &pages[2]).await.unwrap();
+        assert_eq!(since(&store, before), ReadStats::default(), "{filter:?}");
+    }
 }
 
 /// A row the direct path cannot read (here an inventory quantity out of `i32`'s range,
