@@ -7,18 +7,22 @@
 //! server's CPU on `productById`, see BENCHMARKS.md). Some reads are bounded: a read by
 //! key is one index descent per key (one key, or the ids one page refers to), and a
 //! listing with at most one equality filter walks an index in its own order for one page
-//! of rows ([`super::query::is_bounded`]), over pages the OS and SQLite's cache keep in
+//! of at most 128 rows ([`super::query::is_bounded`]), over pages the OS and SQLite's cache keep in
 //! memory. So those reads run here, with rusqlite, on the runtime thread that asks, on
 //! connections of their own. Counts, searches, price ranges and combined filters, whose
 //! cost grows with the data, stay on sqlx's threads, and so does every write.
 //!
-//! A direct read never waits: its connections have no busy timeout (a reader in WAL mode
-//! waits only while another connection rebuilds the WAL index, and then it reports
-//! `SQLITE_BUSY` at once). Any failure here (the file cannot be opened, `SQLITE_BUSY`, a
-//! value of an unexpected type) is not taken as the answer: the caller reads again through
-//! sqlx, which answers or fails as it always did. So this path changes what a read costs,
-//! never what it returns. Its connections see the same committed snapshot a pooled
-//! reader does (WAL, `query_only`), statement by statement.
+//! A direct read does not wait on locks: its connections have no busy timeout, so a
+//! lock it cannot take (another connection rebuilding the WAL index, or holding the file
+//! in exclusive mode) fails it at once. Two waits remain, both bounded and rare, and
+//! accepted: pages missing from the OS cache are read from disk on the runtime thread
+//! (keep the file on local storage), and SQLite's WAL read retry backs off for a few
+//! microseconds, very rarely longer, while a checkpoint races the read. Any failure here
+//! (the file cannot be opened, `SQLITE_BUSY`, a value of an unexpected type) is not taken
+//! as the answer: the caller reads again through sqlx, which answers or fails as it always
+//! did. So this path changes what a read costs, never what it returns. Its connections
+//! see the same committed snapshot a pooled reader does (WAL, `query_only`), statement by
+//! statement.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -28,12 +32,14 @@ use rusqlite::{Connection, OpenFlags, Row};
 
 use super::SqliteStore;
 
-/// How many idle connections are kept; a read finds one idle unless more reads than
-/// this ran at once (at most one per runtime thread, since a direct read never yields).
-const MAX_IDLE: usize = 16;
+/// Idle connections kept at least; more on machines with more cores. At most one direct
+/// read runs per thread at a time (it never yields), so with one per runtime thread a read
+/// finds one idle.
+const MIN_IDLE: usize = 16;
 
-/// How many prepared statements each connection keeps.
-const STATEMENT_CACHE: usize = 32;
+/// How many prepared statements each connection keeps: every listing shape (4 filters,
+/// 4 windows, 2 directions) and every read by key, with room to spare.
+const STATEMENT_CACHE: usize = 64;
 
 /// Name of the Prometheus counter of direct-eligible reads that could not be read
 /// directly and went to sqlx's pool instead.
@@ -65,6 +71,7 @@ pub(super) trait DirectRow: Sized {
 /// The direct-read connections of one database file.
 pub(super) struct DirectReads {
     path: String,
+    max_idle: usize,
     idle: Mutex<Vec<Connection>>,
     closed: AtomicBool,
     direct: AtomicU64,
@@ -75,8 +82,10 @@ impl DirectReads {
     /// Direct reads of the (existing, WAL-mode) database at `path`; connections open on
     /// first use.
     pub(super) fn new(path: &str) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
         Self {
             path: path.to_owned(),
+            max_idle: cores.saturating_mul(2).max(MIN_IDLE),
             idle: Mutex::new(Vec::new()),
             closed: AtomicBool::new(false),
             direct: AtomicU64::new(0),
@@ -157,22 +166,36 @@ impl DirectReads {
         };
         match read(&conn) {
             Ok(value) => {
-                let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-                if idle.len() < MAX_IDLE && !self.closed.load(Ordering::Acquire) {
-                    idle.push(conn);
-                }
+                self.keep(conn);
                 Some(value)
             }
             Err(err) => {
                 fell_back(&self.path, "the read failed", &err);
+                // A value that did not convert leaves the connection as good as it was;
+                // a failure of SQLite's own (busy, I/O, a missing table) may not.
+                if !matches!(err, rusqlite::Error::SqliteFailure(..)) {
+                    self.keep(conn);
+                }
                 None
             }
         }
     }
 
+    /// Puts `conn` back with the idle ones, unless there are enough or the store closed.
+    fn keep(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < self.max_idle && !self.closed.load(Ordering::Acquire) {
+            idle.push(conn);
+        }
+    }
+
     fn open(&self) -> rusqlite::Result<Connection> {
-        // Never create the file: the store's writer created it and set WAL mode.
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        // Never create the file: the store's writer created it and set WAL mode. The
+        // other flags are sqlx's, so that a path names the same file on both.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_PRIVATE_CACHE
+            | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&self.path, flags)?;
         conn.busy_timeout(Duration::ZERO)?;
         conn.pragma_update(None, "query_only", true)?;

@@ -290,7 +290,7 @@ impl Datastore for SqliteStore {
             return Ok(Vec::new());
         }
         let query = ProductQuery::new(PRODUCT_COLUMNS, filter, Some(page));
-        let direct = is_bounded(filter)
+        let direct = is_bounded(filter, page)
             .then(|| {
                 let params = rusqlite::params_from_iter(&query.params);
                 self.direct.rows::<ProductRow>(&query.sql, params)

@@ -140,17 +140,23 @@ fn text(value: &str) -> Param {
     Param::Text(value.to_owned())
 }
 
-/// Whether a listing under `filter` reads rows in proportion to its page, so it may run
-/// on the calling thread (`direct`): at most one equality filter, each of which has an
-/// index in the listing's order (`products_by_category`, `products_by_status`,
-/// `memberships_by_collection`). A search or a price range (whose index is in price
-/// order) may scan the table for one page, or two filters the rows of the first, so
-/// those run on the read pool.
-pub(super) fn is_bounded(filter: &ProductFilter) -> bool {
+/// The largest page a listing may run on the calling thread: the API's default page
+/// (100) and its one look-ahead row fit; bigger pages, and the catalogue snapshots of a
+/// publish (500 rows a page), run on the read pool.
+pub(super) const DIRECT_PAGE_LIMIT: usize = 128;
+
+/// Whether a listing of `page` under `filter` reads a small number of rows, so it may
+/// run on the calling thread (`direct`): a page of at most [`DIRECT_PAGE_LIMIT`] rows and
+/// at most one equality filter, each of which has an index in the listing's order
+/// (`products_by_category`, `products_by_status`, `memberships_by_collection`). A search
+/// or a price range (whose index is in price order) may scan the table for one page, or
+/// two filters the rows of the first, so those run on the read pool.
+pub(super) fn is_bounded(filter: &ProductFilter, page: &Page) -> bool {
     let equalities = usize::from(filter.collection_id.is_some())
         + usize::from(filter.category_id.is_some())
         + usize::from(filter.inventory_status.is_some());
-    filter.search.is_none()
+    page.limit <= DIRECT_PAGE_LIMIT
+        && filter.search.is_none()
         && filter.price_min.is_none()
         && filter.price_max.is_none()
         && equalities <= 1
