@@ -20,7 +20,7 @@
 //! instead of failing the listing for everyone; reading it directly still fails with
 //! `Error::Internal`.
 
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::TryStreamExt as _;
 use scylla::value::CqlValue;
 
 use super::cql::{LISTING_PAGE_SIZE, SCAN_PAGE_SIZE};
@@ -74,11 +74,7 @@ impl ScyllaStore {
         if page.from_end {
             found.reverse();
         }
-        futures_util::stream::iter(found)
-            .map(|p| self.with_collections(p))
-            .buffered(FETCH_CONCURRENCY)
-            .try_collect()
-            .await
+        self.with_collections_of_page(found).await
     }
 
     /// How many products match `filter`: a scan without a limit.

@@ -48,6 +48,8 @@ pub(super) const DELETE_COLLECTION_SIDE: &str = "DELETE FROM collection_products
      WHERE collection_id = ? AND created_at = ? AND product_id = ?";
 pub(super) const SELECT_COLLECTIONS_OF: &str =
     "SELECT collection_id FROM product_collections WHERE product_id = ?";
+pub(super) const SELECT_COLLECTIONS_OF_MANY: &str =
+    "SELECT product_id, collection_id FROM product_collections WHERE product_id IN ?";
 pub(super) const SELECT_MEMBERS: &str =
     "SELECT created_at, product_id FROM collection_products WHERE collection_id = ?";
 pub(super) const DELETE_ALL_PRODUCT_SIDE: &str =

@@ -19,14 +19,16 @@
 //! migrations and their lock (`migrate`), racing sku changes (`races`), referential
 //! integrity under real races (`integrity`), reclaiming a crashed writer's reservation
 //! (`reservations`), client TLS (`tls`), a latency measurement (`latency`) and the
-//! change log's watermark, re-appends, holes and races (`changes`), and deletes and
-//! publishes settled from their tombstones and stamps (`tombstones`).
+//! change log's watermark, re-appends, holes and races (`changes`), deletes and
+//! publishes settled from their tombstones and stamps (`tombstones`), and a page's
+//! collections read for the whole page (`pages`).
 
 mod changes;
 mod integrity;
 mod latency;
 mod log_faults;
 mod migrate;
+mod pages;
 mod races;
 mod reservations;
 mod tls;
