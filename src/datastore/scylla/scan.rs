@@ -66,7 +66,10 @@ impl ScyllaStore {
         }
         let mut found = Vec::with_capacity(page.limit);
         let limit = page.limit;
-        self.scan(filter, page, LISTING_PAGE_SIZE, |p| {
+        // Read no further ahead than the page can use: entity reads still in flight when
+        // the page is full are wasted requests.
+        let ahead = limit.clamp(1, FETCH_CONCURRENCY);
+        self.scan(filter, page, (LISTING_PAGE_SIZE, ahead), |p| {
             found.push(p);
             found.len() < limit
         })
@@ -84,10 +87,15 @@ impl ScyllaStore {
             limit: usize::MAX,
             ..Page::default()
         };
-        self.scan(filter, &everything, SCAN_PAGE_SIZE, |_| {
-            count += 1;
-            true
-        })
+        self.scan(
+            filter,
+            &everything,
+            (SCAN_PAGE_SIZE, FETCH_CONCURRENCY),
+            |_| {
+                count += 1;
+                true
+            },
+        )
         .await?;
         Ok(count)
     }
@@ -114,12 +122,13 @@ impl ScyllaStore {
 
     /// Visits, in keyset order (descending when `page.from_end`), every product inside
     /// the page bounds that passes `filter`, until `visit` returns `false`. Candidates
-    /// come from the narrowest index; each is checked against its entity.
+    /// come from the narrowest index, `page_size` keys a request; each is checked against
+    /// its entity, with up to `ahead` entity reads in flight.
     async fn scan(
         &self,
         filter: &ProductFilter,
         page: &Page,
-        page_size: i32,
+        (page_size, ahead): (i32, usize),
         mut visit: impl FnMut(Product) -> bool + Send,
     ) -> Result<()> {
         if empty_window(page) {
@@ -192,7 +201,7 @@ impl ScyllaStore {
                     };
                     Ok(product.filter(|p| p.created_at.millis() == created_at.0))
                 })
-                .try_buffered(FETCH_CONCURRENCY);
+                .try_buffered(ahead);
             let mut candidates = std::pin::pin!(candidates);
             while let Some(product) = candidates.try_next().await? {
                 let Some(mut product) = product else { continue };
