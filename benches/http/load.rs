@@ -1,6 +1,7 @@
 //! The load generator: `connections` keep-alive HTTP/1.1 connections, each a loop that
 //! sends its next request as soon as the previous one has been answered (closed loop, like
-//! `wrk`), for a fixed time or a fixed number of requests.
+//! `wrk`), for a fixed time or a fixed number of requests. Each connection is a [`Wire`]:
+//! HTTP/1.1 spoken on the socket by the task that measures it.
 //!
 //! Every request is a `POST /graphql` whose body comes from a [`Source`]. A response counts
 //! as an error unless it is a 200 without an `"errors"` entry, so a workload that silently
@@ -19,6 +20,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::procfs;
+use crate::wire::{Answer, Wire};
 
 /// What the requests are. One value serves every connection (interior mutability for the
 /// few sources that keep state).
@@ -138,15 +140,7 @@ pub async fn run(
     let mut tasks = Vec::with_capacity(connections);
     for conn in 0..connections {
         let (source, tickets) = (source.clone(), tickets.clone());
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        stream.set_nodelay(true).map_err(|e| e.to_string())?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake with {addr}: {e}"))?;
-        tokio::spawn(connection);
-        let host = addr.to_string();
+        let mut wire = Wire::connect(addr).await?;
         tasks.push(tokio::spawn(async move {
             let mut out = Outcome::default();
             loop {
@@ -158,33 +152,17 @@ pub async fn run(
                     break;
                 }
                 let body = source.request(conn, ticket);
-                let request = Request::post("/graphql")
-                    .header(HOST, &host)
-                    .header(CONTENT_TYPE, "application/json")
-                    .body(Full::new(body))
-                    .map_err(|e| e.to_string())?;
-                sender
-                    .ready()
-                    .await
-                    .map_err(|e| format!("connection {conn} closed: {e}"))?;
                 let sent = Instant::now();
-                let response = sender
-                    .send_request(request)
+                let Answer { status, body } = wire
+                    .post(&body)
                     .await
                     .map_err(|e| format!("request on connection {conn}: {e}"))?;
-                let status = response.status();
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|e| format!("answer on connection {conn}: {e}"))?
-                    .to_bytes();
                 let done = Instant::now();
                 let measured = measure_from.is_none_or(|from| sent >= from)
                     && end.is_none_or(|end| done <= end);
-                let ok = status == 200 && !has_errors(&body);
+                let ok = status == 200 && !has_errors(body);
                 if ok {
-                    source.answered(conn, ticket, &body);
+                    source.answered(conn, ticket, body);
                 }
                 if !measured {
                     continue;
@@ -194,7 +172,7 @@ pub async fn run(
                 } else {
                     out.errors += 1;
                     if out.first_error.is_none() {
-                        let text = String::from_utf8_lossy(&body);
+                        let text = String::from_utf8_lossy(body);
                         let short: String = text.chars().take(400).collect();
                         out.first_error = Some(format!("HTTP {status}: {short}"));
                     }

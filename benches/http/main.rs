@@ -26,6 +26,7 @@ mod results;
 mod scylla;
 mod seed;
 mod server;
+mod wire;
 mod workloads;
 
 use std::collections::BTreeMap;
