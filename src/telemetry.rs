@@ -1,6 +1,8 @@
 //! Logs (tracing-subscriber) and metrics (the process-wide Prometheus recorder).
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{OnceLock, PoisonError, RwLock};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -59,6 +61,46 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Metric handles by their (bounded, `Copy`) label values, registered on first use.
+///
+/// A `counter!`/`histogram!` call with labels builds a key and looks it up in the
+/// recorder's registry every time; a hot path keeps its handles here instead and finds
+/// them with one hash of its own key under a read lock. Creating the map installs the
+/// process's recorder ([`metrics_handle`]) first, so no handle can come from the no-op
+/// recorder that is in place before.
+pub struct HandleMap<K, H> {
+    handles: RwLock<HashMap<K, H, foldhash::fast::RandomState>>,
+}
+
+impl<K: Copy + Eq + Hash, H: Clone> Default for HandleMap<K, H> {
+    fn default() -> Self {
+        let _ = metrics_handle();
+        Self {
+            handles: RwLock::default(),
+        }
+    }
+}
+
+impl<K: Copy + Eq + Hash, H: Clone> HandleMap<K, H> {
+    /// The handle of `key`, registered by `register` the first time.
+    pub fn get(&self, key: K, register: impl FnOnce(K) -> H) -> H {
+        let known = self
+            .handles
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned();
+        known.unwrap_or_else(|| {
+            self.handles
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry(key)
+                .or_insert_with(|| register(key))
+                .clone()
+        })
+    }
 }
 
 fn describe() {

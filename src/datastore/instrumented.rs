@@ -3,8 +3,8 @@
 //! Each call records `gitstore_datastore_operation_duration_seconds{operation,backend}`,
 //! counts failures in `gitstore_datastore_operation_errors_total{operation,backend,kind}`
 //! and runs inside a `datastore` tracing span. The decorator is generic so the contract
-//! suite can run it over any backend, and it adds no allocation on the hot path beyond
-//! the metric handles' label lookups.
+//! suite can run it over any backend, and it adds no allocation on the hot path: each
+//! operation's histogram handle is registered once and kept ([`HandleMap`]).
 //!
 //! It also signals every successful catalogue write on a shared [`Notify`]
 //! ([`Instrumented::writes`]): the change feed's tailer (`crate::feed`) waits on it, so
@@ -14,8 +14,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use metrics::Histogram;
 use tokio::sync::Notify;
 use tracing::Instrument as _;
+
+use crate::telemetry::HandleMap;
 
 use super::{
     CatalogVersion, Category, CategoryId, ChangeRead, Collection, CollectionId, Datastore, Page,
@@ -41,6 +44,8 @@ pub const DURATION_BUCKETS: &[f64] = &[
 pub struct Instrumented<D> {
     inner: Arc<D>,
     written: Arc<Notify>,
+    /// The latency histogram of each operation (the backend is fixed).
+    durations: Arc<HandleMap<&'static str, Histogram>>,
 }
 
 impl<D> Clone for Instrumented<D> {
@@ -48,6 +53,7 @@ impl<D> Clone for Instrumented<D> {
         Self {
             inner: self.inner.clone(),
             written: self.written.clone(),
+            durations: self.durations.clone(),
         }
     }
 }
@@ -58,6 +64,7 @@ impl<D: Datastore> Instrumented<D> {
         Self {
             inner: Arc::new(inner),
             written: Arc::new(Notify::new()),
+            durations: Arc::default(),
         }
     }
 
@@ -96,7 +103,10 @@ impl<D: Datastore> Instrumented<D> {
         let started = Instant::now();
         let result = call.instrument(span).await;
         let elapsed = started.elapsed().as_secs_f64();
-        metrics::histogram!(DURATION_METRIC, "operation" => operation, "backend" => backend)
+        self.durations
+            .get(operation, |operation| {
+                metrics::histogram!(DURATION_METRIC, "operation" => operation, "backend" => backend)
+            })
             .record(elapsed);
         if let Err(err) = &result {
             metrics::counter!(

@@ -12,10 +12,14 @@
 //! extension hooks around every field of every row (a boxed future per hook per field),
 //! so the schema now has none, and request-level measurements are taken here.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_graphql::Response;
 use async_graphql::parser::types::{ExecutableDocument, OperationType};
+use metrics::{Counter, Histogram};
+
+use crate::telemetry::HandleMap;
 
 /// Name of the request counter.
 pub const REQUESTS_METRIC: &str = "gitstore_graphql_requests_total";
@@ -45,9 +49,15 @@ pub fn record(operation_type: &'static str, response: &Response, elapsed: Durati
 /// Records one operation of `operation_type` that answered without an error (`ok`) or
 /// with one, after `elapsed`.
 pub fn record_outcome(operation_type: &'static str, ok: bool, elapsed: Duration) {
-    let outcome = if ok { "ok" } else { "error" };
-    metrics::counter!(REQUESTS_METRIC, "operation_type" => operation_type, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!(DURATION_METRIC, "operation_type" => operation_type, "outcome" => outcome)
-        .record(elapsed.as_secs_f64());
+    static HANDLES: LazyLock<HandleMap<(&'static str, bool), (Counter, Histogram)>> =
+        LazyLock::new(HandleMap::default);
+    let (requests, duration) = HANDLES.get((operation_type, ok), |(operation_type, ok)| {
+        let outcome = if ok { "ok" } else { "error" };
+        (
+            metrics::counter!(REQUESTS_METRIC, "operation_type" => operation_type, "outcome" => outcome),
+            metrics::histogram!(DURATION_METRIC, "operation_type" => operation_type, "outcome" => outcome),
+        )
+    });
+    requests.increment(1);
+    duration.record(elapsed.as_secs_f64());
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use axum::extract::Request;
 use axum::http::{HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::Response;
 use tower_http::cors::{AllowOrigin, Any as AnyOrigin, CorsLayer};
 
@@ -44,13 +43,15 @@ pub fn layer(origins: &[String]) -> CorsLayer {
         .max_age(MAX_AGE)
 }
 
-/// Middleware around [`layer`]: the CORS layer answers every `OPTIONS` itself with an
-/// empty `200`; a preflight has no content, so it is `204` as the Go service sends.
-pub async fn preflight_no_content(request: Request, next: Next) -> Response {
-    let preflight = request.method() == Method::OPTIONS;
-    let mut response = next.run(request).await;
+/// Whether `request` is a preflight (the CORS layer answers every `OPTIONS` itself).
+pub fn is_preflight(request: &Request) -> bool {
+    request.method() == Method::OPTIONS
+}
+
+/// Outside [`layer`]: it answers a preflight with an empty `200`; a preflight has no
+/// content, so it is `204` as the Go service sends.
+pub fn preflight_no_content(preflight: bool, response: &mut Response) {
     if preflight && response.status() == StatusCode::OK {
         *response.status_mut() = StatusCode::NO_CONTENT;
     }
-    response
 }

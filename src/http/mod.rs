@@ -12,7 +12,8 @@
 //! | `POST /api/login` | HTTP Basic credentials for a session token (`login.rs`) |
 //!
 //! Every response is counted in `gitstore_http_requests_total{method,route,status}` with
-//! the *matched* route (never the raw path, so ids cannot explode label cardinality).
+//! the *matched* route (never the raw path, so ids cannot explode label cardinality) and
+//! the method, `other` outside HTTP's standard methods (module `track`).
 //! Every error the HTTP layer produces itself is GraphQL-shaped with a code
 //! (`{"errors": [{"message", "extensions": {"code"}}]}`), see [`with_middleware`].
 
@@ -25,12 +26,13 @@ pub mod playground;
 pub mod request_id;
 pub mod state;
 pub mod subscriptions;
+mod track;
 
 use std::any::Any;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Json, Redirect, Response};
@@ -39,8 +41,9 @@ use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::config::HttpConfig;
-use crate::telemetry::{HTTP_DURATION_METRIC, HTTP_PANICS_METRIC, HTTP_REQUESTS_METRIC};
+use crate::telemetry::HTTP_PANICS_METRIC;
 pub use state::{HttpShared, HttpState};
+use track::RequestMetrics;
 
 /// Builds the router with its middleware: [`routes`] wrapped by [`with_middleware`].
 pub fn router(state: HttpState, config: &HttpConfig) -> Router {
@@ -95,40 +98,51 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
 /// Every error produced here is GraphQL-shaped with a code. Public so tests can wrap
 /// routes of their own (e.g. one that panics) exactly as the server does.
 pub fn with_middleware(routes: Router, config: &HttpConfig) -> Router {
+    // The request metrics keep handles from the process's recorder: install it first.
+    let _ = crate::telemetry::metrics_handle();
     let limits = Limits {
         max_body_bytes: config.max_body_bytes,
         request_timeout: config.request_timeout,
     };
-    // One stacked layer rather than seven `Router::layer` calls: axum boxes each layer
-    // it is given around every route and clones the boxes per request, so a stack costs
-    // one box per request where separate layers cost seven.
+    // One stacked layer rather than one `Router::layer` call per middleware: axum boxes
+    // each layer it is given around every route and clones the boxes per request. For the
+    // same reason 1–2 and 3–4 are one `from_fn` each: every `from_fn` boxes its future and
+    // clones the whole stack below it on every request (the CORS layer's lists included).
     routes.layer(
         tower::ServiceBuilder::new()
-            .layer(middleware::from_fn(request_id::tag))
-            .layer(middleware::from_fn(cors::preflight_no_content))
+            .layer(middleware::from_fn(edge))
             .layer(cors::layer(&config.cors_origins))
-            .layer(middleware::from_fn(track))
-            .layer(middleware::from_fn_with_state(limits, transport_limits))
+            .layer(middleware::from_fn_with_state(
+                (RequestMetrics::default(), limits),
+                measured,
+            ))
             .layer(DefaultBodyLimit::max(config.max_body_bytes))
             .layer(CatchPanicLayer::custom(panic_response)),
     )
 }
 
-/// Counts and times every request by method, matched route and status.
-async fn track(request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS_METRIC, "method" => method.clone(), "route" => route.clone(), "status" => status)
-        .increment(1);
-    metrics::histogram!(HTTP_DURATION_METRIC, "method" => method, "route" => route)
-        .record(started.elapsed().as_secs_f64());
-    response
+/// Outside CORS: the request id and its span, and preflights answered `204`.
+async fn edge(request: Request, next: Next) -> Response {
+    let preflight = cors::is_preflight(&request);
+    request_id::tag(request, async move |request| {
+        let mut response = next.run(request).await;
+        cors::preflight_no_content(preflight, &mut response);
+        response
+    })
+    .await
+}
+
+/// Inside CORS: request metrics around the transport limits.
+async fn measured(
+    State((metrics, limits)): State<(RequestMetrics, Limits)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    metrics
+        .track(request, async move |request| {
+            transport_limits(limits, request, next).await
+        })
+        .await
 }
 
 /// The transport limits of [`with_middleware`].
@@ -139,11 +153,7 @@ struct Limits {
 }
 
 /// Body size (declared) and request time limits, answered GraphQL-shaped.
-async fn transport_limits(
-    State(limits): State<Limits>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+async fn transport_limits(limits: Limits, mut request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)

@@ -7,9 +7,10 @@
 //! preflights included, because this is the outermost layer. Everything logged while
 //! the request runs carries `request_id` through the `request` span.
 
+use std::future::Future;
+
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument as _;
 
@@ -19,8 +20,13 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client id kept.
 pub const MAX_LEN: usize = 128;
 
-/// Middleware: adopt or generate the id, run the request in its span, echo it.
-pub async fn tag(mut request: Request, next: Next) -> Response {
+/// Middleware: adopt or generate the id, run the request (`run`: the layers below) in its
+/// span, echo the id on the answer.
+pub async fn tag<F, Fut>(mut request: Request, run: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     let id = request
         .headers()
         .get(&HEADER)
@@ -34,7 +40,7 @@ pub async fn tag(mut request: Request, next: Next) -> Response {
         path = %request.uri().path(),
     );
     request.headers_mut().insert(HEADER, id.clone());
-    let mut response = next.run(request).instrument(span).await;
+    let mut response = run(request).instrument(span).await;
     response.headers_mut().insert(HEADER, id);
     response
 }

@@ -210,3 +210,48 @@ async fn a_panic_does_not_take_down_the_app_or_its_datastore_pool() {
         )
     );
 }
+
+#[tokio::test]
+async fn invented_methods_share_one_metrics_label() {
+    let app = crate::support::spawn_with(
+        Config::defaults(),
+        AnyDatastore::Memdb(gitstore_api::datastore::MemdbStore::new()),
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for method in ["PURGE", "X-INVENTED-1", "X-INVENTED-2", "GET"] {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let r = client
+            .request(method, format!("{}/health", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().as_u16() < 500, "{}", r.status());
+    }
+    let metrics = client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let lines: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("gitstore_http_requests_total{") && l.contains("route=\"/health\"")
+        })
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("method=\"other\"")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("method=\"GET\"")),
+        "{lines:?}"
+    );
+    assert!(
+        !metrics.contains("PURGE") && !metrics.contains("X-INVENTED"),
+        "an invented method became a label: {lines:?}"
+    );
+}

@@ -1,0 +1,131 @@
+//! Request metrics: `gitstore_http_requests_total{method,route,status}` and
+//! `gitstore_http_request_duration_seconds{method,route}` for every response.
+//!
+//! Labels are bounded: the route is the *matched* route (`unmatched` for none), and a
+//! method outside HTTP's standard set is counted as `other`, so neither raw paths nor
+//! invented methods can grow the registry. Because they are bounded, the handles of every
+//! label set seen are kept in a map the router owns: a request finds its two handles
+//! under a read lock instead of building label strings and a registry key each time.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
+use axum::response::Response;
+use metrics::{Counter, Histogram};
+
+use crate::telemetry::{HTTP_DURATION_METRIC, HTTP_REQUESTS_METRIC};
+
+/// The route label of a request no route matched.
+const UNMATCHED: &str = "unmatched";
+
+/// The handles of one label set.
+#[derive(Clone)]
+struct Handles {
+    method: &'static str,
+    status: u16,
+    requests: Counter,
+    duration: Histogram,
+}
+
+/// The handles of every label set seen, by route; a router's middleware shares one.
+#[derive(Clone, Default)]
+pub struct RequestMetrics {
+    by_route: Arc<RwLock<HashMap<Box<str>, Vec<Handles>, foldhash::fast::RandomState>>>,
+}
+
+impl RequestMetrics {
+    /// Counts and times one request (`run`: the layers below).
+    pub async fn track<F, Fut>(&self, request: Request, run: F) -> Response
+    where
+        F: FnOnce(Request) -> Fut,
+        Fut: Future<Output = Response>,
+    {
+        let route = request.extensions().get::<MatchedPath>().cloned();
+        let method = method_label(request.method());
+        let started = Instant::now();
+        let response = run(request).await;
+        let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
+        let handles = self.handles(route, method, response.status().as_u16());
+        handles.requests.increment(1);
+        handles.duration.record(started.elapsed().as_secs_f64());
+        response
+    }
+
+    fn handles(&self, route: &str, method: &'static str, status: u16) -> Handles {
+        let find = |all: &[Handles]| {
+            all.iter()
+                .find(|h| h.status == status && h.method == method)
+                .cloned()
+        };
+        let known = self
+            .by_route
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(route)
+            .and_then(|all| find(all));
+        if let Some(handles) = known {
+            return handles;
+        }
+        let mut by_route = self
+            .by_route
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let all = by_route.entry(route.into()).or_default();
+        if let Some(handles) = find(all) {
+            return handles;
+        }
+        let owned = route.to_owned();
+        let handles = Handles {
+            method,
+            status,
+            requests: metrics::counter!(
+                HTTP_REQUESTS_METRIC,
+                "method" => method,
+                "route" => owned.clone(),
+                "status" => status.to_string()
+            ),
+            duration: metrics::histogram!(HTTP_DURATION_METRIC, "method" => method, "route" => owned),
+        };
+        all.push(handles.clone());
+        handles
+    }
+}
+
+/// The method's label: its name for HTTP's standard methods, `other` for any other.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [(Method, &str); 9] = [
+        (Method::GET, "GET"),
+        (Method::POST, "POST"),
+        (Method::PUT, "PUT"),
+        (Method::DELETE, "DELETE"),
+        (Method::HEAD, "HEAD"),
+        (Method::OPTIONS, "OPTIONS"),
+        (Method::PATCH, "PATCH"),
+        (Method::CONNECT, "CONNECT"),
+        (Method::TRACE, "TRACE"),
+    ];
+    STANDARD
+        .iter()
+        .find(|(m, _)| m == method)
+        .map_or("other", |(_, label)| label)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_outside_the_standard_set_are_other() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::TRACE), "TRACE");
+        assert_eq!(
+            method_label(&Method::from_bytes(b"PURGE").unwrap()),
+            "other"
+        );
+        assert_eq!(method_label(&Method::from_bytes(b"get").unwrap()), "other");
+    }
+}
