@@ -49,8 +49,9 @@ pub fn record(operation_type: &'static str, response: &Response, elapsed: Durati
 /// Records one operation of `operation_type` that answered without an error (`ok`) or
 /// with one, after `elapsed`.
 pub fn record_outcome(operation_type: &'static str, ok: bool, elapsed: Duration) {
-    static HANDLES: LazyLock<HandleMap<(&'static str, bool), (Counter, Histogram)>> =
-        LazyLock::new(HandleMap::default);
+    /// The two handles of an `(operation_type, ok)` pair.
+    type Handles = HandleMap<(&'static str, bool), (Counter, Histogram)>;
+    static HANDLES: LazyLock<Handles> = LazyLock::new(HandleMap::default);
     let (requests, duration) = HANDLES.get((operation_type, ok), |(operation_type, ok)| {
         let outcome = if ok { "ok" } else { "error" };
         (

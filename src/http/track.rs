@@ -31,10 +31,13 @@ struct Handles {
     duration: Histogram,
 }
 
+/// Each route's label sets.
+type ByRoute = HashMap<Box<str>, Vec<Handles>, foldhash::fast::RandomState>;
+
 /// The handles of every label set seen, by route; a router's middleware shares one.
 #[derive(Clone, Default)]
 pub struct RequestMetrics {
-    by_route: Arc<RwLock<HashMap<Box<str>, Vec<Handles>, foldhash::fast::RandomState>>>,
+    by_route: Arc<RwLock<ByRoute>>,
 }
 
 impl RequestMetrics {
