@@ -2,7 +2,9 @@
 //!
 //! Concurrency: each table is a sharded `DashMap` (`table.rs`), so unrelated writes never
 //! wait on each other. Membership lives in one small `RwLock`-guarded pair of maps
-//! (`membership.rs`).
+//! (`membership.rs`), and each product row carries a copy of its collections, rewritten
+//! by every write that changes them, so a read is one row clone with no membership
+//! lookup.
 //!
 //! Integrity: every write takes one store-wide `integrity` mutex, and checks the
 //! references it creates or removes (the product's category and collections, a
@@ -189,9 +191,16 @@ impl MemdbStore {
             .unwrap_or_default()
     }
 
-    fn with_collections(&self, mut product: Product) -> Product {
-        product.collection_ids = self.membership().collections_of(&product.id);
-        product
+    /// Copies each product's collections from the membership into its row (call with
+    /// `integrity` held, after changing the membership): rows carry their collections so
+    /// that a read is one row clone, with no membership lookup.
+    fn refresh_rows<'a>(&self, products: impl IntoIterator<Item = &'a ProductId>) {
+        for id in products {
+            let collections = self.membership().collections_of(id);
+            if let Some(mut row) = self.products.rows.get_mut(id) {
+                row.collection_ids = collections;
+            }
+        }
     }
 
     fn matching(&self, filter: &ProductFilter) -> Vec<Product> {
@@ -209,7 +218,6 @@ impl MemdbStore {
         };
         candidates
             .into_iter()
-            .map(|p| self.with_collections(p))
             .filter(|p| filter.matches(p))
             .collect()
     }
@@ -225,7 +233,7 @@ impl Datastore for MemdbStore {
         self.check_category(&product.category_id)?;
         self.check_collections(&product.collection_ids)?;
         let mut stored = product.clone();
-        stored.collection_ids.clear();
+        stored.collection_ids = sorted(&product.collection_ids);
         self.products.insert(stored)?;
         self.recount(None, Some(&product.category_id));
         self.order_mut().insert(Key::of(product));
@@ -236,22 +244,15 @@ impl Datastore for MemdbStore {
     }
 
     async fn get_product(&self, id: &ProductId) -> Result<Product> {
-        self.products.get(id).map(|p| self.with_collections(p))
+        self.products.get(id)
     }
 
     async fn get_product_by_sku(&self, sku: &str) -> Result<Product> {
-        self.products
-            .get_by_key(sku)
-            .map(|p| self.with_collections(p))
+        self.products.get_by_key(sku)
     }
 
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
-        Ok(self
-            .products
-            .get_many(ids)
-            .into_iter()
-            .map(|p| self.with_collections(p))
-            .collect())
+        Ok(self.products.get_many(ids))
     }
 
     async fn update_product(
@@ -265,13 +266,13 @@ impl Datastore for MemdbStore {
         if let Some(ids) = collection_ids {
             self.check_collections(ids)?;
         }
-        let previous = self
-            .products
-            .get(&product.id)
-            .ok()
-            .map(|p| self.with_collections(p));
+        let previous = self.products.get(&product.id).ok();
         let mut stored = product.clone();
-        stored.collection_ids.clear();
+        stored.collection_ids = match (collection_ids, &previous) {
+            (Some(ids), _) => sorted(ids),
+            (None, Some(old)) => old.collection_ids.clone(),
+            (None, None) => Vec::new(),
+        };
         self.products.update(stored, expected, || {
             if let Some(ids) = collection_ids {
                 self.membership_mut().set_for_product(&product.id, ids);
@@ -341,7 +342,6 @@ impl Datastore for MemdbStore {
             self.products
                 .get(&ProductId::from_stored(key.id.clone()))
                 .ok()
-                .map(|p| self.with_collections(p))
                 .filter(|p| filter.matches(p))
         };
         let mut rows: Vec<Product> = if page.from_end {
@@ -432,6 +432,7 @@ impl Datastore for MemdbStore {
         self.collections.insert(collection.clone())?;
         self.membership_mut()
             .set_for_collection(&collection.id, product_ids);
+        self.refresh_rows(product_ids);
         self.changes
             .append(changes::collection_created(collection, product_ids));
         Ok(())
@@ -471,6 +472,9 @@ impl Datastore for MemdbStore {
                     .set_for_collection(&collection.id, ids);
             }
         })?;
+        if let Some(ids) = product_ids {
+            self.refresh_rows(members.iter().chain(ids));
+        }
         self.changes.append(changes::collection_updated(
             &old,
             collection,
@@ -484,6 +488,7 @@ impl Datastore for MemdbStore {
         let members = self.members(id);
         self.collections
             .remove(id, || self.membership_mut().remove_collection(id))?;
+        self.refresh_rows(&members);
         self.changes.append(changes::collection_deleted(
             id.as_str(),
             &members,
@@ -558,4 +563,12 @@ impl Datastore for MemdbStore {
     }
 
     async fn close(&self) {}
+}
+
+/// `ids` sorted and without repeats, as the membership keeps them.
+fn sorted(ids: &[CollectionId]) -> Vec<CollectionId> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
