@@ -81,8 +81,12 @@ impl Row for Collection {
 }
 
 /// Rows by id plus an index from the unique key to the id.
+///
+/// The rows are hashed with foldhash (randomly seeded per process), several times
+/// cheaper than SipHash on an id: ids are generated here, so no client can choose keys
+/// that collide. The index keeps SipHash, because skus and slugs are the client's.
 pub(super) struct Table<R: Row> {
-    pub(super) rows: DashMap<R::Id, R>,
+    pub(super) rows: DashMap<R::Id, R, foldhash::fast::RandomState>,
     pub(super) by_key: DashMap<String, R::Id>,
 }
 
@@ -96,7 +100,10 @@ const SHARDS: usize = 512;
 impl<R: Row> Default for Table<R> {
     fn default() -> Self {
         Self {
-            rows: DashMap::with_shard_amount(SHARDS),
+            rows: DashMap::with_hasher_and_shard_amount(
+                foldhash::fast::RandomState::default(),
+                SHARDS,
+            ),
             by_key: DashMap::with_shard_amount(SHARDS),
         }
     }
