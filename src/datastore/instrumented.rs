@@ -145,6 +145,17 @@ impl<D: Datastore> Datastore for Instrumented<D> {
         self.observe("get_product_by_sku", self.inner.get_product_by_sku(sku))
             .await
     }
+    async fn get_product_shared(&self, id: &ProductId) -> Result<Arc<Product>> {
+        self.observe("get_product", self.inner.get_product_shared(id))
+            .await
+    }
+    async fn get_product_by_sku_shared(&self, sku: &str) -> Result<Arc<Product>> {
+        self.observe(
+            "get_product_by_sku",
+            self.inner.get_product_by_sku_shared(sku),
+        )
+        .await
+    }
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
         self.observe("get_products", self.inner.get_products(ids))
             .await

@@ -206,6 +206,27 @@ pub trait Datastore: Send + Sync + 'static {
     /// # Errors
     /// [`Error::NotFound`] when absent.
     fn get_product_by_sku(&self, sku: &str) -> impl Future<Output = Result<Product>> + Send;
+    /// [`Self::get_product`], shared: a backend that keeps its rows in memory hands out
+    /// the row without copying it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn get_product_shared(
+        &self,
+        id: &ProductId,
+    ) -> impl Future<Output = Result<std::sync::Arc<Product>>> + Send {
+        async move { self.get_product(id).await.map(std::sync::Arc::new) }
+    }
+    /// [`Self::get_product_by_sku`], shared like [`Self::get_product_shared`].
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when absent.
+    fn get_product_by_sku_shared(
+        &self,
+        sku: &str,
+    ) -> impl Future<Output = Result<std::sync::Arc<Product>>> + Send {
+        async move { self.get_product_by_sku(sku).await.map(std::sync::Arc::new) }
+    }
     /// Reads many products; absent ids are left out, order is unspecified.
     ///
     /// # Errors
@@ -459,6 +480,12 @@ impl Datastore for AnyDatastore {
     }
     async fn get_product_by_sku(&self, sku: &str) -> Result<Product> {
         dispatch!(self, s => s.get_product_by_sku(sku))
+    }
+    async fn get_product_shared(&self, id: &ProductId) -> Result<std::sync::Arc<Product>> {
+        dispatch!(self, s => s.get_product_shared(id))
+    }
+    async fn get_product_by_sku_shared(&self, sku: &str) -> Result<std::sync::Arc<Product>> {
+        dispatch!(self, s => s.get_product_by_sku_shared(sku))
     }
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {
         dispatch!(self, s => s.get_products(ids))

@@ -166,15 +166,15 @@ impl Query {
 /// loaded into the loaders' caches (see `loaders`).
 async fn prefetched(
     ctx: &Context<'_>,
-    product: Option<crate::datastore::Product>,
+    product: Option<Arc<crate::datastore::Product>>,
 ) -> Option<Product> {
     let product = product?;
     let related = ctx
         .data_unchecked::<Loaders>()
-        .prefetch_products([&product], &ctx.look_ahead())
+        .prefetch_products([&*product], &ctx.look_ahead())
         .await;
     Some(Product(
-        Arc::new(product),
+        product,
         related.into_iter().next().unwrap_or_default(),
     ))
 }

@@ -57,6 +57,12 @@ impl From<datastore::Product> for Product {
     }
 }
 
+impl From<Arc<datastore::Product>> for Product {
+    fn from(product: Arc<datastore::Product>) -> Self {
+        Self(product, Related::default())
+    }
+}
+
 /// The relations of one product that a resolver prefetched for it (see
 /// [`Loaders::prefetch_products`]): `category` and `collections` answer from here
 /// without a lookup, and go through the loaders when they are absent (not selected,

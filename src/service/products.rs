@@ -1,6 +1,7 @@
 //! Products: lookups, writes, and the checks of the references they carry.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use super::conflict::{Updated, product_conflict};
 use super::input::{NewProduct, ProductPatch};
@@ -15,19 +16,19 @@ impl<D: Datastore> Catalog<D> {
     ///
     /// # Errors
     /// Backend failures.
-    pub async fn product(&self, id: &str) -> Result<Option<Product>> {
+    pub async fn product(&self, id: &str) -> Result<Option<Arc<Product>>> {
         let Some(id) = ProductId::parse(id) else {
             return Ok(None);
         };
-        absent_as_none(self.store.get_product(&id).await)
+        absent_as_none(self.store.get_product_shared(&id).await)
     }
 
     /// A product by sku; `None` when absent.
     ///
     /// # Errors
     /// Backend failures.
-    pub async fn product_by_sku(&self, sku: &str) -> Result<Option<Product>> {
-        absent_as_none(self.store.get_product_by_sku(sku).await)
+    pub async fn product_by_sku(&self, sku: &str) -> Result<Option<Arc<Product>>> {
+        absent_as_none(self.store.get_product_by_sku_shared(sku).await)
     }
 
     /// Batch read for loaders and `nodes`.

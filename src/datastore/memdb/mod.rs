@@ -29,7 +29,7 @@ mod table;
 
 use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use self::change_log::ChangeLog;
 use self::membership::Membership;
@@ -198,7 +198,7 @@ impl MemdbStore {
         for id in products {
             let collections = self.membership().collections_of(id);
             if let Some(mut row) = self.products.rows.get_mut(id) {
-                row.collection_ids = collections;
+                Arc::make_mut(&mut row).collection_ids = collections;
             }
         }
     }
@@ -249,6 +249,14 @@ impl Datastore for MemdbStore {
 
     async fn get_product_by_sku(&self, sku: &str) -> Result<Product> {
         self.products.get_by_key(sku)
+    }
+
+    async fn get_product_shared(&self, id: &ProductId) -> Result<Arc<Product>> {
+        self.products.get_shared(id)
+    }
+
+    async fn get_product_by_sku_shared(&self, sku: &str) -> Result<Arc<Product>> {
+        self.products.get_by_key_shared(sku)
     }
 
     async fn get_products(&self, ids: &[ProductId]) -> Result<Vec<Product>> {

@@ -6,6 +6,7 @@
 //! taken rows → index, never the other way round, so two guards can never deadlock.
 
 use std::hash::Hash;
+use std::sync::Arc;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -82,11 +83,13 @@ impl Row for Collection {
 
 /// Rows by id plus an index from the unique key to the id.
 ///
+/// Rows are kept behind an `Arc`, so a point read can hand one out without copying it
+/// ([`Self::get_shared`]); a write replaces the `Arc`, so a row handed out never changes.
 /// The rows are hashed with foldhash (randomly seeded per process), several times
 /// cheaper than SipHash on an id: ids are generated here, so no client can choose keys
 /// that collide. The index keeps SipHash, because skus and slugs are the client's.
 pub(super) struct Table<R: Row> {
-    pub(super) rows: DashMap<R::Id, R, foldhash::fast::RandomState>,
+    pub(super) rows: DashMap<R::Id, Arc<R>, foldhash::fast::RandomState>,
     pub(super) by_key: DashMap<String, R::Id>,
 }
 
@@ -137,36 +140,47 @@ impl<R: Row> Table<R> {
                 Err(Error::already_exists(R::ENTITY, "id", row.id().to_string()))
             }
             Entry::Vacant(slot) => {
-                slot.insert(row);
+                slot.insert(Arc::new(row));
                 Ok(())
             }
         }
     }
 
     pub(super) fn get(&self, id: &R::Id) -> Result<R> {
+        self.get_shared(id).map(Arc::unwrap_or_clone)
+    }
+
+    /// The row itself, shared.
+    pub(super) fn get_shared(&self, id: &R::Id) -> Result<Arc<R>> {
         self.rows
             .get(id)
-            .map(|r| r.value().clone())
+            .map(|r| Arc::clone(r.value()))
             .ok_or_else(|| Error::not_found(R::ENTITY, id.to_string()))
     }
 
     pub(super) fn get_by_key(&self, key: &str) -> Result<R> {
+        self.get_by_key_shared(key).map(Arc::unwrap_or_clone)
+    }
+
+    /// The row whose unique key is `key`, shared.
+    pub(super) fn get_by_key_shared(&self, key: &str) -> Result<Arc<R>> {
         let id = self
             .by_key
             .get(key)
             .map(|id| id.value().clone())
             .ok_or_else(|| Error::not_found(R::ENTITY, key))?;
-        self.get(&id).map_err(|_| Error::not_found(R::ENTITY, key))
+        self.get_shared(&id)
+            .map_err(|_| Error::not_found(R::ENTITY, key))
     }
 
     pub(super) fn get_many(&self, ids: &[R::Id]) -> Vec<R> {
         ids.iter()
-            .filter_map(|id| self.rows.get(id).map(|r| r.value().clone()))
+            .filter_map(|id| self.rows.get(id).map(|r| R::clone(r.value())))
             .collect()
     }
 
     pub(super) fn all(&self) -> Vec<R> {
-        self.rows.iter().map(|r| r.value().clone()).collect()
+        self.rows.iter().map(|r| R::clone(r.value())).collect()
     }
 
     /// Replaces the row if its version is `expected`; `after_write` runs while the row is
@@ -181,14 +195,14 @@ impl<R: Row> Table<R> {
             return Err(Error::not_found(R::ENTITY, row.id().to_string()));
         };
         if stored.version() != expected {
-            return Err(Error::Conflict(stored.value().clone().into_current()));
+            return Err(Error::Conflict(R::clone(stored.value()).into_current()));
         }
         let old_key = stored.unique_key().to_owned();
         if old_key != row.unique_key() {
             self.claim(row.unique_key(), row.id())?;
             self.release(&old_key, row.id());
         }
-        *stored = row;
+        *stored = Arc::new(row);
         after_write();
         Ok(())
     }
@@ -200,6 +214,6 @@ impl<R: Row> Table<R> {
             .ok_or_else(|| Error::not_found(R::ENTITY, id.to_string()))?;
         self.release(row.unique_key(), id);
         after_remove();
-        Ok(row)
+        Ok(Arc::unwrap_or_clone(row))
     }
 }
