@@ -226,3 +226,66 @@ pub async fn membership_both_sides<D: Datastore>(store: &D) {
     store.delete_product(&p1.id).await.unwrap();
     assert_eq!(store.count_products(&in_coll(&c2)).await.unwrap(), 0);
 }
+
+/// The shared point reads answer what the owned ones do, follow memberships written from
+/// the collection's side, and never change a product already handed out.
+pub async fn shared_reads_follow_memberships<D: Datastore>(store: &D) {
+    let cat = category(store).await;
+    let p = product(store, &cat.id).await;
+    let (a, b) = (new_collection(), new_collection());
+    store
+        .create_collection(&a, std::slice::from_ref(&p.id))
+        .await
+        .unwrap();
+    let first = store.get_product_shared(&p.id).await.unwrap();
+    assert_eq!(first.collection_ids, vec![a.id.clone()]);
+    store
+        .create_collection(&b, std::slice::from_ref(&p.id))
+        .await
+        .unwrap();
+    let mut both = vec![a.id.clone(), b.id.clone()];
+    both.sort();
+    let second = store.get_product_shared(&p.id).await.unwrap();
+    assert_eq!(second.collection_ids, both);
+    assert_eq!(*second, store.get_product(&p.id).await.unwrap());
+    assert_eq!(
+        *store.get_product_by_sku_shared(&p.sku).await.unwrap(),
+        *second
+    );
+    assert_eq!(
+        first.collection_ids,
+        vec![a.id.clone()],
+        "a handed-out row changed"
+    );
+    let a_now = store.get_collection(&a.id).await.unwrap();
+    let mut emptied = a_now.clone();
+    emptied.updated_at = tick();
+    store
+        .update_collection(&emptied, a_now.updated_at, Some(&[]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_product_shared(&p.id)
+            .await
+            .unwrap()
+            .collection_ids,
+        vec![b.id.clone()]
+    );
+    store.delete_collection(&b.id).await.unwrap();
+    assert!(
+        store
+            .get_product_by_sku_shared(&p.sku)
+            .await
+            .unwrap()
+            .collection_ids
+            .is_empty()
+    );
+    assert_eq!(second.collection_ids, both, "a handed-out row changed");
+    assert_not_found(
+        store
+            .get_product_shared(&gitstore_api::datastore::ProductId::generate())
+            .await,
+    );
+    assert_not_found(store.get_product_by_sku_shared("NO-SUCH-SKU").await);
+}

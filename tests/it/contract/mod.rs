@@ -83,6 +83,7 @@ macro_rules! contract_suite {
             collections::collection_list,
             collections::collection_batch_get,
             collections::membership_both_sides,
+            collections::shared_reads_follow_memberships,
             paging::keyset_paging_forward_with_inserts,
             paging::keyset_paging_backward_with_inserts,
             paging::ordering_ties_by_id,
