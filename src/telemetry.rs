@@ -69,7 +69,8 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// recorder's registry every time; a hot path keeps its handles here instead and finds
 /// them with one hash of its own key under a read lock. Creating the map installs the
 /// process's recorder ([`metrics_handle`]) first, so no handle can come from the no-op
-/// recorder that is in place before.
+/// recorder that is in place before (a program embedding this crate with a recorder of
+/// its own must install it before it builds a datastore or a router).
 pub struct HandleMap<K, H> {
     handles: RwLock<HashMap<K, H, foldhash::fast::RandomState>>,
 }

@@ -83,9 +83,10 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
 ///
 /// 1. `X-Request-ID` ([`request_id`]): adopted or generated, echoed on every response
 ///    (preflights, `404`s and the errors below included), and the `request` span that
-///    every handler's logs carry it in;
+///    every handler's logs carry it in; the CORS layer's answer to a preflight becomes
+///    `204` here;
 /// 2. CORS ([`cors`]), so every response carries its headers, errors of the layers below
-///    included; preflights are answered `204`;
+///    included; it answers preflights itself;
 /// 3. request metrics by matched route (so `413`, `408` and `500` are counted);
 /// 4. the transport limits: a declared `Content-Length` over `max_body_bytes` is `413`
 ///    at once, and a request still running after `request_timeout` is cancelled (its

@@ -71,3 +71,80 @@ async fn an_orphan_is_refused_by_the_backend() {
         0
     );
 }
+
+/// A collection's members are listed as they were before a concurrent rewrite of them or
+/// as they are after it, never half of each: memdb rewrites the members' rows one by one,
+/// and the listing must not mix those copies with the membership it started from.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collection_lists_all_old_or_all_new_members_while_rewritten() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::contract::{new_category, new_collection, new_product, tick};
+    use gitstore_api::datastore::{Datastore, Page, ProductFilter};
+
+    const MEMBERS: usize = 60;
+    let store = Arc::new(MemdbStore::new());
+    let cat = new_category(None);
+    store.create_category(&cat).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..MEMBERS {
+        let p = new_product(&cat.id);
+        store.create_product(&p).await.unwrap();
+        ids.push(p.id);
+    }
+    let collection = new_collection();
+    store.create_collection(&collection, &ids).await.unwrap();
+    let filter = ProductFilter {
+        collection_id: Some(collection.id.clone()),
+        ..ProductFilter::default()
+    };
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, filter, done) = (store.clone(), filter.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut seen = [0_usize; 2];
+                while !done.load(Ordering::Acquire) {
+                    let page = Page {
+                        limit: 1000,
+                        ..Page::default()
+                    };
+                    let listed = store.list_products(&filter, &page).await.unwrap().len();
+                    let counted = store.count_products(&filter).await.unwrap();
+                    assert!(listed == 0 || listed == MEMBERS, "listed {listed} members");
+                    assert!(
+                        counted == 0 || counted == MEMBERS as u64,
+                        "counted {counted}"
+                    );
+                    seen[usize::from(listed == MEMBERS)] += 1;
+                    tokio::task::yield_now().await;
+                }
+                seen
+            })
+        })
+        .collect();
+    let mut current = store.get_collection(&collection.id).await.unwrap();
+    for round in 0..2000 {
+        let mut next = current.clone();
+        next.updated_at = tick();
+        let members: &[_] = if round % 2 == 0 { &[] } else { &ids };
+        store
+            .update_collection(&next, current.updated_at, Some(members))
+            .await
+            .unwrap();
+        current = next;
+        tokio::task::yield_now().await;
+    }
+    done.store(true, Ordering::Release);
+    let mut seen = [0_usize; 2];
+    for reader in readers {
+        let s = reader.await.unwrap();
+        seen[0] += s[0];
+        seen[1] += s[1];
+    }
+    assert!(
+        seen[0] > 0 && seen[1] > 0,
+        "the readers saw only one side: {seen:?}"
+    );
+}

@@ -3,8 +3,9 @@
 //! Concurrency: each table is a sharded `DashMap` (`table.rs`), so unrelated writes never
 //! wait on each other. Membership lives in one small `RwLock`-guarded pair of maps
 //! (`membership.rs`), and each product row carries a copy of its collections, rewritten
-//! by every write that changes them, so a read is one row clone with no membership
-//! lookup.
+//! by every write that changes them while it still holds the membership's write guard, so
+//! a read is one row with no membership lookup. Rows are `Arc`s: point reads share them
+//! (`get_product_shared`), and a write replaces a row's `Arc` instead of changing it.
 //!
 //! Integrity: every write takes one store-wide `integrity` mutex, and checks the
 //! references it creates or removes (the product's category and collections, a
@@ -70,7 +71,8 @@ impl MemdbStore {
 
     fn membership(&self) -> std::sync::RwLockReadGuard<'_, Membership> {
         // A poisoned lock only means a panic elsewhere; the maps are still consistent
-        // because every mutation completes before it can panic.
+        // because every mutation completes before it can panic (the rows' copies are
+        // rewritten under the same guard, by code that does not panic).
         self.membership
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -191,34 +193,53 @@ impl MemdbStore {
             .unwrap_or_default()
     }
 
-    /// Copies each product's collections from the membership into its row (call with
-    /// `integrity` held, after changing the membership): rows carry their collections so
-    /// that a read is one row clone, with no membership lookup.
-    fn refresh_rows<'a>(&self, products: impl IntoIterator<Item = &'a ProductId>) {
+    /// Copies each product's collections from `membership` into its row: rows carry
+    /// their collections so that a read is one row with no membership lookup. Called with
+    /// `integrity` held and with the membership's write guard that just changed it, so a
+    /// reader that asks the membership (a collection's members) waits until the rows
+    /// agree with it. Lock order: membership, then rows; no reader holds a row while it
+    /// asks the membership.
+    fn refresh_rows<'a>(
+        &self,
+        membership: &Membership,
+        products: impl IntoIterator<Item = &'a ProductId>,
+    ) {
         for id in products {
-            let collections = self.membership().collections_of(id);
+            let collections = membership.collections_of(id);
             if let Some(mut row) = self.products.rows.get_mut(id) {
+                // Replaces the row's `Arc` when a reader holds it: a row handed out
+                // never changes.
                 Arc::make_mut(&mut row).collection_ids = collections;
             }
         }
     }
 
     fn matching(&self, filter: &ProductFilter) -> Vec<Product> {
-        let candidates: Vec<Product> = match &filter.collection_id {
-            Some(c) => {
-                let ids: Vec<ProductId> = self
-                    .membership()
-                    .by_collection
-                    .get(c)
-                    .map(|s| s.iter().cloned().collect())
-                    .unwrap_or_default();
-                self.products.get_many(&ids)
-            }
-            None => self.products.all(),
+        let Some(c) = &filter.collection_id else {
+            return self
+                .products
+                .all()
+                .into_iter()
+                .filter(|p| filter.matches(p))
+                .collect();
         };
-        candidates
+        // The members as the membership has them at one instant; their rows' copies are
+        // not asked again, because a concurrent collection write may be rewriting them
+        // one by one (the list is all old or all new, never half of each).
+        let ids: Vec<ProductId> = self
+            .membership()
+            .by_collection
+            .get(c)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let rest = ProductFilter {
+            collection_id: None,
+            ..filter.clone()
+        };
+        self.products
+            .get_many(&ids)
             .into_iter()
-            .filter(|p| filter.matches(p))
+            .filter(|p| rest.matches(p))
             .collect()
     }
 }
@@ -438,9 +459,10 @@ impl Datastore for MemdbStore {
         let _integrity = self.integrity();
         self.check_products(product_ids)?;
         self.collections.insert(collection.clone())?;
-        self.membership_mut()
-            .set_for_collection(&collection.id, product_ids);
-        self.refresh_rows(product_ids);
+        let mut membership = self.membership_mut();
+        membership.set_for_collection(&collection.id, product_ids);
+        self.refresh_rows(&membership, product_ids);
+        drop(membership);
         self.changes
             .append(changes::collection_created(collection, product_ids));
         Ok(())
@@ -476,13 +498,11 @@ impl Datastore for MemdbStore {
         let members = self.members(&collection.id);
         self.collections.update(collection.clone(), expected, || {
             if let Some(ids) = product_ids {
-                self.membership_mut()
-                    .set_for_collection(&collection.id, ids);
+                let mut membership = self.membership_mut();
+                membership.set_for_collection(&collection.id, ids);
+                self.refresh_rows(&membership, members.iter().chain(ids));
             }
         })?;
-        if let Some(ids) = product_ids {
-            self.refresh_rows(members.iter().chain(ids));
-        }
         self.changes.append(changes::collection_updated(
             &old,
             collection,
@@ -494,9 +514,11 @@ impl Datastore for MemdbStore {
     async fn delete_collection(&self, id: &CollectionId) -> Result<()> {
         let _integrity = self.integrity();
         let members = self.members(id);
-        self.collections
-            .remove(id, || self.membership_mut().remove_collection(id))?;
-        self.refresh_rows(&members);
+        self.collections.remove(id, || {
+            let mut membership = self.membership_mut();
+            membership.remove_collection(id);
+            self.refresh_rows(&membership, &members);
+        })?;
         self.changes.append(changes::collection_deleted(
             id.as_str(),
             &members,
