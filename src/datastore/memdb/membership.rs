@@ -68,3 +68,11 @@ impl Membership {
             .unwrap_or_default()
     }
 }
+
+/// `ids` sorted and without repeats, as the membership keeps them.
+pub(super) fn sorted(ids: &[CollectionId]) -> Vec<CollectionId> {
+    let mut ids = ids.to_vec();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}

@@ -33,7 +33,7 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use self::change_log::ChangeLog;
-use self::membership::Membership;
+use self::membership::{Membership, sorted};
 use self::table::Table;
 use super::changes;
 use super::{
@@ -593,12 +593,4 @@ impl Datastore for MemdbStore {
     }
 
     async fn close(&self) {}
-}
-
-/// `ids` sorted and without repeats, as the membership keeps them.
-fn sorted(ids: &[CollectionId]) -> Vec<CollectionId> {
-    let mut ids = ids.to_vec();
-    ids.sort_unstable();
-    ids.dedup();
-    ids
 }
