@@ -346,15 +346,7 @@ async fn failed_logins_are_rate_limited() {
         .unwrap();
     assert_eq!(limited.status(), 429);
     assert!(limited.headers().contains_key("retry-after"));
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains("gitstore_auth_failed_logins_total"),
         "{metrics}"

@@ -272,15 +272,7 @@ async fn planned_answers_over_http_match_the_engine() {
         assert_eq!(seen[1], seen[0], "accept {accept}");
         assert_eq!(seen[2], seen[0], "accept {accept}");
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let ok_queries: f64 = metrics
         .lines()
         .find(|l| {

@@ -65,6 +65,18 @@ impl TestApp {
             .await
             .unwrap()
     }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
 }
 
 impl Drop for TestApp {

@@ -228,14 +228,7 @@ async fn invented_methods_share_one_metrics_label() {
             .unwrap();
         assert!(r.status().as_u16() < 500, "{}", r.status());
     }
-    let metrics = client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let lines: Vec<&str> = metrics
         .lines()
         .filter(|l| {
