@@ -210,13 +210,20 @@ impl GraphqlApi {
         };
         // One lookup decides: planned, known and not plannable, or new (learn it).
         let (request, learn) = match plans.get(&request.query) {
-            Some(Some(plan)) => match plan.run(&self.catalog, request).await {
-                Ok(body) => {
+            Some(Some(plan)) => {
+                let planned = plan
+                    .run(
+                        &self.catalog,
+                        request.operation_name.as_deref(),
+                        &request.variables,
+                    )
+                    .await;
+                if let Some(body) = planned {
                     metrics::record_outcome("query", true, started.elapsed());
                     return Answer::Body(body);
                 }
-                Err(back) => (back, None),
-            },
+                (request, None)
+            }
             Some(None) => (request, None),
             None => {
                 let query = request.query.clone();
@@ -225,6 +232,23 @@ impl GraphqlApi {
         };
         let response = Box::pin(self.execute_on_engine(request, learn, started)).await;
         Answer::Response(Box::new(response))
+    }
+
+    /// Answers a JSON request body from its text's plan, before (and without) building
+    /// the engine's request: `None` when the text has no plan, the body is not one
+    /// plain request object the fast path reads ([`fast::Wire`]), or the plan gives the
+    /// request to the engine. The caller then answers the body as usual, with the same
+    /// result it would have had.
+    pub async fn answer_planned(&self, body: &[u8]) -> Option<Vec<u8>> {
+        let started = Instant::now();
+        let plans = self.plans.as_ref()?;
+        let wire = fast::Wire::parse(body)?;
+        let plan = plans.get(&wire.query)??;
+        let answer = plan
+            .run(&self.catalog, wire.operation_name(), &wire)
+            .await?;
+        metrics::record_outcome("query", true, started.elapsed());
+        Some(answer)
     }
 
     /// [`Self::answer`] as the JSON text of the response (what `POST /graphql` sends).

@@ -14,7 +14,15 @@ use super::request_id;
 /// How long a browser may cache a preflight answer (`Access-Control-Max-Age`).
 pub const MAX_AGE: Duration = Duration::from_secs(3600);
 
-/// The CORS layer for `origins` (`*` among them: any origin).
+/// `Vary` on every response: the answer depends on these request headers.
+///
+/// Set by [`vary`] rather than by the layer, which would join the same list into a new
+/// header value (and copy it with the layer's every clone) on every request.
+const VARY: HeaderValue = HeaderValue::from_static(
+    "origin, access-control-request-method, access-control-request-headers",
+);
+
+/// The CORS layer for `origins` (`*` among them: any origin); [`vary`] completes it.
 pub fn layer(origins: &[String]) -> CorsLayer {
     let allow = if origins.iter().any(|o| o.trim() == "*") {
         AllowOrigin::from(AnyOrigin)
@@ -41,6 +49,12 @@ pub fn layer(origins: &[String]) -> CorsLayer {
         ])
         .expose_headers([request_id::HEADER])
         .max_age(MAX_AGE)
+        .vary([])
+}
+
+/// Outside [`layer`]: adds the CORS `Vary` values to `response`, after any it has.
+pub fn vary(response: &mut Response) {
+    response.headers_mut().append(header::VARY, VARY);
 }
 
 /// Whether `request` is a preflight (the CORS layer answers every `OPTIONS` itself).

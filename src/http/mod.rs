@@ -122,12 +122,14 @@ pub fn with_middleware(routes: Router, config: &HttpConfig) -> Router {
     )
 }
 
-/// Outside CORS: the request id and its span, and preflights answered `204`.
+/// Outside CORS: the request id and its span, preflights answered `204`, and the CORS
+/// `Vary` header.
 async fn edge(request: Request, next: Next) -> Response {
     let preflight = cors::is_preflight(&request);
     request_id::tag(request, async move |request| {
         let mut response = next.run(request).await;
         cors::preflight_no_content(preflight, &mut response);
+        cors::vary(&mut response);
         response
     })
     .await

@@ -53,7 +53,8 @@ pub fn is_sane(id: &[u8]) -> bool {
 
 fn generate() -> HeaderValue {
     // A ULID is 26 Crockford base32 characters: always a valid header value.
-    HeaderValue::from_str(&ulid::Ulid::new().to_string())
+    let mut text = [0; ulid::ULID_LEN];
+    HeaderValue::from_str(ulid::Ulid::new().array_to_str(&mut text))
         .unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 

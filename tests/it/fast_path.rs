@@ -198,6 +198,7 @@ pub async fn fast_path_matches_engine(api: &GraphqlApi) {
             json!({ "id": full["id"] }), Some("Two"), false,
         ),
     ];
+    let mut from_bodies = 0;
     for (query, variables, operation, planned) in &cases {
         let expected = run(&engine, query, variables, *operation).await;
         assert!(
@@ -216,7 +217,23 @@ pub async fn fast_path_matches_engine(api: &GraphqlApi) {
             *planned,
             "planned must be {planned}: {query}"
         );
+        // `POST /graphql` first offers the body itself to the plan.
+        let body = json!({ "query": query, "variables": variables, "operationName": operation });
+        let answered = api.answer_planned(body.to_string().as_bytes()).await;
+        if let Some(answered) = answered {
+            assert!(*planned, "answered from a body without a plan: {query}");
+            assert_eq!(
+                String::from_utf8(answered).unwrap(),
+                expected,
+                "{query} with {variables}"
+            );
+            from_bodies += 1;
+        }
     }
+    assert!(
+        from_bodies >= 10,
+        "only {from_bodies} cases answered from the body"
+    );
     // The fast path answers with the current row: an update is seen at once.
     let before = run(api, &by_id, &json!({ "id": full["id"] }), None).await;
     data(

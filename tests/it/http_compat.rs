@@ -48,6 +48,8 @@ async fn cors_preflight_matches_the_go_service() {
         !header("x-request-id").is_empty(),
         "preflights carry an id too"
     );
+    let vary = "origin, access-control-request-method, access-control-request-headers";
+    assert_eq!(header("vary"), vary, "caches key preflights by these");
 
     // The actual request exposes X-Request-ID to the calling page.
     let r = app
@@ -64,6 +66,12 @@ async fn cors_preflight_matches_the_go_service() {
         .unwrap()
         .to_ascii_lowercase();
     assert!(expose.contains("x-request-id"), "{expose}");
+    let vary: Vec<_> = r.headers().get_all("vary").iter().collect();
+    assert_eq!(vary.len(), 1, "{vary:?}");
+    assert_eq!(
+        vary[0],
+        "origin, access-control-request-method, access-control-request-headers"
+    );
 }
 
 #[tokio::test]

@@ -6,9 +6,32 @@
 use async_graphql::{InputType, ScalarType, Value};
 
 use super::Field;
-use crate::datastore::{Category, Collection, Product, Timestamp};
+use std::sync::OnceLock;
+
+use crate::datastore::{self, Category, Collection, Product, Timestamp};
 use crate::graphql::scalars::{DateTime, Json, Money};
 use crate::graphql::types::InventoryStatus;
+
+/// A response key as it is written: its JSON string and the colon (`"key":`), made
+/// once when the plan is made rather than escaped again in every response.
+#[derive(Clone, Debug)]
+pub(super) struct ResponseKey(Box<[u8]>);
+
+impl ResponseKey {
+    pub(super) fn new(key: &str) -> Self {
+        let mut json = Vec::with_capacity(key.len() + 3);
+        // Writing a string into a `Vec` cannot fail.
+        let _ = serde_json::to_writer(&mut json, key);
+        json.push(b':');
+        Self(json.into_boxed_slice())
+    }
+}
+
+impl PartialEq for ResponseKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
+    }
+}
 
 /// A JSON body being written.
 pub(super) struct Body {
@@ -55,6 +78,11 @@ impl Body {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// A key of the object being written, with its colon.
+    pub(super) fn key(&mut self, key: &ResponseKey) {
+        self.buf.extend_from_slice(&key.0);
+    }
+
     pub(super) fn string(&mut self, s: &str) {
         if serde_json::to_writer(&mut self.buf, s).is_err() {
             self.failed = true;
@@ -78,14 +106,32 @@ impl Body {
         self.raw(if b { b"true" } else { b"false" });
     }
 
+    /// The enum's value as the engine writes it, serialised once per value.
+    fn inventory_status(&mut self, status: datastore::InventoryStatus) {
+        use datastore::InventoryStatus as Stored;
+        static WRITTEN: [OnceLock<Box<[u8]>>; 4] = [const { OnceLock::new() }; 4];
+        let slot = match status {
+            Stored::InStock => 0,
+            Stored::OutOfStock => 1,
+            Stored::Preorder => 2,
+            Stored::Discontinued => 3,
+        };
+        let json = WRITTEN[slot].get_or_init(|| {
+            let value = InputType::to_value(&InventoryStatus::from(status));
+            serde_json::to_vec(&value).unwrap_or_default().into()
+        });
+        self.failed |= json.is_empty();
+        self.raw(json);
+    }
+
     fn time(&mut self, t: Timestamp) {
         self.value(&ScalarType::to_value(&DateTime(t)));
     }
 
     /// An object: `{`, each item's key and what `write` writes for it, `}`.
-    pub(super) fn object<K: AsRef<str>, T>(
+    pub(super) fn object<T>(
         &mut self,
-        items: &[(K, T)],
+        items: &[(ResponseKey, T)],
         mut write: impl FnMut(&mut Self, &T),
     ) {
         self.buf.push(b'{');
@@ -93,8 +139,7 @@ impl Body {
             if i > 0 {
                 self.buf.push(b',');
             }
-            self.string(key.as_ref());
-            self.buf.push(b':');
+            self.key(key);
             write(self, item);
         }
         self.buf.push(b'}');
@@ -126,11 +171,7 @@ impl Body {
             Field::Body => self.optional_string(p.body.as_deref()),
             Field::Price => self.value(&ScalarType::to_value(&Money(p.price))),
             Field::Currency => self.string(&p.currency),
-            Field::InventoryStatus => {
-                self.value(&InputType::to_value(&InventoryStatus::from(
-                    p.inventory_status,
-                )));
-            }
+            Field::InventoryStatus => self.inventory_status(p.inventory_status),
             Field::InventoryQuantity => match p.inventory_quantity {
                 Some(n) => self.value(&Value::from(n)),
                 None => self.raw(b"null"),
@@ -147,12 +188,12 @@ impl Body {
     }
 
     /// A product object with `fields`.
-    pub(super) fn product<K: AsRef<str>>(&mut self, p: &Product, fields: &[(K, Field)]) {
+    pub(super) fn product(&mut self, p: &Product, fields: &[(ResponseKey, Field)]) {
         self.object(fields, |body, field| body.product_field(p, *field));
     }
 
     /// A category object with `fields`.
-    pub(super) fn category<K: AsRef<str>>(&mut self, c: &Category, fields: &[(K, Field)]) {
+    pub(super) fn category(&mut self, c: &Category, fields: &[(ResponseKey, Field)]) {
         let group = Group {
             typename: "Category",
             id: c.id.as_str(),
@@ -167,7 +208,7 @@ impl Body {
     }
 
     /// A collection object with `fields`.
-    pub(super) fn collection<K: AsRef<str>>(&mut self, c: &Collection, fields: &[(K, Field)]) {
+    pub(super) fn collection(&mut self, c: &Collection, fields: &[(ResponseKey, Field)]) {
         let group = Group {
             typename: "Collection",
             id: c.id.as_str(),

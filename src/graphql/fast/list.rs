@@ -13,7 +13,7 @@
 //! error gives the request back to the engine, which answers as it always did.
 
 use async_graphql::parser::types::Field as DocField;
-use async_graphql::{Name, Value, Variables};
+use async_graphql::{Name, Value};
 use async_graphql_value::Value as DocValue;
 use std::collections::{BTreeSet, HashMap};
 
@@ -22,7 +22,8 @@ use std::collections::{BTreeSet, HashMap};
 type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 use super::body::Body;
-use super::{Arg, Entity, Field, argument, fields};
+use super::body::ResponseKey;
+use super::{Arg, Entity, Field, Vars, argument, fields};
 use crate::datastore::{Category, CategoryId, Collection, CollectionId, Key};
 use crate::graphql::AppCatalog;
 use crate::graphql::cursor;
@@ -32,15 +33,15 @@ use crate::graphql::cursor;
 pub(super) struct ListPlan {
     first: Option<i32>,
     after: Option<Arg>,
-    fields: Vec<(Name, Connection)>,
+    fields: Vec<(ResponseKey, Connection)>,
 }
 
 #[derive(Debug)]
 enum Connection {
     Typename,
     TotalCount,
-    PageInfo(Vec<(Name, PageInfo)>),
-    Edges(Vec<(Name, Edge)>),
+    PageInfo(Vec<(ResponseKey, PageInfo)>),
+    Edges(Vec<(ResponseKey, Edge)>),
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -56,22 +57,22 @@ enum PageInfo {
 enum Edge {
     Typename,
     Cursor,
-    Node(Vec<(Name, Node)>),
+    Node(Vec<(ResponseKey, Node)>),
 }
 
 #[derive(Debug)]
 enum Node {
     Scalar(Field),
-    Category(Vec<(Name, Field)>),
-    Collections(Vec<(Name, Field)>),
+    Category(Vec<(ResponseKey, Field)>),
+    Collections(Vec<(ResponseKey, Field)>),
 }
 
 /// The fields of `set`, each planned by `plan` (leaves when `leaf`), no key twice.
 fn planned<T>(
     set: &async_graphql::parser::types::SelectionSet,
     plan: impl Fn(&DocField) -> Option<T>,
-) -> Option<Vec<(Name, T)>> {
-    let mut out: Vec<(Name, T)> = Vec::new();
+) -> Option<Vec<(ResponseKey, T)>> {
+    let mut out: Vec<(ResponseKey, T)> = Vec::new();
     for (key, field) in fields(set)? {
         if out.iter().any(|(k, _)| *k == key) {
             return None;
@@ -88,7 +89,7 @@ fn leaf(field: &DocField) -> Option<&str> {
 }
 
 /// The scalar fields of a relation.
-fn scalars(field: &DocField, entity: Entity) -> Option<Vec<(Name, Field)>> {
+fn scalars(field: &DocField, entity: Entity) -> Option<Vec<(ResponseKey, Field)>> {
     if !field.arguments.is_empty() {
         return None;
     }
@@ -178,7 +179,7 @@ impl ListPlan {
     pub(super) async fn run(
         &self,
         catalog: &AppCatalog,
-        variables: &Variables,
+        variables: &dyn Vars,
         body: &mut Body,
     ) -> Option<()> {
         let after = match &self.after {

@@ -39,15 +39,18 @@ use std::sync::{Arc, RwLock};
 use async_graphql::parser::types::{
     BaseType, DocumentOperations, ExecutableDocument, OperationType, Selection, SelectionSet,
 };
-use async_graphql::{Name, Request, Value, Variables};
+use async_graphql::{Name, Value, Variables};
 use async_graphql_value::Value as DocValue;
 
-use self::body::Body;
+use self::body::{Body, ResponseKey};
 use super::AppCatalog;
 use super::document::{CAPACITY, MAX_CACHED_QUERY_BYTES};
 
 mod body;
 mod list;
+mod wire;
+
+pub use wire::Wire;
 
 /// Plans by document text: `None` for a text that was looked at and is not plannable.
 #[derive(Default)]
@@ -96,7 +99,7 @@ impl Plans {
 pub struct Plan {
     /// The name of its one operation, when named.
     operation: Option<String>,
-    roots: Vec<(Name, Root)>,
+    roots: Vec<(ResponseKey, Root)>,
 }
 
 #[derive(Debug)]
@@ -106,7 +109,7 @@ enum Root {
     Lookup {
         lookup: Lookup,
         arg: Arg,
-        fields: Vec<(Name, Field)>,
+        fields: Vec<(ResponseKey, Field)>,
     },
 }
 
@@ -265,7 +268,7 @@ impl Plan {
                     }
                     _ => return None,
                 };
-                let mut selected: Vec<(Name, Field)> = Vec::new();
+                let mut selected: Vec<(ResponseKey, Field)> = Vec::new();
                 for (key, inner) in fields(&field.selection_set.node)? {
                     if !inner.arguments.is_empty()
                         || !inner.selection_set.node.items.is_empty()
@@ -292,16 +295,18 @@ impl Plan {
         })
     }
 
-    /// Answers `request` from this plan with the response body, or gives the request
-    /// back when the engine must answer it (see the module docs).
-    ///
-    /// # Errors
-    /// The request itself, untouched, when this path does not answer it.
-    pub async fn run(&self, catalog: &AppCatalog, request: Request) -> Result<Vec<u8>, Request> {
-        match (&self.operation, request.operation_name.as_deref()) {
+    /// Answers from this plan with the response body, given the request's operation
+    /// name and variables; `None` when the engine must answer (see the module docs).
+    pub async fn run(
+        &self,
+        catalog: &AppCatalog,
+        operation_name: Option<&str>,
+        variables: &dyn Vars,
+    ) -> Option<Vec<u8>> {
+        match (&self.operation, operation_name) {
             (_, None) => {}
             (Some(own), Some(asked)) if own == asked => {}
-            _ => return Err(request),
+            _ => return None,
         }
         let mut body = Body::data();
         body.raw(b"{");
@@ -309,54 +314,61 @@ impl Plan {
             if i > 0 {
                 body.raw(b",");
             }
-            body.string(key);
-            body.raw(b":");
-            let written = match root {
-                Root::Typename => {
-                    body.string("Query");
-                    Some(())
-                }
-                Root::List(plan) => plan.run(catalog, &request.variables, &mut body).await,
+            body.key(key);
+            match root {
+                Root::Typename => body.string("Query"),
+                Root::List(plan) => plan.run(catalog, variables, &mut body).await?,
                 Root::Lookup {
                     lookup: which,
                     arg,
                     fields,
-                } => match argument(arg, &request.variables) {
-                    Some(arg) => lookup(catalog, *which, arg, fields, &mut body).await,
-                    None => None,
-                },
-            };
-            if written.is_none() {
-                return Err(request);
+                } => {
+                    let arg = argument(arg, variables)?;
+                    lookup(catalog, *which, arg, fields, &mut body).await?;
+                }
             }
         }
         body.raw(b"}");
-        body.finish().ok_or(request)
+        body.finish()
     }
 }
 
 /// The fields of a selection set with their response keys; `None` when it holds a
 /// fragment or a directive.
-fn fields(set: &SelectionSet) -> Option<Vec<(Name, &async_graphql::parser::types::Field)>> {
+fn fields(set: &SelectionSet) -> Option<Vec<(ResponseKey, &async_graphql::parser::types::Field)>> {
     set.items
         .iter()
         .map(|item| match &item.node {
-            Selection::Field(field) if field.node.directives.is_empty() => {
-                Some((field.node.response_key().node.clone(), &field.node))
-            }
+            Selection::Field(field) if field.node.directives.is_empty() => Some((
+                ResponseKey::new(field.node.response_key().node.as_str()),
+                &field.node,
+            )),
             _ => None,
         })
         .collect()
 }
 
-/// The argument's string: the literal, or the variable when it is a JSON string.
-pub(super) fn argument<'a>(arg: &'a Arg, variables: &'a Variables) -> Option<&'a str> {
-    match arg {
-        Arg::Literal(s) => Some(s),
-        Arg::Variable(name) => match variables.get(name)? {
+/// The variables a plan reads: only string values count (the declared types are `ID!`
+/// and `String!`); anything else sends the request to the engine.
+pub trait Vars: Sync {
+    /// The variable's value when it is a string.
+    fn string(&self, name: &str) -> Option<&str>;
+}
+
+impl Vars for Variables {
+    fn string(&self, name: &str) -> Option<&str> {
+        match self.get(name)? {
             Value::String(s) => Some(s),
             _ => None,
-        },
+        }
+    }
+}
+
+/// The argument's string: the literal, or the variable when it is a JSON string.
+pub(super) fn argument<'a>(arg: &'a Arg, variables: &'a dyn Vars) -> Option<&'a str> {
+    match arg {
+        Arg::Literal(s) => Some(s),
+        Arg::Variable(name) => variables.string(name),
     }
 }
 
@@ -366,7 +378,7 @@ async fn lookup(
     catalog: &AppCatalog,
     lookup: Lookup,
     arg: &str,
-    fields: &[(Name, Field)],
+    fields: &[(ResponseKey, Field)],
     body: &mut Body,
 ) -> Option<()> {
     match lookup {

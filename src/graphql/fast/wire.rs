@@ -1,0 +1,139 @@
+//! A JSON request body read for the fast path without building the engine's request.
+//!
+//! A planned request needs its document text (to find the plan), its operation name and
+//! its string variables, all of which can be borrowed from the body. [`Wire`] accepts a
+//! subset of what `async_graphql::Request` accepts: one JSON object with a string
+//! `query`, an optional string or null `operationName`, `variables` null or an object
+//! whose values are all strings, and `extensions` null or an object (ignored, as the
+//! fast path always did); other keys are ignored, as the engine's request ignores them.
+//! Whatever it refuses (a batch, a number among the variables, a duplicate key, ...) is
+//! read by the full parser as before, so a body is never answered here that the full
+//! path would have refused. Variables keep the last of repeated names, as the engine's
+//! map does.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+use super::Vars;
+
+/// A string borrowed from the body when it has no escapes.
+#[derive(Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+/// One request object, borrowed from its body.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wire<'a> {
+    /// The document text.
+    #[serde(borrow)]
+    pub query: Cow<'a, str>,
+    #[serde(borrow, default)]
+    operation_name: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    variables: Option<BTreeMap<Text<'a>, Text<'a>>>,
+    /// Read only to refuse what the engine's request refuses.
+    #[serde(default, rename = "extensions")]
+    _extensions: Option<BTreeMap<Text<'a>, IgnoredAny>>,
+}
+
+impl<'a> Wire<'a> {
+    /// The body as one request object, or `None` for the full parser to read.
+    #[must_use]
+    pub fn parse(body: &'a [u8]) -> Option<Self> {
+        // A JSON array would deserialize into a struct too; batches are the full path's.
+        if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return None;
+        }
+        serde_json::from_slice(body).ok()
+    }
+
+    /// The operation name, when given.
+    #[must_use]
+    pub fn operation_name(&self) -> Option<&str> {
+        self.operation_name.as_ref().map(|t| t.0.as_ref())
+    }
+}
+
+impl Vars for Wire<'_> {
+    fn string(&self, name: &str) -> Option<&str> {
+        // Few variables, and unique names: the map kept the last of repeated ones.
+        let variables = self.variables.as_ref()?;
+        variables
+            .iter()
+            .find(|(key, _)| key.0 == name)
+            .map(|(_, value)| value.0.as_ref())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request's query, operation name and string variables.
+    type Read = (String, Option<String>, Vec<(String, String)>);
+
+    /// What the engine's parser makes of `body`, or `None` when it refuses the body.
+    fn engine(body: &str) -> Option<Read> {
+        let request: async_graphql::Request = serde_json::from_str(body).ok()?;
+        let strings = request
+            .variables
+            .iter()
+            .filter_map(|(k, v)| match v {
+                async_graphql::Value::String(s) => Some((k.to_string(), s.clone())),
+                _ => None,
+            })
+            .collect();
+        Some((request.query, request.operation_name, strings))
+    }
+
+    #[test]
+    fn reads_what_the_engine_reads() {
+        let bodies = [
+            r#"{"query": "{ a }"}"#,
+            r#"  {"query": "query Q($id: ID!) {\n a(id: $id) }", "operationName": "Q", "variables": {"id": "p\"1"}}"#,
+            r#"{"query": "{ a }", "operationName": null, "variables": null, "extensions": null}"#,
+            r#"{"query": "{ a }", "variables": {"id": "1", "id": "2"}}"#,
+            r#"{"query": "{ a }", "extensions": {"persistedQuery": {"version": 1}}, "other": [1]}"#,
+        ];
+        for body in bodies {
+            let wire = Wire::parse(body.as_bytes()).unwrap_or_else(|| panic!("refused {body}"));
+            let (query, operation, strings) = engine(body).expect("the engine reads it");
+            assert_eq!(wire.query, query, "{body}");
+            assert_eq!(wire.operation_name(), operation.as_deref(), "{body}");
+            for (name, value) in strings {
+                assert_eq!(wire.string(&name), Some(value.as_str()), "{body}");
+            }
+        }
+        let wire = Wire::parse(br#"{"query": "{ a }", "variables": {"id": "1", "id": "2"}}"#);
+        assert_eq!(
+            wire.unwrap().string("id"),
+            Some("2"),
+            "last of repeated names"
+        );
+    }
+
+    #[test]
+    fn leaves_the_rest_to_the_full_parser() {
+        let refused = [
+            r#"[{"query": "{ a }"}]"#,
+            r#"{"operationName": "Q"}"#,
+            r#"{"query": 5}"#,
+            r#"{"query": "{ a }", "query": "{ b }"}"#,
+            r#"{"query": "{ a }", "variables": {"n": 5}}"#,
+            r#"{"query": "{ a }", "variables": ["x"]}"#,
+            r#"{"query": "{ a }", "operationName": 1}"#,
+            r#"{"query": "{ a }", "extensions": 5}"#,
+            r#"{"query": "{ a }"} x"#,
+            "",
+        ];
+        for body in refused {
+            assert!(Wire::parse(body.as_bytes()).is_none(), "{body}");
+        }
+        // Each one the fast path refuses but the engine reads stays the engine's.
+        assert!(engine(r#"{"query": "{ a }", "variables": {"n": 5}}"#).is_some());
+        assert!(engine(r#"{"operationName": "Q"}"#).is_some());
+    }
+}
