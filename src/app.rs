@@ -12,7 +12,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use tokio::net::TcpListener;
+use axum::serve::{ListenerExt as _, TapIo};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::auth::Auth;
 use crate::config::{Backend, Config, DatastoreConfig};
@@ -235,7 +236,7 @@ impl App {
         );
         // The peer address reaches handlers as `ConnectInfo` (login rate limits).
         axum::serve(
-            listener,
+            without_nagle(listener),
             router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
         )
         .with_graceful_shutdown(stop)
@@ -278,4 +279,16 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {}
         () = term => {}
     }
+}
+
+/// `listener` with `TCP_NODELAY` on every accepted connection: a response whose last
+/// segment is small (any body over one segment, a streamed asset, a subscription's
+/// message) goes out at once instead of waiting for the peer's (possibly delayed) ACK.
+pub fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
+    fn no_delay(stream: &mut TcpStream) {
+        if let Err(err) = stream.set_nodelay(true) {
+            tracing::debug!(%err, "could not set TCP_NODELAY on a connection");
+        }
+    }
+    listener.tap_io(no_delay)
 }

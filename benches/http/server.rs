@@ -323,7 +323,8 @@ pub fn serve_ceiling() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         }
-        match axum::serve(listener, app).await {
+        // The same transport as the real server's (`TCP_NODELAY` on each connection).
+        match axum::serve(gitstore_api::app::without_nagle(listener), app).await {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("ceiling server: {e}");

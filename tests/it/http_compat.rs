@@ -344,3 +344,25 @@ async fn request_span_probe() {
         );
     }
 }
+
+#[tokio::test]
+async fn accepted_connections_do_not_wait_on_nagle() {
+    use axum::serve::Listener as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut listener = gitstore_api::app::without_nagle(listener);
+    let client = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (stream, peer) = listener.accept().await;
+    assert_eq!(peer, client.local_addr().unwrap());
+    assert!(
+        stream.nodelay().unwrap(),
+        "TCP_NODELAY is set on the server's side"
+    );
+    // A plain listener's connections have it off: the wrapper is what sets it.
+    let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let _client = tokio::net::TcpStream::connect(plain.local_addr().unwrap())
+        .await
+        .unwrap();
+    let (stream, _) = plain.accept().await.unwrap();
+    assert!(!stream.nodelay().unwrap());
+}
