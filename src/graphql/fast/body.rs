@@ -84,7 +84,14 @@ impl Body {
     }
 
     pub(super) fn string(&mut self, s: &str) {
-        if serde_json::to_writer(&mut self.buf, s).is_err() {
+        // Most values need no escape: serde_json escapes only `"`, `\` and control
+        // characters, so such a string is the same bytes between quotes.
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.buf.reserve(s.len() + 2);
+            self.buf.push(b'"');
+            self.buf.extend_from_slice(s.as_bytes());
+            self.buf.push(b'"');
+        } else if serde_json::to_writer(&mut self.buf, s).is_err() {
             self.failed = true;
         }
     }
@@ -247,4 +254,34 @@ struct Group<'a> {
     body: Option<&'a str>,
     created_at: Timestamp,
     updated_at: Timestamp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings_are_the_bytes_serde_json_writes() {
+        let mut samples: Vec<String> = (0..=0x7f_u8)
+            .map(|b| format!("a{}b", char::from(b)))
+            .collect();
+        samples.extend(
+            [
+                "",
+                "plain",
+                "Tea \"kettle\"",
+                "back\\slash",
+                "line\nbreak",
+                "ünïcode — ✓",
+                "\u{7f}\u{2028}",
+            ]
+            .map(str::to_owned),
+        );
+        for s in &samples {
+            let mut body = Body::part();
+            body.string(s);
+            assert!(!body.failed);
+            assert_eq!(body.buf, serde_json::to_vec(s).unwrap(), "{s:?}");
+        }
+    }
 }
