@@ -120,6 +120,21 @@ pub enum Answer {
     Response(Box<Response>),
 }
 
+/// Largest request body [`GraphqlApi::answer_planned`] reads: a planned text is at most
+/// [`document::MAX_CACHED_QUERY_BYTES`], and this leaves as much again for its variables.
+pub const MAX_PLANNED_BODY_BYTES: usize = 2 * document::MAX_CACHED_QUERY_BYTES;
+
+/// What [`GraphqlApi::answer_planned`] made of a request body.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Planned {
+    /// Answered from the plan: the response body.
+    Body(Vec<u8>),
+    /// Its text has a plan, which gave the request to the engine.
+    Declined,
+    /// No plan for its text, or not a body the fast path reads.
+    Unplanned,
+}
+
 /// The schema plus what each request needs.
 #[derive(Clone)]
 pub struct GraphqlApi {
@@ -235,20 +250,40 @@ impl GraphqlApi {
     }
 
     /// Answers a JSON request body from its text's plan, before (and without) building
-    /// the engine's request: `None` when the text has no plan, the body is not one
-    /// plain request object the fast path reads ([`fast::Wire`]), or the plan gives the
-    /// request to the engine. The caller then answers the body as usual, with the same
-    /// result it would have had.
-    pub async fn answer_planned(&self, body: &[u8]) -> Option<Vec<u8>> {
+    /// the engine's request. Anything but [`Planned::Body`] leaves the body to be
+    /// answered as usual, with the result it would have had: [`Planned::Unplanned`]
+    /// through [`Self::answer`], [`Planned::Declined`] (the plan gave it back, so trying
+    /// it again would only repeat its lookups) through [`Self::answer_on_engine`].
+    ///
+    /// Only bodies up to [`MAX_PLANNED_BODY_BYTES`] are read here, so a large body is
+    /// parsed once, by the full parser, and never twice.
+    pub async fn answer_planned(&self, body: &[u8]) -> Planned {
         let started = Instant::now();
-        let plans = self.plans.as_ref()?;
-        let wire = fast::Wire::parse(body)?;
-        let plan = plans.get(&wire.query)??;
-        let answer = plan
-            .run(&self.catalog, wire.operation_name(), &wire)
-            .await?;
-        metrics::record_outcome("query", true, started.elapsed());
-        Some(answer)
+        let Some(plans) = &self.plans else {
+            return Planned::Unplanned;
+        };
+        if body.len() > MAX_PLANNED_BODY_BYTES {
+            return Planned::Unplanned;
+        }
+        let Some(wire) = fast::Wire::parse(body) else {
+            return Planned::Unplanned;
+        };
+        let Some(Some(plan)) = plans.get(&wire.query) else {
+            return Planned::Unplanned;
+        };
+        match plan.run(&self.catalog, wire.operation_name(), &wire).await {
+            Some(answer) => {
+                metrics::record_outcome("query", true, started.elapsed());
+                Planned::Body(answer)
+            }
+            None => Planned::Declined,
+        }
+    }
+
+    /// [`Self::answer`] without looking for a plan: for a request whose plan already
+    /// gave it back ([`Planned::Declined`]).
+    pub async fn answer_on_engine(&self, request: Request) -> Answer {
+        Answer::Response(Box::new(self.execute(request).await))
     }
 
     /// [`Self::answer`] as the JSON text of the response (what `POST /graphql` sends).

@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use super::HttpState;
 use super::errors::{INVALID_ARGUMENT, bad_request, error_response, too_large};
 use crate::auth::Credentials;
-use crate::graphql::Answer;
+use crate::graphql::{Answer, Planned};
 
 /// The body limit in bytes, handed by the middleware to the handlers (a request extension)
 /// so that a `413` can name it.
@@ -144,11 +144,14 @@ pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Re
         );
     }
     // A planned query is answered from the body as it is; anything else, or a request
-    // its plan gives back, is parsed in full below.
-    if kind == BodyKind::Json
-        && let Some(answer) = state.api.answer_planned(&body).await
-    {
-        return planned(answer, modern);
+    // its plan gives back (which then goes straight to the engine), is parsed in full.
+    let mut declined = false;
+    if kind == BodyKind::Json {
+        match state.api.answer_planned(&body).await {
+            Planned::Body(answer) => return planned(answer, modern),
+            Planned::Declined => declined = true,
+            Planned::Unplanned => {}
+        }
     }
     let batch = match kind {
         BodyKind::QueryText => match String::from_utf8(body.to_vec()) {
@@ -175,7 +178,7 @@ pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Re
             ));
         }
     }
-    execute(&state, batch, &credentials, modern).await
+    execute(&state, batch, &credentials, modern, declined).await
 }
 
 /// Reads a JSON request object or a batch, refusing empty and over-long batches and
@@ -274,6 +277,7 @@ pub(super) async fn get(
         BatchRequest::Single(request),
         &Credentials::default(),
         accepts_graphql_response(&headers),
+        false,
     )
     .await
 }
@@ -300,16 +304,24 @@ fn looks_like_mutation(query: &str) -> bool {
 }
 
 /// Runs a checked request with the caller's `credentials`; `modern`: the client accepts
-/// `application/graphql-response+json` (see the module docs).
+/// `application/graphql-response+json` (see the module docs); `declined`: its text's plan
+/// already gave it back, so it goes to the engine without trying the plan again.
 async fn execute(
     state: &HttpState,
     batch: BatchRequest,
     credentials: &Credentials,
     modern: bool,
+    declined: bool,
 ) -> Response {
     let response = match batch {
         BatchRequest::Single(request) => {
-            let response = match state.api.answer(request.data(credentials.clone())).await {
+            let request = request.data(credentials.clone());
+            let answer = if declined {
+                state.api.answer_on_engine(request).await
+            } else {
+                state.api.answer(request).await
+            };
+            let response = match answer {
                 Answer::Body(body) => return planned(body, modern),
                 Answer::Response(response) => *response,
             };

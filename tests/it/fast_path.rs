@@ -4,7 +4,7 @@
 //! responses must serialise to the same bytes. Cases that must be planned are checked to
 //! be, and cases that must not be, are checked not to be.
 
-use gitstore_api::graphql::GraphqlApi;
+use gitstore_api::graphql::{GraphqlApi, Planned};
 use serde_json::{Value, json};
 
 use crate::support::data;
@@ -220,7 +220,7 @@ pub async fn fast_path_matches_engine(api: &GraphqlApi) {
         // `POST /graphql` first offers the body itself to the plan.
         let body = json!({ "query": query, "variables": variables, "operationName": operation });
         let answered = api.answer_planned(body.to_string().as_bytes()).await;
-        if let Some(answered) = answered {
+        if let Planned::Body(answered) = answered {
             assert!(*planned, "answered from a body without a plan: {query}");
             assert_eq!(
                 String::from_utf8(answered).unwrap(),
@@ -234,6 +234,20 @@ pub async fn fast_path_matches_engine(api: &GraphqlApi) {
         from_bodies >= 10,
         "only {from_bodies} cases answered from the body"
     );
+    // A planned text whose variable is missing: the plan gives the request back (and the
+    // HTTP handler sends it straight to the engine); a variable of another type is not
+    // read from the body at all.
+    let offer = |variables: Value| {
+        let body = json!({ "query": by_id, "variables": variables }).to_string();
+        async move { api.answer_planned(body.as_bytes()).await }
+    };
+    assert!(api.is_planned(&by_id));
+    assert_eq!(offer(json!({})).await, Planned::Declined);
+    assert_eq!(offer(json!({ "id": 5 })).await, Planned::Unplanned);
+    assert!(matches!(
+        offer(json!({ "id": full["id"] })).await,
+        Planned::Body(_)
+    ));
     // The fast path answers with the current row: an update is seen at once.
     let before = run(api, &by_id, &json!({ "id": full["id"] }), None).await;
     data(
@@ -289,6 +303,25 @@ async fn planned_answers_over_http_match_the_engine() {
         assert_eq!(seen[1], seen[0], "accept {accept}");
         assert_eq!(seen[2], seen[0], "accept {accept}");
     }
+    // A planned text without its variable: the plan gives it back, and the answer is the
+    // engine's, the same as for a text it has no plan for (the same document with a space
+    // after it: the same error locations).
+    let missing = |query: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url("/graphql"))
+                .json(&json!({ "query": query, "variables": {} }))
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    let declined = missing(query.to_owned()).await;
+    assert!(declined.1.contains("\"errors\""), "{declined:?}");
+    assert_eq!(declined, missing(format!("{query} ")).await);
     let metrics = app.metrics().await;
     let ok_queries: f64 = metrics
         .lines()

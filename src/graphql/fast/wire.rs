@@ -6,16 +6,17 @@
 //! `query`, an optional string or null `operationName`, `variables` null or an object
 //! whose values are all strings, and `extensions` null or an object (ignored, as the
 //! fast path always did); other keys are ignored, as the engine's request ignores them.
-//! Whatever it refuses (a batch, a number among the variables, a duplicate key, ...) is
-//! read by the full parser as before, so a body is never answered here that the full
-//! path would have refused. Variables keep the last of repeated names, as the engine's
-//! map does.
+//! `extensions` is read into the engine's own type, so a value it refuses (a number out
+//! of range, a lone surrogate, nesting past serde_json's limit) is refused here too.
+//! Whatever `Wire` refuses (a batch, a number among the variables, a repeated top-level
+//! field, ...) is read by the full parser as before, so a body is never answered here
+//! that the full path would have refused. Variables keep the last of repeated names, as
+//! the engine's map does.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde::de::IgnoredAny;
 
 use super::Vars;
 
@@ -34,9 +35,9 @@ pub struct Wire<'a> {
     operation_name: Option<Text<'a>>,
     #[serde(borrow, default)]
     variables: Option<BTreeMap<Text<'a>, Text<'a>>>,
-    /// Read only to refuse what the engine's request refuses.
+    /// Read as the engine's request reads it, so that what it refuses is refused here.
     #[serde(default, rename = "extensions")]
-    _extensions: Option<BTreeMap<Text<'a>, IgnoredAny>>,
+    _extensions: Option<async_graphql::Extensions>,
 }
 
 impl<'a> Wire<'a> {
@@ -127,11 +128,32 @@ mod tests {
             r#"{"query": "{ a }", "operationName": 1}"#,
             r#"{"query": "{ a }", "extensions": 5}"#,
             r#"{"query": "{ a }"} x"#,
+            r#"{"query": "{ a }", "extensions": {"x": 1e400}}"#,
+            r#"{"query": "{ a }", "extensions": {"x": "\ud800"}}"#,
+            r#"{"query": "{ a }", "variables": {"id": "\ud800"}}"#,
             "",
         ];
         for body in refused {
             assert!(Wire::parse(body.as_bytes()).is_none(), "{body}");
         }
+        // What the engine refuses in `extensions` is refused here too.
+        let deep = format!(
+            r#"{{"query": "{{ a }}", "extensions": {{"x": {}{}}}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let both_refuse = [
+            r#"{"query": "{ a }", "extensions": {"x": 1e400}}"#,
+            r#"{"query": "{ a }", "extensions": {"x": "\ud800"}}"#,
+            deep.as_str(),
+        ];
+        for body in both_refuse {
+            assert!(engine(body).is_none(), "the engine reads {body}");
+            assert!(Wire::parse(body.as_bytes()).is_none(), "{body}");
+        }
+        let not_utf8 = b"{\"query\": \"{ a }\", \"extensions\": {\"x\": \"\xff\"}}";
+        assert!(serde_json::from_slice::<async_graphql::Request>(not_utf8).is_err());
+        assert!(Wire::parse(not_utf8).is_none());
         // Each one the fast path refuses but the engine reads stays the engine's.
         assert!(engine(r#"{"query": "{ a }", "variables": {"n": 5}}"#).is_some());
         assert!(engine(r#"{"operationName": "Q"}"#).is_some());
