@@ -12,6 +12,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use axum::ServiceExt as _;
 use axum::serve::{ListenerExt as _, TapIo};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -146,7 +147,7 @@ impl App {
             auth,
             sockets: Arc::new(tokio::sync::Semaphore::new(max_sockets)),
             max_sockets,
-            max_message_bytes: config.http.max_body_bytes,
+            max_body_bytes: config.http.max_body_bytes,
         });
         Ok(Self { state, config })
     }

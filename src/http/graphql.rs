@@ -24,7 +24,7 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse};
 use async_graphql_axum::GraphQLResponse;
 use axum::body::Bytes;
-use axum::extract::{FromRequest, RawQuery, Request, State};
+use axum::extract::{RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
@@ -32,11 +32,6 @@ use super::HttpState;
 use super::errors::{INVALID_ARGUMENT, bad_request, error_response, too_large};
 use crate::auth::Credentials;
 use crate::graphql::{Answer, Planned};
-
-/// The body limit in bytes, handed by the middleware to the handlers (a request extension)
-/// so that a `413` can name it.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct BodyLimit(pub usize);
 
 /// How a POST body is to be read.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,8 +106,11 @@ fn accepts_graphql_response(headers: &HeaderMap) -> bool {
 }
 
 /// `POST /graphql`.
+///
+/// A planned query (`crate::graphql::fast`) is answered here; anything else goes on to
+/// [`post_unplanned`], boxed, so that this future (which every request's future holds
+/// and moves) stays small rather than carrying the engine's.
 pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Response {
-    let credentials = super::login::credentials(&request);
     let modern = accepts_graphql_response(request.headers());
     let kind = match body_kind(request.headers()) {
         Ok(kind) => kind,
@@ -124,18 +122,13 @@ pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Re
             );
         }
     };
-    let limit = request.extensions().get::<BodyLimit>().map(|l| l.0);
-    // `Bytes` honours the `DefaultBodyLimit` the middleware sets from the same number.
-    let body = match Bytes::from_request(request, &state).await {
+    let (parts, body) = request.into_parts();
+    let limit = state.max_body_bytes;
+    let body = match read_body(body, limit).await {
         Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return limit.map_or_else(|| rejection.into_response(), too_large);
-        }
-        Err(rejection) => {
-            return bad_request(format!(
-                "request body could not be read: {}",
-                rejection.body_text()
-            ));
+        Err(BodyError::TooLarge) => return too_large(limit),
+        Err(BodyError::Unreadable(err)) => {
+            return bad_request(format!("request body could not be read: {err}"));
         }
     };
     if body.is_empty() {
@@ -153,12 +146,76 @@ pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Re
             Planned::Unplanned => {}
         }
     }
+    let credentials = super::login::credentials_from(&parts.headers, &parts.extensions);
+    Box::pin(post_unplanned(
+        &state,
+        kind,
+        &body,
+        &credentials,
+        modern,
+        declined,
+    ))
+    .await
+}
+
+/// Why a request body could not be read.
+enum BodyError {
+    /// It grew past the limit.
+    TooLarge,
+    /// The connection failed while it was being sent.
+    Unreadable(axum::Error),
+}
+
+/// The whole body, refusing one longer than `limit` bytes as soon as it is.
+///
+/// A body that arrives in one piece (every small request) is handed on as it came,
+/// without a buffer to gather pieces in.
+async fn read_body(body: axum::body::Body, limit: usize) -> Result<Bytes, BodyError> {
+    use futures_util::StreamExt as _;
+    let mut stream = body.into_data_stream();
+    let mut next = async || {
+        stream
+            .next()
+            .await
+            .transpose()
+            .map_err(BodyError::Unreadable)
+    };
+    let Some(first) = next().await? else {
+        return Ok(Bytes::new());
+    };
+    if first.len() > limit {
+        return Err(BodyError::TooLarge);
+    }
+    let Some(second) = next().await? else {
+        return Ok(first);
+    };
+    let mut whole = first.to_vec();
+    let mut piece = Some(second);
+    while let Some(bytes) = piece {
+        if whole.len() + bytes.len() > limit {
+            return Err(BodyError::TooLarge);
+        }
+        whole.extend_from_slice(&bytes);
+        piece = next().await?;
+    }
+    Ok(Bytes::from(whole))
+}
+
+/// `POST /graphql` past the planned queries: the body parsed in full and executed.
+async fn post_unplanned(
+    state: &HttpState,
+    kind: BodyKind,
+    body: &[u8],
+    credentials: &Credentials,
+    modern: bool,
+    declined: bool,
+) -> Response {
     let batch = match kind {
-        BodyKind::QueryText => match String::from_utf8(body.to_vec()) {
+        BodyKind::QueryText => match std::str::from_utf8(body) {
             Ok(text) => BatchRequest::Single(async_graphql::Request::new(text)),
             Err(_) => return bad_request("request body is not valid UTF-8"),
         },
-        BodyKind::Json => match parse_json_batch(&body, state.max_batch) {
+        BodyKind::Json => match parse_json_batch(body, state.max_batch) {
             Ok(batch) => batch,
             Err(message) => return bad_request(message),
         },
@@ -178,7 +235,7 @@ pub(super) async fn post(State(state): State<HttpState>, request: Request) -> Re
             ));
         }
     }
-    execute(&state, batch, &credentials, modern, declined).await
+    execute(state, batch, credentials, modern, declined).await
 }
 
 /// Reads a JSON request object or a batch, refusing empty and over-long batches and

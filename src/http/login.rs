@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use axum::Json;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde_json::json;
@@ -24,14 +24,17 @@ use crate::auth::{AuthError, Credentials};
 
 /// What a request carries for authentication: its `Authorization` header and its peer.
 pub(super) fn credentials(request: &Request) -> Credentials {
+    credentials_from(request.headers(), request.extensions())
+}
+
+/// [`credentials`] from a request's parts.
+pub(super) fn credentials_from(headers: &HeaderMap, extensions: &Extensions) -> Credentials {
     Credentials {
-        authorization: request
-            .headers()
+        authorization: headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
-        client: request
-            .extensions()
+        client: extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip()),
     }

@@ -7,12 +7,9 @@
 //! preflights included, because this is the outermost layer. Everything logged while
 //! the request runs carries `request_id` through the `request` span.
 
-use std::future::Future;
-
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
-use axum::response::Response;
-use tracing::Instrument as _;
+use tracing::Span;
 
 /// The header name, lower-case as HTTP/2 sends it.
 pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -20,29 +17,27 @@ pub const HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Longest client id kept.
 pub const MAX_LEN: usize = 128;
 
-/// Middleware: adopt or generate the id, run the request (`run`: the layers below) in its
-/// span, echo the id on the answer.
-pub async fn tag<F, Fut>(mut request: Request, run: F) -> Response
-where
-    F: FnOnce(Request) -> Fut,
-    Fut: Future<Output = Response>,
-{
+/// The id to answer `request` with: the client's when sane, else a fresh ULID. It is set
+/// on the request, so inner layers and handlers see the one that will be answered.
+pub fn adopt(request: &mut Request) -> HeaderValue {
     let id = request
         .headers()
         .get(&HEADER)
         .filter(|value| is_sane(value.as_bytes()))
         .cloned()
         .unwrap_or_else(generate);
-    let span = tracing::info_span!(
+    request.headers_mut().insert(HEADER, id.clone());
+    id
+}
+
+/// The `request` span that `request`, answered with `id`, runs in.
+pub fn span(id: &HeaderValue, request: &Request) -> Span {
+    tracing::info_span!(
         "request",
         request_id = %String::from_utf8_lossy(id.as_bytes()),
         method = %request.method(),
         path = %request.uri().path(),
-    );
-    request.headers_mut().insert(HEADER, id.clone());
-    let mut response = run(request).instrument(span).await;
-    response.headers_mut().insert(HEADER, id);
-    response
+    )
 }
 
 /// Whether a client's id can be kept: 1 to [`MAX_LEN`] visible ASCII characters.

@@ -52,8 +52,9 @@ pub struct HttpShared {
     pub sockets: Arc<Semaphore>,
     /// The number of permits `sockets` started with.
     pub max_sockets: usize,
-    /// Largest WebSocket message, in bytes (`GITSTORE_API_MAX_BODY_BYTES`).
-    pub max_message_bytes: usize,
+    /// Largest `POST /graphql` body and WebSocket message, in bytes
+    /// (`GITSTORE_API_MAX_BODY_BYTES`, the middleware's limit for every other route).
+    pub max_body_bytes: usize,
 }
 
 impl HttpShared {

@@ -92,7 +92,7 @@ pub(super) async fn upgrade(state: HttpState, request: Request) -> Response {
     };
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .max_message_size(state.max_message_bytes)
+        .max_message_size(state.max_body_bytes)
         .on_upgrade(move |socket| serve(state, socket, protocol, client, permit))
         .into_response()
 }

@@ -8,13 +8,10 @@
 //! under a read lock instead of building label strings and a registry key each time.
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request};
 use axum::http::Method;
-use axum::response::Response;
 use metrics::{Counter, Histogram};
 
 use crate::telemetry::{HTTP_DURATION_METRIC, HTTP_REQUESTS_METRIC};
@@ -41,21 +38,11 @@ pub struct RequestMetrics {
 }
 
 impl RequestMetrics {
-    /// Counts and times one request (`run`: the layers below).
-    pub async fn track<F, Fut>(&self, request: Request, run: F) -> Response
-    where
-        F: FnOnce(Request) -> Fut,
-        Fut: Future<Output = Response>,
-    {
-        let route = request.extensions().get::<MatchedPath>().cloned();
-        let method = method_label(request.method());
-        let started = Instant::now();
-        let response = run(request).await;
-        let route = route.as_ref().map_or(UNMATCHED, MatchedPath::as_str);
-        let handles = self.handles(route, method, response.status().as_u16());
+    /// Counts and times one answered request; `route`: the matched route, if any.
+    pub fn record(&self, route: Option<&str>, method: &'static str, status: u16, took: Duration) {
+        let handles = self.handles(route.unwrap_or(UNMATCHED), method, status);
         handles.requests.increment(1);
-        handles.duration.record(started.elapsed().as_secs_f64());
-        response
+        handles.duration.record(took.as_secs_f64());
     }
 
     fn handles(&self, route: &str, method: &'static str, status: u16) -> Handles {
@@ -99,7 +86,7 @@ impl RequestMetrics {
 }
 
 /// The method's label: its name for HTTP's standard methods, `other` for any other.
-fn method_label(method: &Method) -> &'static str {
+pub fn method_label(method: &Method) -> &'static str {
     const STANDARD: [(Method, &str); 9] = [
         (Method::GET, "GET"),
         (Method::POST, "POST"),

@@ -60,7 +60,9 @@ async fn ready_is_503_until_migrated() {
     let router = gitstore_api::http::router(app.state().clone(), &Config::defaults().http);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn(async move {
+        axum::serve(listener, axum::ServiceExt::into_make_service(router)).await
+    });
     let client = reqwest::Client::new();
     let ready = client.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
@@ -428,4 +430,89 @@ async fn introspection_can_be_switched_off_and_cors_is_configurable() {
         .await
         .unwrap();
     assert_eq!(any.headers()["access-control-allow-origin"], "*");
+}
+
+/// POSTs `body` to `/graphql` chunked, each piece of `piece` bytes in its own write, and
+/// returns the status line and the response body.
+async fn post_in_pieces(
+    app: &crate::support::TestApp,
+    body: &[u8],
+    piece: usize,
+) -> (String, Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    stream
+        .write_all(
+            b"POST /graphql HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+              transfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    for part in body.chunks(piece) {
+        let mut chunk = format!("{:x}\r\n", part.len()).into_bytes();
+        chunk.extend_from_slice(part);
+        chunk.extend_from_slice(b"\r\n");
+        stream.write_all(&chunk).await.unwrap();
+        stream.flush().await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    stream.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_owned();
+    (status, serde_json::from_str(body).unwrap())
+}
+
+/// A body that arrives in pieces is read whole: a planned query, a mutation and a body
+/// that grows past the limit answer as they do when sent in one piece.
+#[tokio::test]
+async fn bodies_in_pieces_are_read_whole() {
+    let app = spawn_app().await;
+    let create = json!({
+        "query": "mutation($i: CreateCategoryInput!) { createCategory(input: $i) { category { id slug } } }",
+        "variables": { "i": { "name": "Pieces", "slug": "pieces" } },
+    });
+    let (status, created) = post_in_pieces(&app, create.to_string().as_bytes(), 7).await;
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let category = &created["data"]["createCategory"]["category"];
+    assert_eq!(category["slug"], "pieces", "{created}");
+    let created = app
+        .gql(
+            "mutation($i: CreateProductInput!) { createProduct(input: $i) { product { sku } } }",
+            json!({ "i": { "sku": "PIECE-1", "title": "In pieces", "price": "1.00",
+                           "currency": "USD", "categoryId": category["id"] } }),
+        )
+        .await;
+    assert_eq!(
+        created["data"]["createProduct"]["product"]["sku"], "PIECE-1",
+        "{created}"
+    );
+    let query = "query($sku: String!) { product(sku: $sku) { sku title price } }";
+    let variables = json!({ "sku": "PIECE-1" });
+    // The first answer comes from the engine, later ones from the plan it leaves.
+    let whole = app.gql(query, variables.clone()).await;
+    assert_eq!(whole["data"]["product"]["title"], "In pieces");
+    assert_eq!(app.gql(query, variables.clone()).await, whole);
+    let body = json!({ "query": query, "variables": variables }).to_string();
+    for piece in [1, 5, 64] {
+        let (status, answer) = post_in_pieces(&app, body.as_bytes(), piece).await;
+        assert_eq!(status, "HTTP/1.1 200 OK", "pieces of {piece}");
+        assert_eq!(answer, whole, "pieces of {piece}");
+    }
+    let limit = gitstore_api::config::Config::defaults().http.max_body_bytes;
+    let padded = format!(
+        r#"{{"query": "{{ __typename }}", "x": "{}"}}"#,
+        "a".repeat(limit)
+    );
+    let (status, refused) = post_in_pieces(&app, padded.as_bytes(), limit / 4).await;
+    assert_eq!(status, "HTTP/1.1 413 Payload Too Large");
+    assert_eq!(
+        refused["errors"][0]["extensions"]["code"],
+        "INVALID_ARGUMENT"
+    );
 }

@@ -317,7 +317,9 @@ async fn request_span_probe() {
     let router = gitstore_api::http::with_middleware(routes, &config.http);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn(async move {
+        axum::serve(listener, axum::ServiceExt::into_make_service(router)).await
+    });
     let client = reqwest::Client::new();
     let r = client
         .get(format!("{base}/log"))

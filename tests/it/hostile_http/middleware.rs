@@ -52,11 +52,16 @@ async fn a_request_over_the_timeout_is_cancelled_with_a_coded_error() {
     );
 }
 
-/// Serves `router` on an ephemeral port for the rest of the test process.
-async fn serve(router: Router) -> String {
+/// Serves `app` on an ephemeral port for the rest of the test process.
+async fn serve(app: gitstore_api::http::HttpService) -> String {
+    use axum::ServiceExt as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(listener, app.into_make_service())
+            .await
+            .unwrap();
+    });
     base
 }
 
