@@ -34,7 +34,8 @@ pub fn adopt(request: &mut Request) -> HeaderValue {
 pub fn span(id: &HeaderValue, request: &Request) -> Span {
     tracing::info_span!(
         "request",
-        request_id = %String::from_utf8_lossy(id.as_bytes()),
+        // Always visible ASCII: a sane client id or a ULID.
+        request_id = %id.to_str().unwrap_or("(unprintable)"),
         method = %request.method(),
         path = %request.uri().path(),
     )

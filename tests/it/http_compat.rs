@@ -300,9 +300,11 @@ async fn request_span_probe() {
     }
     let capture = Capture::default();
     let writer = capture.clone();
+    // Fields formatted as the server's own logs format them (`telemetry::init_tracing`).
     let subscriber = tracing_subscriber::fmt()
         .with_writer(move || writer.clone())
         .with_ansi(false)
+        .fmt_fields(gitstore_api::telemetry::PlainFields)
         .finish();
     // This test's runtime is single-threaded, so the server below logs to this subscriber.
     let _guard = tracing::subscriber::set_default(subscriber);
