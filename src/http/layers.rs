@@ -5,8 +5,8 @@
 //! two futures on every request; with the request id, CORS, metrics and limits that was
 //! about a tenth of a point read's instructions.
 //!
-//! - [`Edge`] (outside CORS, around the router): the request id and its span, preflights
-//!   answered `204`, and the CORS `Vary` header.
+//! - [`Edge`] (around the router): the request id and its span, and CORS ([`cors`]):
+//!   preflights answered `204` without routing, every answer's CORS headers.
 //! - [`Measured`] (per route, below the router, so the matched route is known): request
 //!   metrics around the transport limits and panic recovery.
 
@@ -32,16 +32,17 @@ use super::track::{RequestMetrics, method_label};
 use super::{cors, errors, request_id};
 use crate::telemetry::HTTP_PANICS_METRIC;
 
-/// The request id, its span, and CORS's outer half (see the module docs).
+/// The request id, its span, and CORS (see the module docs).
 #[derive(Clone, Debug)]
 pub struct Edge<S> {
     inner: S,
+    cors: cors::Policy,
 }
 
 impl<S> Edge<S> {
-    /// `inner` (the CORS layer around the router) wrapped.
-    pub fn new(inner: S) -> Self {
-        Self { inner }
+    /// `inner` (the router) behind `cors`.
+    pub fn new(inner: S, cors: cors::Policy) -> Self {
+        Self { inner, cors }
     }
 }
 
@@ -59,24 +60,45 @@ where
 
     fn call(&mut self, mut request: Request) -> Self::Future {
         let id = request_id::adopt(&mut request);
+        let allow_origin = self
+            .cors
+            .allow_origin(request.headers().get(header::ORIGIN));
+        if cors::is_preflight(&request) {
+            return EdgeFuture {
+                answer: EdgeAnswer::Preflight {
+                    response: Some(cors::preflight(allow_origin)),
+                },
+                id: Some(id),
+                allow_origin: None,
+            };
+        }
         let span = request_id::span(&id, &request);
-        let preflight = cors::is_preflight(&request);
         let inner = span.in_scope(|| self.inner.call(request));
         EdgeFuture {
-            inner: inner.instrument(span),
+            answer: EdgeAnswer::Routed {
+                inner: inner.instrument(span),
+            },
             id: Some(id),
-            preflight,
+            allow_origin,
         }
     }
 }
 
 pin_project! {
-    /// [`Edge`]'s answer: the inner answer, completed.
+    /// [`Edge`]'s answer: the router's, or a preflight's, completed.
     pub struct EdgeFuture<F> {
         #[pin]
-        inner: Instrumented<F>,
+        answer: EdgeAnswer<F>,
         id: Option<HeaderValue>,
-        preflight: bool,
+        allow_origin: Option<HeaderValue>,
+    }
+}
+
+pin_project! {
+    #[project = EdgeAnswerProj]
+    enum EdgeAnswer<F> {
+        Routed { #[pin] inner: Instrumented<F> },
+        Preflight { response: Option<Response> },
     }
 }
 
@@ -88,8 +110,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Ok(mut response) = ready!(this.inner.poll(cx));
-        cors::preflight_no_content(*this.preflight, &mut response);
+        let mut response = match this.answer.project() {
+            EdgeAnswerProj::Routed { inner } => {
+                let Ok(mut response) = ready!(inner.poll(cx));
+                cors::complete(&mut response, this.allow_origin.take());
+                response
+            }
+            EdgeAnswerProj::Preflight { response } => {
+                response.take().unwrap_or_else(errors::internal)
+            }
+        };
         cors::vary(&mut response);
         if let Some(id) = this.id.take() {
             response.headers_mut().insert(request_id::HEADER, id);

@@ -35,13 +35,12 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Json, Redirect, Response};
 use axum::routing::get;
 use serde_json::json;
-use tower::Layer as _;
 
 use crate::config::HttpConfig;
 pub use state::{HttpShared, HttpState};
 
 /// The application with its middleware: what the server serves.
-pub type HttpService = layers::Edge<tower_http::cors::Cors<Router>>;
+pub type HttpService = layers::Edge<Router>;
 
 /// Builds the application: [`routes`] wrapped by [`with_middleware`].
 pub fn router(state: HttpState, config: &HttpConfig) -> HttpService {
@@ -81,18 +80,17 @@ async fn graphql_get(State(state): State<HttpState>, request: Request) -> Respon
 ///
 /// 1. `X-Request-ID` ([`request_id`]): adopted or generated, echoed on every response
 ///    (preflights, `404`s and the errors below included), and the `request` span that
-///    every handler's logs carry it in; the CORS layer's answer to a preflight becomes
-///    `204` here, and the CORS `Vary` is added ([`layers::Edge`]);
-/// 2. CORS ([`cors`]), so every response carries its headers, errors of the layers below
-///    included; it answers preflights itself;
-/// 3. routing; then, on every route and the fallback, request metrics by matched route
+///    every handler's logs carry it in; with CORS ([`cors`]), so every response carries
+///    its headers, errors of the layers below included, and preflights are answered
+///    `204` before routing ([`layers::Edge`]);
+/// 2. routing; then, on every route and the fallback, request metrics by matched route
 ///    (so `413`, `408` and `500` are counted) around the transport limits and panic
 ///    recovery ([`layers::Measured`]): a declared `Content-Length` over `max_body_bytes`
 ///    is `413` at once, a request still running after `request_timeout` is cancelled
 ///    and answered `408` with code `UNAVAILABLE`, and a panicking handler answers `500`
 ///    with code `INTERNAL` while the process, the connection and the datastore pool
 ///    carry on;
-/// 4. the body limit for extractors (a streamed body that grows past it is `413` too).
+/// 3. the body limit for extractors (a streamed body that grows past it is `413` too).
 ///
 /// Every error produced here is GraphQL-shaped with a code. Public so tests can wrap
 /// routes of their own (e.g. one that panics) exactly as the server does.
@@ -110,7 +108,7 @@ pub fn with_middleware(routes: Router, config: &HttpConfig) -> HttpService {
             .layer(layers::MeasuredLayer::new(limits))
             .layer(DefaultBodyLimit::max(config.max_body_bytes)),
     );
-    layers::Edge::new(cors::layer(&config.cors_origins).layer(routes))
+    layers::Edge::new(routes, cors::Policy::new(&config.cors_origins))
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {

@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod compat;
 mod contract;
+mod cors;
 mod deploy;
 mod fast_path;
 mod feed;
