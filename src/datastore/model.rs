@@ -10,6 +10,20 @@ use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+/// A ULID greater than every one this process made before: ids made in the same
+/// millisecond still sort in the order they were made (a plain ULID orders them by its
+/// random part), so lists ordered by id follow creation order.
+fn monotonic_ulid() -> ulid::Ulid {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    GENERATOR
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .generate()
+        // Only after 2^80 ids in one millisecond.
+        .unwrap_or_else(|_| ulid::Ulid::new())
+}
+
 macro_rules! typed_id {
     ($(#[$doc:meta])* $name:ident, $prefix:literal, $entity:literal) => {
         $(#[$doc])*
@@ -26,7 +40,7 @@ macro_rules! typed_id {
             /// A fresh, unique id whose suffix sorts by creation time.
             #[must_use]
             pub fn generate() -> Self {
-                Self(format!("{}{}", $prefix, ulid::Ulid::new().to_string().to_lowercase()))
+                Self(format!("{}{}", $prefix, monotonic_ulid().to_string().to_lowercase()))
             }
 
             /// Accepts a string only when it is a well-formed id of this entity.
@@ -388,5 +402,20 @@ impl Page {
     #[must_use]
     pub fn contains(&self, key: &Key) -> bool {
         self.after.as_ref().is_none_or(|a| key > a) && self.before.as_ref().is_none_or(|b| key < b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_sort_in_the_order_they_were_made() {
+        // Thousands in a row fall within a few milliseconds: the same millisecond must
+        // still give increasing ids.
+        let ids: Vec<ProductId> = (0..5000).map(|_| ProductId::generate()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        let parsed = ProductId::parse(ids[0].as_str()).expect("a generated id parses");
+        assert_eq!(parsed, ids[0]);
     }
 }

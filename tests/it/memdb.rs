@@ -148,3 +148,81 @@ async fn a_collection_lists_all_old_or_all_new_members_while_rewritten() {
         "the readers saw only one side: {seen:?}"
     );
 }
+
+/// A read by sku finds the row that has that sku, or nothing, while another thread
+/// renames the product back and forth, deletes it and creates it again: memdb's sku index
+/// holds the rows themselves and changes them only at the end of each write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_by_sku_finds_the_row_with_that_sku_while_it_is_renamed() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::contract::{new_category, new_product, tick};
+    use gitstore_api::datastore::{Datastore, Error};
+
+    const SKUS: [&str; 2] = ["RENAMED-A", "RENAMED-B"];
+    let store = Arc::new(MemdbStore::new());
+    let cat = new_category(None);
+    store.create_category(&cat).await.unwrap();
+    let mut product = new_product(&cat.id);
+    product.sku = SKUS[0].to_owned();
+    store.create_product(&product).await.unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = SKUS
+        .iter()
+        .map(|&sku| {
+            let (store, done) = (store.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut found = [0_usize; 2];
+                while !done.load(Ordering::Acquire) {
+                    match store.get_product_by_sku_shared(sku).await {
+                        Ok(row) => {
+                            assert_eq!(row.sku, sku, "a read by {sku} found another sku");
+                            found[1] += 1;
+                        }
+                        Err(Error::NotFound { .. }) => found[0] += 1,
+                        Err(e) => panic!("read by {sku}: {e}"),
+                    }
+                    tokio::task::yield_now().await;
+                }
+                found
+            })
+        })
+        .collect();
+    for round in 0..3000 {
+        if round % 100 == 99 {
+            store.delete_product(&product.id).await.unwrap();
+            for sku in SKUS {
+                assert!(
+                    store.get_product_by_sku(sku).await.is_err(),
+                    "{sku} deleted"
+                );
+            }
+            product = new_product(&cat.id);
+            product.sku = SKUS[round % 2].to_owned();
+            store.create_product(&product).await.unwrap();
+        } else {
+            let mut next = product.clone();
+            next.sku = SKUS[(round + 1) % 2].to_owned();
+            next.updated_at = tick();
+            store
+                .update_product(&next, product.updated_at, None)
+                .await
+                .unwrap();
+            product = next;
+        }
+        let read = store.get_product_by_sku(&product.sku).await.unwrap();
+        assert_eq!(read.updated_at, product.updated_at, "round {round}");
+        let other = SKUS.iter().find(|&&s| s != product.sku).unwrap();
+        assert!(
+            store.get_product_by_sku(other).await.is_err(),
+            "round {round}"
+        );
+        tokio::task::yield_now().await;
+    }
+    done.store(true, Ordering::Release);
+    for reader in readers {
+        let found = reader.await.unwrap();
+        assert!(found[0] > 0 && found[1] > 0, "one side only: {found:?}");
+    }
+}

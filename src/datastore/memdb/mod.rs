@@ -206,11 +206,9 @@ impl MemdbStore {
     ) {
         for id in products {
             let collections = membership.collections_of(id);
-            if let Some(mut row) = self.products.rows.get_mut(id) {
-                // Replaces the row's `Arc` when a reader holds it: a row handed out
-                // never changes.
-                Arc::make_mut(&mut row).collection_ids = collections;
-            }
+            // A new row: a row handed out never changes.
+            self.products
+                .modify(id, |row| row.collection_ids = collections);
         }
     }
 

@@ -4,6 +4,11 @@
 //! race), and version checks run while the row's shard guard is held, so a
 //! check-and-write cannot interleave with another write of the same row. Locks are always
 //! taken rows → index, never the other way round, so two guards can never deadlock.
+//!
+//! The index holds the rows themselves (the same `Arc`s as the id map), so a read by key
+//! is one map probe. A write changes the index while it still holds the row's shard
+//! guard, after everything else it changes: a read by key sees the row before or after
+//! the whole write, never in between, as a read by id does.
 
 use std::hash::Hash;
 use std::sync::Arc;
@@ -81,7 +86,7 @@ impl Row for Collection {
     }
 }
 
-/// Rows by id plus an index from the unique key to the id.
+/// Rows by id plus an index from the unique key to the row.
 ///
 /// Rows are kept behind an `Arc`, so a point read can hand one out without copying it
 /// ([`Self::get_shared`]); a write replaces the `Arc`, so a row handed out never changes.
@@ -90,7 +95,9 @@ impl Row for Collection {
 /// that collide. The index keeps SipHash, because skus and slugs are the client's.
 pub(super) struct Table<R: Row> {
     pub(super) rows: DashMap<R::Id, Arc<R>, foldhash::fast::RandomState>,
-    pub(super) by_key: DashMap<String, R::Id>,
+    /// The row of each unique key; `None` while a write that claimed the key has not
+    /// finished (a read by that key finds nothing yet).
+    by_key: DashMap<String, Option<Arc<R>>>,
 }
 
 /// Shards of each map. A shard's hash table grows by doubling while its lock is held, so
@@ -117,30 +124,42 @@ impl<R: Row> Table<R> {
         Error::already_exists(R::ENTITY, R::UNIQUE_FIELD, key)
     }
 
-    /// Claims `key` for `id`; the index shard lock makes exactly one racer win.
-    pub(super) fn claim(&self, key: &str, id: &R::Id) -> Result<()> {
+    /// Reserves `key` for a write in progress; the index shard lock makes exactly one
+    /// racer win.
+    fn claim(&self, key: &str) -> Result<()> {
         match self.by_key.entry(key.to_owned()) {
             Entry::Occupied(_) => Err(Self::taken(key)),
             Entry::Vacant(slot) => {
-                slot.insert(id.clone());
+                slot.insert(None);
                 Ok(())
             }
         }
     }
 
-    pub(super) fn release(&self, key: &str, id: &R::Id) {
-        self.by_key.remove_if(key, |_, owner| owner == id);
+    /// Points `row`'s key (claimed, or its own) at `row`.
+    fn publish(&self, row: &Arc<R>) {
+        if let Some(mut slot) = self.by_key.get_mut(row.unique_key()) {
+            *slot = Some(Arc::clone(row));
+        }
+    }
+
+    /// Frees `key` when it is the row `id`'s, or a claim no write finished.
+    fn release(&self, key: &str, id: &R::Id) {
+        self.by_key
+            .remove_if(key, |_, owner| owner.as_ref().is_none_or(|r| r.id() == id));
     }
 
     pub(super) fn insert(&self, row: R) -> Result<()> {
-        self.claim(row.unique_key(), row.id())?;
+        self.claim(row.unique_key())?;
         match self.rows.entry(row.id().clone()) {
             Entry::Occupied(_) => {
                 self.release(row.unique_key(), row.id());
                 Err(Error::already_exists(R::ENTITY, "id", row.id().to_string()))
             }
             Entry::Vacant(slot) => {
-                slot.insert(Arc::new(row));
+                let row = Arc::new(row);
+                self.publish(&row);
+                slot.insert(row);
                 Ok(())
             }
         }
@@ -164,13 +183,10 @@ impl<R: Row> Table<R> {
 
     /// The row whose unique key is `key`, shared.
     pub(super) fn get_by_key_shared(&self, key: &str) -> Result<Arc<R>> {
-        let id = self
-            .by_key
+        self.by_key
             .get(key)
-            .map(|id| id.value().clone())
-            .ok_or_else(|| Error::not_found(R::ENTITY, key))?;
-        self.get_shared(&id)
-            .map_err(|_| Error::not_found(R::ENTITY, key))
+            .and_then(|row| row.value().clone())
+            .ok_or_else(|| Error::not_found(R::ENTITY, key))
     }
 
     pub(super) fn get_many(&self, ids: &[R::Id]) -> Vec<R> {
@@ -197,22 +213,39 @@ impl<R: Row> Table<R> {
         if stored.version() != expected {
             return Err(Error::Conflict(R::clone(stored.value()).into_current()));
         }
-        let old_key = stored.unique_key().to_owned();
-        if old_key != row.unique_key() {
-            self.claim(row.unique_key(), row.id())?;
+        let renamed =
+            (stored.unique_key() != row.unique_key()).then(|| stored.unique_key().to_owned());
+        if renamed.is_some() {
+            self.claim(row.unique_key())?;
+        }
+        let row = Arc::new(row);
+        *stored = Arc::clone(&row);
+        after_write();
+        self.publish(&row);
+        if let Some(old_key) = renamed {
             self.release(&old_key, row.id());
         }
-        *stored = Arc::new(row);
-        after_write();
         Ok(())
     }
 
+    /// Changes the row `id` (if there is one) with `change`, without a version check.
+    pub(super) fn modify(&self, id: &R::Id, change: impl FnOnce(&mut R)) {
+        if let Some(mut stored) = self.rows.get_mut(id) {
+            let mut row = R::clone(&stored);
+            change(&mut row);
+            let row = Arc::new(row);
+            *stored = Arc::clone(&row);
+            self.publish(&row);
+        }
+    }
+
     pub(super) fn remove(&self, id: &R::Id, after_remove: impl FnOnce()) -> Result<R> {
-        let (_, row) = self
-            .rows
-            .remove(id)
-            .ok_or_else(|| Error::not_found(R::ENTITY, id.to_string()))?;
-        self.release(row.unique_key(), id);
+        let Entry::Occupied(entry) = self.rows.entry(id.clone()) else {
+            return Err(Error::not_found(R::ENTITY, id.to_string()));
+        };
+        // Unindexed before the row goes, while its shard is still locked.
+        self.release(entry.get().unique_key(), id);
+        let (_, row) = entry.remove_entry();
         after_remove();
         Ok(Arc::unwrap_or_clone(row))
     }
