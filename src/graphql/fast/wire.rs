@@ -14,14 +14,16 @@
 //! the engine's map does.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Deserialize;
+use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::Vars;
 
 /// A string borrowed from the body when it has no escapes.
-#[derive(Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Deserialize)]
 struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
 
 /// One request object, borrowed from its body.
@@ -34,7 +36,7 @@ pub struct Wire<'a> {
     #[serde(borrow, default)]
     operation_name: Option<Text<'a>>,
     #[serde(borrow, default)]
-    variables: Option<BTreeMap<Text<'a>, Text<'a>>>,
+    variables: Option<Variables<'a>>,
     /// Read as the engine's request reads it, so that what it refuses is refused here.
     #[serde(default, rename = "extensions")]
     _extensions: Option<async_graphql::Extensions>,
@@ -60,12 +62,43 @@ impl<'a> Wire<'a> {
 
 impl Vars for Wire<'_> {
     fn string(&self, name: &str) -> Option<&str> {
-        // Few variables, and unique names: the map kept the last of repeated ones.
+        // The last of repeated names, as the engine's map keeps it.
         let variables = self.variables.as_ref()?;
         variables
+            .0
             .iter()
+            .rev()
             .find(|(key, _)| key.0 == name)
             .map(|(_, value)| value.0.as_ref())
+    }
+}
+
+/// The variables as the body lists them: a few pairs in a vector, where a map would
+/// allocate a node of room for eleven.
+#[derive(Debug)]
+struct Variables<'a>(Vec<(Text<'a>, Text<'a>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Variables<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pairs<'a>(PhantomData<&'a ()>);
+
+        impl<'de: 'a, 'a> Visitor<'de> for Pairs<'a> {
+            type Value = Variables<'a>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of string variables")
+            }
+
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Variables<'a>, M::Error> {
+                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(2).min(16));
+                while let Some(pair) = map.next_entry::<Text<'a>, Text<'a>>()? {
+                    pairs.push(pair);
+                }
+                Ok(Variables(pairs))
+            }
+        }
+
+        deserializer.deserialize_map(Pairs(PhantomData))
     }
 }
 
