@@ -106,10 +106,10 @@ pub fn preflight(allow_origin: Option<HeaderValue>) -> Response {
 /// any of the same name.
 pub fn complete(response: &mut Response, allow_origin: Option<HeaderValue>) {
     let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
     if let Some(origin) = allow_origin {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
     }
-    headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, EXPOSE_HEADERS);
 }
 
 /// Adds the CORS `Vary` values to `response`, after any it has.

@@ -210,7 +210,7 @@ where
             match std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request))) {
                 Ok(inner) => Answer::Running {
                     inner: tokio::time::timeout_at(
-                        started + self.limits.request_timeout,
+                        deadline(started, self.limits.request_timeout),
                         AssertUnwindSafe(inner).catch_unwind(),
                     ),
                 },
@@ -282,6 +282,14 @@ where
         );
         Poll::Ready(Ok(response))
     }
+}
+
+/// When a request started at `started` times out; a timeout too long to add (the
+/// configuration allows any) is as good as none: thirty years.
+fn deadline(started: Instant, timeout: Duration) -> Instant {
+    started
+        .checked_add(timeout)
+        .unwrap_or_else(|| started + Duration::from_secs(30 * 365 * 24 * 3600))
 }
 
 /// The answer to a panicking handler: a bare `500`; the panic is logged and counted.

@@ -220,10 +220,15 @@ impl<R: Row> Table<R> {
         }
         let row = Arc::new(row);
         *stored = Arc::clone(&row);
-        after_write();
+        // The index follows the row even if `after_write` panics, so no key is left
+        // claimed by a write that can never finish.
+        let side_tables = std::panic::catch_unwind(std::panic::AssertUnwindSafe(after_write));
         self.publish(&row);
         if let Some(old_key) = renamed {
             self.release(&old_key, row.id());
+        }
+        if let Err(panic) = side_tables {
+            std::panic::resume_unwind(panic);
         }
         Ok(())
     }
@@ -248,5 +253,44 @@ impl<R: Row> Table<R> {
         let (_, row) = entry.remove_entry();
         after_remove();
         Ok(Arc::unwrap_or_clone(row))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn category(slug: &str, version: Timestamp) -> Category {
+        Category {
+            id: CategoryId::generate(),
+            name: slug.to_owned(),
+            slug: slug.to_owned(),
+            parent_id: None,
+            display_order: 0,
+            body: None,
+            created_at: version,
+            updated_at: version,
+        }
+    }
+
+    #[test]
+    fn a_rename_whose_side_tables_panic_still_moves_the_key() {
+        let table = Table::<Category>::default();
+        let first = category("old-slug", Timestamp::now());
+        table.insert(first.clone()).unwrap();
+        let mut renamed = first.clone();
+        renamed.slug = "new-slug".to_owned();
+        renamed.updated_at = Timestamp::now();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            table.update(renamed.clone(), first.updated_at, || panic!("side table"))
+        }));
+        assert!(panicked.is_err());
+        assert_eq!(table.get_by_key("new-slug").unwrap().slug, "new-slug");
+        assert!(table.get_by_key("old-slug").is_err());
+        // The old slug is free again, the new one taken.
+        table.insert(category("old-slug", Timestamp::now())).unwrap();
+        assert!(table.insert(category("new-slug", Timestamp::now())).is_err());
+        table.remove(&renamed.id, || ()).unwrap();
+        table.insert(category("new-slug", Timestamp::now())).unwrap();
     }
 }

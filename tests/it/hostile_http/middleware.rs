@@ -256,3 +256,16 @@ async fn invented_methods_share_one_metrics_label() {
         "an invented method became a label: {lines:?}"
     );
 }
+
+/// A request timeout too long to add to a clock (the configuration takes any) means no
+/// timeout: requests are answered, not failed.
+#[tokio::test]
+async fn an_endless_request_timeout_is_no_timeout() {
+    let mut config = Config::defaults().http;
+    config.request_timeout = Duration::MAX;
+    let routes = Router::new().route("/fast", get(|| async { "ok" }));
+    let base = serve(gitstore_api::http::with_middleware(routes, &config)).await;
+    let r = reqwest::get(format!("{base}/fast")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "ok");
+}
