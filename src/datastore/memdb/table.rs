@@ -288,9 +288,17 @@ mod tests {
         assert_eq!(table.get_by_key("new-slug").unwrap().slug, "new-slug");
         assert!(table.get_by_key("old-slug").is_err());
         // The old slug is free again, the new one taken.
-        table.insert(category("old-slug", Timestamp::now())).unwrap();
-        assert!(table.insert(category("new-slug", Timestamp::now())).is_err());
+        table
+            .insert(category("old-slug", Timestamp::now()))
+            .unwrap();
+        assert!(
+            table
+                .insert(category("new-slug", Timestamp::now()))
+                .is_err()
+        );
         table.remove(&renamed.id, || ()).unwrap();
-        table.insert(category("new-slug", Timestamp::now())).unwrap();
+        table
+            .insert(category("new-slug", Timestamp::now()))
+            .unwrap();
     }
 }
