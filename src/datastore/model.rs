@@ -252,6 +252,24 @@ pub struct Category {
     pub updated_at: Timestamp,
 }
 
+#[cfg(test)]
+impl Category {
+    /// A root category named and slugged `slug`, made now: a unit tests' fixture.
+    pub(crate) fn sample(slug: &str) -> Self {
+        let now = Timestamp::now();
+        Self {
+            id: CategoryId::generate(),
+            name: slug.to_owned(),
+            slug: slug.to_owned(),
+            parent_id: None,
+            display_order: 0,
+            body: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+}
+
 /// A hand-picked set of products.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Collection {

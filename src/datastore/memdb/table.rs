@@ -260,23 +260,10 @@ impl<R: Row> Table<R> {
 mod tests {
     use super::*;
 
-    fn category(slug: &str, version: Timestamp) -> Category {
-        Category {
-            id: CategoryId::generate(),
-            name: slug.to_owned(),
-            slug: slug.to_owned(),
-            parent_id: None,
-            display_order: 0,
-            body: None,
-            created_at: version,
-            updated_at: version,
-        }
-    }
-
     #[test]
     fn a_rename_whose_side_tables_panic_still_moves_the_key() {
         let table = Table::<Category>::default();
-        let first = category("old-slug", Timestamp::now());
+        let first = Category::sample("old-slug");
         table.insert(first.clone()).unwrap();
         let mut renamed = first.clone();
         renamed.slug = "new-slug".to_owned();
@@ -288,17 +275,9 @@ mod tests {
         assert_eq!(table.get_by_key("new-slug").unwrap().slug, "new-slug");
         assert!(table.get_by_key("old-slug").is_err());
         // The old slug is free again, the new one taken.
-        table
-            .insert(category("old-slug", Timestamp::now()))
-            .unwrap();
-        assert!(
-            table
-                .insert(category("new-slug", Timestamp::now()))
-                .is_err()
-        );
+        table.insert(Category::sample("old-slug")).unwrap();
+        assert!(table.insert(Category::sample("new-slug")).is_err());
         table.remove(&renamed.id, || ()).unwrap();
-        table
-            .insert(category("new-slug", Timestamp::now()))
-            .unwrap();
+        table.insert(Category::sample("new-slug")).unwrap();
     }
 }

@@ -15,17 +15,7 @@ use crate::datastore::{
 };
 
 fn category(slug: &str) -> Category {
-    let now = Timestamp::now();
-    Category {
-        id: CategoryId::generate(),
-        name: slug.to_owned(),
-        slug: slug.to_owned(),
-        parent_id: None,
-        display_order: 0,
-        body: None,
-        created_at: now,
-        updated_at: now,
-    }
+    Category::sample(slug)
 }
 
 async fn insert(conn: &mut sqlx::SqliteConnection, c: &Category) {
